@@ -1,0 +1,276 @@
+"""MQTT → Kafka bridge: at-least-once, batched, with backpressure.
+
+The delivery contract: an MQTT QoS 1 message is acknowledged (PUBACK) only after Kafka has
+acknowledged the record holding its readings or its dead letter. The broker keeps our
+persistent session (fixed client id, clean_session=False), so a crash anywhere between
+receive and produce means the broker redelivers: duplicates are possible, loss is not.
+
+Threads: paho's network loop runs in its own thread and only appends to a queue; one
+asyncio task drains the queue every ``linger`` into per-(topic, partition) Kafka records,
+waits for Kafka's acks, then PUBACKs in arrival order. A semaphore bounds the messages
+received but not yet acked; when it is exhausted the paho thread blocks, stops reading its
+socket, and TCP pushes back on the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import signal
+import ssl
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import orjson
+import paho.mqtt.client as mqtt
+
+from urbanbrain.ingest.normalise import DeadLetter, Normaliser
+from urbanbrain.ingest.topics import TopicMapper
+from urbanbrain.kafka import DEADLETTER_TOPIC, client_options, ensure_topics, readings_topic
+from urbanbrain.reading import Partitioner, Reading, encode_batch
+from urbanbrain.registry import Registry
+from urbanbrain.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BridgeStats:
+    received: int = 0
+    readings: int = 0
+    dead_letters: int = 0
+    records: int = 0
+    acked: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+
+
+class _Message:
+    __slots__ = ("topic", "payload", "mid", "qos", "received_ms")
+
+    def __init__(self, topic: str, payload: bytes, mid: int, qos: int, received_ms: int):
+        self.topic = topic
+        self.payload = payload
+        self.mid = mid
+        self.qos = qos
+        self.received_ms = received_ms
+
+
+class IngestBridge:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry | None = None,
+        mapper: TopicMapper | None = None,
+    ) -> None:
+        self.settings = settings
+        self.mapper = mapper or TopicMapper()
+        self.normaliser = Normaliser(settings, registry or Registry(), self.mapper)
+        self.partitioner = Partitioner(settings.kafka_partitions)
+        self.stats = BridgeStats()
+        self._queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
+        self._inflight = threading.BoundedSemaphore(settings.ingest_max_inflight)
+        self._connected = threading.Event()
+        self._stop = asyncio.Event()
+        self._client = self._make_client()
+
+    # -- MQTT side (paho thread) -----------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=s.mqtt_client_id,
+            clean_session=False,  # the broker queues QoS 1 messages while we are down
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        if s.mqtt_username:
+            client.username_pw_set(
+                s.mqtt_username, s.mqtt_password.get_secret_value() if s.mqtt_password else None
+            )
+        if s.mqtt_tls:
+            client.tls_set(
+                ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
+                certfile=str(s.mqtt_cert_file) if s.mqtt_cert_file else None,
+                keyfile=str(s.mqtt_key_file) if s.mqtt_key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(0.2, 5)
+        return client
+
+    def subscriptions(self) -> list[str]:
+        subs = self.mapper.subscriptions()
+        group = self.settings.mqtt_shared_group
+        return [f"$share/{group}/{s}" for s in subs] if group else subs
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if reason_code.is_failure:
+            log.error("MQTT connect refused: %s", reason_code)
+            return
+        client.subscribe([(s, 1) for s in self.subscriptions()])
+        log.info("MQTT connected (session present: %s)", flags.session_present)
+        self._connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("MQTT disconnected (%s); paho reconnects", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # noqa: ANN001
+        # Blocks the paho thread when too much is in flight: that is the backpressure.
+        self._inflight.acquire()
+        self._queue.put(
+            _Message(msg.topic, msg.payload, msg.mid, msg.qos, int(time.time() * 1000))
+        )
+
+    # -- Kafka side (asyncio) ------------------------------------------------------------
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        if stop is not None:
+            self._stop = stop
+        await ensure_topics(self.settings)
+        producer = AIOKafkaProducer(
+            **client_options(self.settings),
+            acks="all",
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            max_request_size=8 * 1024 * 1024,
+            request_timeout_ms=30_000,
+        )
+        await producer.start()
+        s = self.settings
+        self._client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30)
+        self._client.loop_start()
+        linger = s.ingest_linger_ms / 1000
+        reporter = asyncio.create_task(self._report_loop())
+        try:
+            while not self._stop.is_set():
+                batch = self._drain()
+                if batch:
+                    await self._forward(producer, batch)
+                else:
+                    try:
+                        await asyncio.wait_for(self._stop.wait(), timeout=linger)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            reporter.cancel()
+            self._client.disconnect()
+            self._client.loop_stop()
+            await producer.stop()
+
+    async def _report_loop(self, every_s: float = 5.0) -> None:
+        """Log progress and write self-monitoring points (best effort, never blocks ingest)."""
+        from urbanbrain.influx import InfluxWriter
+        from urbanbrain.lineprotocol import line
+
+        writer = InfluxWriter(self.settings, max_backoff_s=every_s)
+        last_received, last_t = 0, time.monotonic()
+        try:
+            while True:
+                await asyncio.sleep(every_s)
+                st, now = self.stats, time.monotonic()
+                rate = (st.received - last_received) / (now - last_t)
+                last_received, last_t = st.received, now
+                log.info(
+                    "ingest: %d messages (%.0f/s), %d readings, %d dead letters %s",
+                    st.received, rate, st.readings, st.dead_letters, dict(st.reasons),
+                )
+                ts = int(time.time() * 1000)
+                fields = {
+                    "messages_total": st.received, "messages_per_s": rate,
+                    "readings_total": st.readings, "dead_letters_total": st.dead_letters,
+                    "kafka_records_total": st.records,
+                    "inflight": self.settings.ingest_max_inflight - self._inflight._value,
+                }
+                points = [line("pipeline", {"stage": "ingest", "client": self.settings.mqtt_client_id},
+                               fields, ts)]
+                points += [
+                    line("deadletters", {"stage": "ingest", "reason": reason},
+                         {"count_total": n}, ts)
+                    for reason, n in st.reasons.items()
+                ]
+                try:
+                    await asyncio.wait_for(writer.write(points), timeout=every_s)
+                except asyncio.TimeoutError:
+                    log.warning("pipeline metrics not written: InfluxDB slow or down")
+        finally:
+            await writer.close()
+
+    def _drain(self, limit: int = 20_000) -> list[_Message]:
+        out: list[_Message] = []
+        get = self._queue.get_nowait
+        try:
+            while len(out) < limit:
+                out.append(get())
+        except queue.Empty:
+            pass
+        return out
+
+    async def _forward(self, producer, batch: list[_Message]) -> None:  # noqa: ANN001
+        by_part: dict[tuple[str, int], list[Reading]] = defaultdict(list)
+        dead: list[DeadLetter] = []
+        process = self.normaliser.process
+        part = self.partitioner
+        for m in batch:
+            readings, rejects = process(m.topic, m.payload, m.received_ms)
+            for r in readings:
+                by_part[(r["domain"], part(r["sensor_id"]))].append(r)
+            if rejects:
+                dead.extend(rejects)
+        futures = []
+        max_n = self.settings.ingest_batch_max
+        n_readings = 0
+        for (domain, partition), readings in by_part.items():
+            n_readings += len(readings)
+            for i in range(0, len(readings), max_n):
+                chunk = readings[i : i + max_n]
+                futures.append(
+                    await producer.send(
+                        readings_topic(domain), encode_batch(chunk), partition=partition
+                    )
+                )
+        for d in dead:
+            key = (d.get("sensor_id") or d["topic"]).encode("utf-8", "replace")
+            futures.append(await producer.send(DEADLETTER_TOPIC, orjson.dumps(d), key=key))
+            self.stats.reasons[d["reason"]] += 1
+        # Kafka acknowledged everything (or this raises and nothing is acked: redelivery).
+        await asyncio.gather(*futures)
+        for m in batch:
+            if m.qos > 0:
+                self._client.ack(m.mid, m.qos)
+            self._inflight.release()
+        st = self.stats
+        st.received += len(batch)
+        st.readings += n_readings
+        st.dead_letters += len(dead)
+        st.records += len(futures)
+        st.acked += len(batch)
+
+
+def run_bridge(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM (the ``urbanbrain ingest`` command)."""
+    registry = Registry.load(settings.registry_path) if settings.registry_path else Registry()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        bridge = IngestBridge(settings, registry)
+        log.info(
+            "ingest: %s → %s, %d registered sensors, subscriptions %s",
+            settings.mqtt_url, settings.kafka_bootstrap, len(registry), bridge.subscriptions(),
+        )
+        await bridge.run(stop)
+
+    asyncio.run(main())

@@ -1,0 +1,647 @@
+"""The rule engine: readings in (``observe``), alert transitions out (``tick``).
+
+Pure Python, event time only (``tick(now_ms)`` never looks at a clock), no I/O: the same
+object runs inside a Faust agent, the CLI unit-test runner and the tests.
+
+Lifecycle per alert instance (rule x sensor, or rule x district), as in Prometheus:
+
+    inactive --cond--> pending --held for `for`--> firing --cond false for
+    `keep_firing_for`--> resolved (state dropped)
+
+``tick`` returns only transitions (firing once, resolved once); pending is internal.
+Silences mark events ``silenced`` (don't notify) without touching the lifecycle; a firing
+alert whose silence ends is notified then.
+
+State lives in small JSON dicts under string keys (``s|<sensor>``, ``a|<rule>|<instance>``,
+``meta``): :meth:`take_changes` hands out the keys touched since the last call, for a
+changelog-backed table; :meth:`state_dict` / :meth:`from_state` snapshot everything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from urbanbrain.rules import windows
+from urbanbrain.rules.alerts import AlertEvent, fingerprint
+from urbanbrain.rules.model import (
+    LOOKBACK_MS,
+    AbsenceCond,
+    AnomalyCond,
+    CompositeCond,
+    Probe,
+    RateCond,
+    Rule,
+    RuleSet,
+    ThresholdCond,
+)
+from urbanbrain.rules.silences import Silence
+from urbanbrain.rules.state import SensorState
+
+STATE_VERSION = 1
+META_KEY = "meta"
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What to keep from one sensor's readings (cached per sensor)."""
+
+    samples: dict[str, int]  # metric -> retention ms
+    last: frozenset[str]  # metrics whose last-seen time absence rules need
+    ewma: dict[str, list[tuple[str, int]]]  # metric -> [(state key, halflife)]
+    weekly: frozenset[str]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.samples or self.last or self.ewma or self.weekly)
+
+
+def _alert_key(rule_id: str, inst: str) -> str:
+    return f"a|{rule_id}|{inst}"
+
+
+def normalise_registry(registry: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Registry entries as dicts; ``neighbours``/``metrics`` as lists (CSV gives ';' strings)."""
+    out: dict[str, dict[str, Any]] = {}
+    for sid, attrs in (registry or {}).items():
+        a = dict(attrs)
+        for k in ("neighbours", "metrics"):
+            v = a.get(k)
+            if isinstance(v, str):
+                a[k] = [x for x in v.split(";") if x]
+        out[str(sid)] = a
+    return out
+
+
+class Evaluator:
+    """Evaluates a :class:`RuleSet` over a stream of readings.
+
+    ``registry``: sensor_id -> attributes (domain, kind, district, neighbours, ...); sensors
+    missing from it are still evaluated with the domain/kind/district of their readings.
+    ``scope``: evaluate only rules of that scope ("sensor" or "district"), so a deployment
+    can run per-sensor rules where the readings are partitioned by sensor and
+    district-wide rules where they are partitioned by district.
+    """
+
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        registry: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        scope: str | None = None,
+        generator_url: str = "http://localhost:3000/alerting/list?search={alertname}",
+    ) -> None:
+        self.registry = normalise_registry(registry)
+        self.scope = scope
+        self.generator_url = generator_url
+        self._sensors: dict[str, SensorState] = {}
+        self._alerts: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # rule id -> inst -> state
+        self._silences: dict[str, Silence] = {}
+        self._group_last: dict[str, int] = {}
+        self._start: int | None = None
+        self.watermark: int | None = None
+        self._dirty: set[str] = set()
+        self._neigh = self._neighbours()
+        self._set_rules(ruleset)
+
+    # ------------------------------------------------------------------ rules / plans
+    def _set_rules(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self._rules = [r for r in ruleset.rules if self.scope is None or r.scope == self.scope]
+        self._rule_ids = {r.id for r in self._rules}
+        self._plans: dict[str, _Plan] = {}
+        self._cands: dict[str, list[str]] = {}
+        self._ignored: set[str] = set()
+
+    def _neighbours(self) -> dict[str, set[str]]:
+        adj: dict[str, set[str]] = defaultdict(set)
+        for sid, a in self.registry.items():
+            for n in a.get("neighbours") or []:
+                adj[sid].add(n)
+                adj[n].add(sid)
+        return adj
+
+    def attrs(self, sensor_id: str) -> Mapping[str, Any]:
+        a = self.registry.get(sensor_id)
+        if a is not None:
+            return a
+        st = self._sensors.get(sensor_id)
+        return (st.attrs or {}) if st else {}
+
+    def _plan(self, sid: str, attrs: Mapping[str, Any]) -> _Plan:
+        samples: dict[str, int] = {}
+        last: set[str] = set()
+        ewma: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        weekly: set[str] = set()
+        for r in self._rules:
+            if not r.selector.matches(sid, attrs):
+                continue
+            for m, ms in r.retention_ms().items():
+                samples[m] = max(samples.get(m, 0), ms)
+            c = r.condition
+            if isinstance(c, AbsenceCond) and c.metric:
+                last.add(c.metric)
+            if isinstance(c, AnomalyCond):
+                if c.method == "ewma" and (c.key, c.halflife_ms) not in ewma[c.probe.metric]:
+                    ewma[c.probe.metric].append((c.key, c.halflife_ms))
+                if c.seasonal == "same_hour_last_week":
+                    weekly.add(c.probe.metric)
+            if isinstance(c, AbsenceCond) and not c.metric:
+                last.add("")  # marker: the sensor matters for absence even without samples
+        return _Plan(samples, frozenset(last), dict(ewma), frozenset(weekly))
+
+    def _plan_for(self, sid: str, attrs: Mapping[str, Any]) -> _Plan:
+        p = self._plans.get(sid)
+        if p is None:
+            p = self._plans[sid] = self._plan(sid, attrs)
+        return p
+
+    def _candidates(self, rule: Rule) -> list[str]:
+        c = self._cands.get(rule.id)
+        if c is None:
+            pool = set(self.registry) | set(self._sensors)
+            c = self._cands[rule.id] = sorted(s for s in pool if rule.selector.matches(s, self.attrs(s)))
+        return c
+
+    # ------------------------------------------------------------------ observe
+    def observe(self, readings: Iterable[Mapping[str, Any]]) -> int:
+        """Feed normalised readings (or reading-shaped aggregates such as
+        ``{"sensor_id", "ts", "metrics": {"aqi_us": 153}}``). Returns how many were used."""
+        used = 0
+        wm = self.watermark
+        for r in readings:
+            sid = r["sensor_id"]
+            if sid in self._ignored:
+                continue
+            ts = int(r["ts"])
+            st = self._sensors.get(sid)
+            if st is None:
+                attrs = self.registry.get(sid)
+                own = None
+                if attrs is None:
+                    own = {k: r.get(k) for k in ("domain", "kind", "district") if r.get(k) is not None}
+                    attrs = own
+                plan = self._plan_for(sid, attrs)
+                if plan.empty:
+                    self._ignored.add(sid)
+                    continue
+                st = self._sensors[sid] = SensorState()
+                st.attrs = own
+                self._cands.clear()
+            else:
+                plan = self._plan_for(sid, self.attrs(sid))
+            if st.seen is None or ts > st.seen:
+                st.seen = ts
+            for name, v in (r.get("metrics") or {}).items():
+                ret = plan.samples.get(name)
+                if ret is None and name not in plan.last:
+                    continue
+                try:
+                    x = float(v)
+                except (TypeError, ValueError):
+                    continue
+                if not math.isfinite(x):
+                    continue
+                if ts > st.last.get(name, -1):
+                    st.last[name] = ts
+                if ret is not None:
+                    st.add(name, ts, x, ret)
+                for key, hl in plan.ewma.get(name, ()):
+                    windows.ewma_update(st.ewma.setdefault(key, []), x, ts, hl)
+                if name in plan.weekly:
+                    st.weekly_add(name, ts, x)
+            self._dirty.add("s|" + sid)
+            used += 1
+            if wm is None or ts > wm:
+                wm = ts
+        if wm != self.watermark:
+            self.watermark = wm
+            self._dirty.add(META_KEY)
+        return used
+
+    # ------------------------------------------------------------------ probes
+    def _relative(self, probe: Probe, sid: str, v: float) -> float | None:
+        if probe.relative_attr is None:
+            return v
+        d = self.attrs(sid).get(probe.relative_attr)
+        try:
+            div = float(d) if d not in (None, "") else probe.relative_default
+        except (TypeError, ValueError):
+            div = probe.relative_default
+        if not div:
+            return None
+        return v / div
+
+    def _probe(self, probe: Probe, sid: str, st: SensorState, now: int) -> float | None:
+        ts, vs = st.window(probe.metric, now - probe.span_ms, now)
+        if len(vs) < probe.min_samples or not vs:
+            return None
+        return self._relative(probe, sid, windows.aggregate(probe.aggregate, vs))
+
+    def _rate(self, c: RateCond, sid: str, st: SensorState, now: int) -> float | None:
+        ts, vs = st.window(c.probe.metric, now - c.probe.span_ms, now)
+        if len(vs) < max(2, c.probe.min_samples):
+            return None
+        r = windows.rate_per_minute(ts, vs, c.method)
+        if r is None:
+            return None
+        if c.relative:
+            base = vs[0] if c.method == "delta" else windows.mean(vs)
+            if base == 0:
+                return None
+            r = r / abs(base) * 100.0
+        return self._relative(c.probe, sid, r)
+
+    def _part(self, c: ThresholdCond | RateCond, sid: str, st: SensorState, now: int, active: bool
+              ) -> tuple[bool, float | None]:
+        v = self._rate(c, sid, st, now) if isinstance(c, RateCond) else self._probe(c.probe, sid, st, now)
+        if v is None:
+            return False, None
+        return c.level.test(v, active), v
+
+    def _anomaly(self, c: AnomalyCond, sid: str, st: SensorState, now: int, active: bool
+                 ) -> tuple[bool, float | None, dict[str, Any]]:
+        p = c.probe
+        if c.method == "ewma":
+            e = st.ewma.get(c.key)
+            if not e or e[2] - 1 < c.min_samples or now - e[3] > p.span_ms or e[3] > now:
+                return False, None, {}
+            z = windows.ewma_z(e, c.min_std)
+            observed = e[4]
+        else:
+            ts, vs = st.window(p.metric, now - p.span_ms, now)
+            if not vs:
+                return False, None, {}
+            if p.window_ms == 0:
+                ts, vs = ts[-1:], vs[-1:]
+            observed = windows.aggregate(p.aggregate, vs)
+            if c.seasonal == "same_hour_last_week":
+                base = st.weekly_baseline(p.metric, now)
+                if base is None or base[0] < c.min_samples:
+                    return False, None, {}
+                _, m, sd = base
+            else:
+                _, bv = st.window(p.metric, ts[0] - c.baseline_ms - 1, ts[0] - 1)
+                if len(bv) < c.min_samples:
+                    return False, None, {}
+                m, sd = windows.mean(bv), windows.stdev(bv)
+            sd = max(sd, c.min_std)
+            diff = observed - m
+            z = (0.0 if diff == 0 else math.copysign(math.inf, diff)) if sd == 0 else diff / sd
+        score = z if c.direction == "up" else (-z if c.direction == "down" else abs(z))
+        if active and c.clear is not None:
+            cond = score >= c.clear
+        else:
+            cond = score > c.threshold
+        return cond, z, {"observed": observed}
+
+    def _sensor_cond(self, rule: Rule, sid: str, st: SensorState, now: int, active: bool
+                     ) -> tuple[bool, float | None, dict[str, Any]]:
+        c = rule.condition
+        if isinstance(c, ThresholdCond):
+            v = self._probe(c.probe, sid, st, now)
+            return (v is not None and c.level.test(v, active)), v, {}
+        if isinstance(c, RateCond):
+            ok, v = self._part(c, sid, st, now, active)
+            return ok, v, {}
+        if isinstance(c, AnomalyCond):
+            return self._anomaly(c, sid, st, now, active)
+        if isinstance(c, CompositeCond):
+            results = [self._part(p, sid, st, now, active) for p in c.parts]
+            oks = [ok for ok, _ in results]
+            ok = all(oks) if c.mode == "all" else any(oks)
+            first = next((v for _, v in results if v is not None), None)
+            return ok, first, {"values": [v for _, v in results]}
+        raise TypeError(c)
+
+    # ------------------------------------------------------------------ instances
+    def _labels(self, rule: Rule, sid: str | None, district: str | None) -> dict[str, str]:
+        labels = {"alertname": rule.alert, **rule.labels}
+        if sid is not None:
+            labels["sensor"] = sid
+        if district:
+            labels["district"] = str(district)
+        return labels
+
+    def _evaluate(self, rule: Rule, now: int) -> dict[str, tuple[float | None, dict[str, str], dict[str, Any]]]:
+        """Instances whose condition holds: key -> (value, labels, template extras)."""
+        out: dict[str, tuple[float | None, dict[str, str], dict[str, Any]]] = {}
+        active_keys = self._alerts.get(rule.id, {})
+        c = rule.condition
+        if rule.scope == "sensor":
+            for sid in self._candidates(rule):
+                district = self.attrs(sid).get("district")
+                if isinstance(c, AbsenceCond):
+                    silent = self._silent_ms(c, sid, now)
+                    if silent is not None and silent >= c.silent_for_ms:
+                        out[sid] = (silent / 1000.0, self._labels(rule, sid, district), {})
+                    continue
+                st = self._sensors.get(sid)
+                if st is None:
+                    continue
+                ok, v, extra = self._sensor_cond(rule, sid, st, now, sid in active_keys)
+                if ok:
+                    out[sid] = (v, self._labels(rule, sid, district), extra)
+            return out
+        # district scope
+        by_d: dict[str, list[str]] = defaultdict(list)
+        for sid in self._candidates(rule):
+            d = self.attrs(sid).get("district")
+            if d:
+                by_d[str(d)].append(sid)
+        for d, sids in sorted(by_d.items()):
+            active = d in active_keys
+            if isinstance(c, AbsenceCond):
+                silences = [self._silent_ms(c, s, now) for s in sids]
+                if silences and all(s is not None and s >= c.silent_for_ms for s in silences):
+                    out[d] = (min(silences) / 1000.0, self._labels(rule, None, d), {"sensors": ",".join(sids)})
+                continue
+            if isinstance(c, CompositeCond):
+                hits = []
+                for s in sids:
+                    st = self._sensors.get(s)
+                    if st is not None and self._sensor_cond(rule, s, st, now, active)[0]:
+                        hits.append(s)
+                group = self._largest_component(hits) if c.neighbours else hits
+                if len(group) >= c.min_sensors:
+                    out[d] = (float(len(group)), self._labels(rule, None, d), {"sensors": ",".join(sorted(group))})
+                continue
+            if isinstance(c, (ThresholdCond, RateCond)):
+                vals: list[float] = []
+                used: list[str] = []
+                for s in sids:
+                    st = self._sensors.get(s)
+                    if st is None:
+                        continue
+                    v = self._rate(c, s, st, now) if isinstance(c, RateCond) else self._probe(c.probe, s, st, now)
+                    if v is not None:
+                        vals.append(v)
+                        used.append(s)
+                if not vals:
+                    continue
+                agg = float(len(vals)) if rule.across == "count" else windows.aggregate(rule.across, vals)
+                if c.level.test(agg, active):
+                    out[d] = (agg, self._labels(rule, None, d), {"sensors": ",".join(used)})
+        return out
+
+    def _silent_ms(self, c: AbsenceCond, sid: str, now: int) -> int | None:
+        st = self._sensors.get(sid)
+        last = None
+        if st is not None:
+            last = st.last.get(c.metric) if c.metric else st.seen
+        if last is None:
+            last = self._start
+        if last is None or last > now:
+            return None if last is None else 0
+        return now - last
+
+    def _largest_component(self, hits: list[str]) -> list[str]:
+        todo = set(hits)
+        best: list[str] = []
+        while todo:
+            seed = todo.pop()
+            comp, stack = [seed], [seed]
+            while stack:
+                for n in self._neigh.get(stack.pop(), ()):
+                    if n in todo:
+                        todo.remove(n)
+                        comp.append(n)
+                        stack.append(n)
+            if len(comp) > len(best) or (len(comp) == len(best) and sorted(comp) < sorted(best)):
+                best = comp
+        return best
+
+    # ------------------------------------------------------------------ lifecycle
+    def _render(self, rule: Rule, value: float | None, labels: Mapping[str, str], extra: Mapping[str, Any]
+                ) -> dict[str, str]:
+        env = {"sensors": extra.get("sensors", ""), "observed": extra.get("observed")}
+        return {k: t.render(value, labels, env) for k, t in rule.annotations.items()}
+
+    def _silenced_by(self, labels: Mapping[str, str], now: int) -> list[str]:
+        return [s.id for s in self._silences.values() if s.matches(labels, now)]
+
+    def _event(self, status: str, rule_id: str, st: dict[str, Any], now: int, silenced_by: list[str]) -> AlertEvent:
+        labels = st["labels"]
+        return AlertEvent(
+            status=status,
+            rule=rule_id,
+            labels=dict(labels),
+            annotations=dict(st["ann"]),
+            value=st.get("v"),
+            starts_at=st["fired"] if st.get("fired") is not None else st["active"],
+            ends_at=now if status == "resolved" else None,
+            fingerprint=st["fp"],
+            generator_url=self.generator_url.format(
+                alertname=quote(labels["alertname"]), rule=quote(rule_id),
+                sensor=quote(labels.get("sensor", "")), district=quote(labels.get("district", "")),
+            ),
+            silenced=bool(silenced_by),
+            silenced_by=silenced_by,
+            at=now,
+        )
+
+    def _advance(self, rule: Rule, now: int, true: Mapping[str, tuple]) -> list[AlertEvent]:
+        events: list[AlertEvent] = []
+        states = self._alerts[rule.id]
+        for inst, (value, labels, extra) in true.items():
+            st = states.get(inst)
+            if st is None:
+                st = states[inst] = {
+                    "rule": rule.id, "key": inst, "s": "pending", "active": now, "fired": None,
+                    "keep_since": None, "v": value, "labels": labels, "fp": fingerprint(labels),
+                    "ann": self._render(rule, value, labels, extra), "notified": False,
+                }
+            else:
+                st["v"] = value
+                st["keep_since"] = None
+            if st["s"] == "pending" and now - st["active"] >= rule.for_ms:
+                st["s"] = "firing"
+                st["fired"] = now
+                st["ann"] = self._render(rule, value, st["labels"], extra)
+                by = self._silenced_by(st["labels"], now)
+                st["notified"] = not by
+                events.append(self._event("firing", rule.id, st, now, by))
+            self._dirty.add(_alert_key(rule.id, inst))
+        for inst in [i for i in states if i not in true]:
+            st = states[inst]
+            key = _alert_key(rule.id, inst)
+            if st["s"] == "pending":
+                del states[inst]
+                self._dirty.add(key)
+                continue
+            if rule.keep_firing_for_ms > 0:
+                if st["keep_since"] is None:
+                    st["keep_since"] = now
+                    self._dirty.add(key)
+                if now - st["keep_since"] < rule.keep_firing_for_ms:
+                    continue
+            by = self._silenced_by(st["labels"], now)
+            if not st["notified"] and not by:
+                by = ["(never notified)"]
+            events.append(self._event("resolved", rule.id, st, now, by))
+            del states[inst]
+            self._dirty.add(key)
+        if not states:
+            self._alerts.pop(rule.id, None)
+        return events
+
+    def tick(self, now_ms: int | None = None) -> list[AlertEvent]:
+        """Evaluate every group due at ``now_ms`` (event time; default: the watermark)
+        and return the transitions (firing / resolved), each exactly once."""
+        now = self.watermark if now_ms is None else int(now_ms)
+        if now is None:
+            return []
+        if self._start is None:
+            self._start = now
+        self._dirty.add(META_KEY)
+        events: list[AlertEvent] = []
+        for g in self.ruleset.groups:
+            last = self._group_last.get(g.name)
+            if last is not None and (now < last or (g.interval_ms and now < last + g.interval_ms)):
+                continue
+            self._group_last[g.name] = now
+            for rule in g.rules:
+                if rule.id in self._rule_ids:
+                    events.extend(self._advance(rule, now, self._evaluate(rule, now)))
+        # notify alerts that fired while silenced, once their silence is over
+        for rule_id, states in self._alerts.items():
+            for inst, st in states.items():
+                if st["s"] == "firing" and not st["notified"] and not self._silenced_by(st["labels"], now):
+                    st["notified"] = True
+                    events.append(self._event("firing", rule_id, st, now, []))
+                    self._dirty.add(_alert_key(rule_id, inst))
+        return events
+
+    def active_alerts(self, state: str | None = None) -> list[dict[str, Any]]:
+        """Pending and firing alerts (``state="firing"`` for firing only)."""
+        out = []
+        for states in self._alerts.values():
+            for st in states.values():
+                if state is None or st["s"] == state:
+                    out.append({k: st[k] for k in ("rule", "s", "labels", "ann", "v", "active", "fired", "fp")})
+        return sorted(out, key=lambda a: (a["rule"], sorted(a["labels"].items())))
+
+    # ------------------------------------------------------------------ silences
+    def add_silence(self, silence: Silence) -> Silence:
+        self._silences[silence.id] = silence
+        self._dirty.add(META_KEY)
+        return silence
+
+    def expire_silence(self, silence_id: str, now_ms: int) -> None:
+        s = self._silences.get(silence_id)
+        if s is not None:
+            self._silences[silence_id] = Silence(s.matchers, s.starts_at, max(s.starts_at + 1, int(now_ms)),
+                                                 s.id, s.created_by, s.comment)
+            self._dirty.add(META_KEY)
+
+    def silences(self) -> list[Silence]:
+        return list(self._silences.values())
+
+    # ------------------------------------------------------------------ hot reload
+    def replace_ruleset(self, ruleset: RuleSet, now_ms: int | None = None) -> list[AlertEvent]:
+        """Swap rules, keeping sensor state and the alerts of rules that still exist
+        with the same labels; alerts of removed/relabelled rules are resolved (returned)."""
+        now = int(now_ms if now_ms is not None else (self.watermark or 0))
+        self._set_rules(ruleset)
+        new = {r.id: r for r in self._rules}
+        events: list[AlertEvent] = []
+        for rule_id in list(self._alerts):
+            rule = new.get(rule_id)
+            states = self._alerts[rule_id]
+            for inst in list(states):
+                st = states[inst]
+                keep = False
+                if rule is not None:
+                    sid = inst if rule.scope == "sensor" else None
+                    district = self.attrs(inst).get("district") if sid else inst
+                    keep = self._labels(rule, sid, district) == st["labels"]
+                if not keep:
+                    if st["s"] == "firing":
+                        by = self._silenced_by(st["labels"], now) or ([] if st["notified"] else ["(never notified)"])
+                        events.append(self._event("resolved", rule_id, st, now, by))
+                    del states[inst]
+                    self._dirty.add(_alert_key(rule_id, inst))
+            if not states:
+                del self._alerts[rule_id]
+        return events
+
+    # ------------------------------------------------------------------ state
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "v": STATE_VERSION,
+            "start": self._start,
+            "wm": self.watermark,
+            "groups": dict(self._group_last),
+            "silences": [s.to_dict() for s in self._silences.values()],
+        }
+
+    def _value(self, key: str) -> dict[str, Any] | None:
+        if key == META_KEY:
+            return self._meta()
+        if key.startswith("s|"):
+            st = self._sensors.get(key[2:])
+            return st.to_dict() if st else None
+        _, rule_id, inst = key.split("|", 2)
+        st = self._alerts.get(rule_id, {}).get(inst)
+        return dict(st) if st else None
+
+    def take_changes(self) -> dict[str, dict[str, Any] | None]:
+        """State entries changed since the last call: key -> JSON dict (None = delete).
+
+        Write them to a changelog-backed table; :meth:`from_state` rebuilds from it."""
+        out = {k: self._value(k) for k in sorted(self._dirty)}
+        self._dirty.clear()
+        return out
+
+    def state_dict(self) -> dict[str, dict[str, Any]]:
+        """Everything, as key -> JSON dict (same keys as :meth:`take_changes`)."""
+        out: dict[str, dict[str, Any]] = {META_KEY: self._meta()}
+        for sid, st in self._sensors.items():
+            out["s|" + sid] = st.to_dict()
+        for rule_id, states in self._alerts.items():
+            for inst, st in states.items():
+                out[_alert_key(rule_id, inst)] = dict(st)
+        return out
+
+    def load_state(self, items: Mapping[str, Mapping[str, Any] | None] | Iterable[tuple[str, Any]]) -> None:
+        """Merge state entries (a table's items, or a :meth:`state_dict`)."""
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for key, val in pairs:
+            if val is None:
+                continue
+            if key == META_KEY:
+                self._start = val.get("start") if self._start is None else min(self._start, val.get("start") or self._start)
+                wm = val.get("wm")
+                if wm is not None and (self.watermark is None or wm > self.watermark):
+                    self.watermark = wm
+                for g, t in (val.get("groups") or {}).items():
+                    self._group_last[g] = max(t, self._group_last.get(g, t))
+                for s in val.get("silences") or []:
+                    self._silences[s["id"]] = Silence.from_dict(s)
+            elif key.startswith("s|"):
+                self._sensors[key[2:]] = SensorState.from_dict(val)
+            elif key.startswith("a|"):
+                st = dict(val)
+                st["labels"] = dict(st["labels"])
+                st["ann"] = dict(st.get("ann") or {})
+                self._alerts[st["rule"]][st["key"]] = st
+        self._cands.clear()
+        self._plans.clear()
+        self._ignored.clear()
+
+    @classmethod
+    def from_state(
+        cls,
+        ruleset: RuleSet,
+        registry: Mapping[str, Mapping[str, Any]] | None,
+        state: Mapping[str, Mapping[str, Any] | None] | Iterable[tuple[str, Any]],
+        **kw: Any,
+    ) -> Evaluator:
+        ev = cls(ruleset, registry, **kw)
+        ev.load_state(state)
+        ev._dirty.clear()
+        return ev

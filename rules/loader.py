@@ -1,0 +1,466 @@
+"""Rule files -> :class:`RuleSet`, with every problem reported as ``file:line:col``.
+
+Two passes per file: the JSON Schema (rules/schema/rules.schema.json, the same one editors
+use) catches shape errors; then the semantic pass catches what a schema can't: unknown
+metrics, selectors that can never match, hysteresis on the wrong side, duplicate names,
+broken templates, and (given a registry) unknown districts and sensors.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from urbanbrain.rules import names
+from urbanbrain.rules.durations import DurationError, parse_duration
+from urbanbrain.rules.model import (
+    DOWNWARD,
+    UPWARD,
+    AbsenceCond,
+    AnomalyCond,
+    CompositeCond,
+    Group,
+    Level,
+    Probe,
+    RateCond,
+    Rule,
+    RuleSet,
+    Selector,
+    ThresholdCond,
+    _norm,
+)
+from urbanbrain.rules.templating import Template, TemplateError
+from urbanbrain.rules.yamlpos import Located, YamlSyntaxError, load_located, path_str
+
+SCHEMA_PATH = Path(__file__).parent / "schema" / "rules.schema.json"
+RESERVED_LABELS = ("alertname", "sensor", "district")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    line: int
+    col: int
+    message: str
+    severity: str = "error"  # error | warning
+
+    def __str__(self) -> str:
+        tag = "" if self.severity == "error" else f"{self.severity}: "
+        return f"{self.file}:{self.line}:{self.col}: {tag}{self.message}"
+
+
+class RuleFileError(ValueError):
+    """Rule files that failed the check; ``problems`` holds each one."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@functools.cache
+def rules_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(rules_schema())
+
+
+def expand_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list[str]:
+    """Files, directories (their ``*.yaml``/``*.yml``) and globs, sorted, de-duplicated."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[str] = []
+    for p in paths:
+        s = os.fspath(p)
+        if os.path.isdir(s):
+            found = sorted(glob.glob(os.path.join(s, "*.yaml")) + glob.glob(os.path.join(s, "*.yml")))
+        elif any(ch in s for ch in "*?["):
+            found = sorted(glob.glob(s))
+        else:
+            found = [s]
+        for f in found:
+            if f not in out:
+                out.append(f)
+    return out
+
+
+class _Ctx:
+    """Problem collector for one file."""
+
+    def __init__(self, file: str, loc: Located) -> None:
+        self.file, self.loc = file, loc
+        self.problems: list[Problem] = []
+
+    def err(self, path: tuple, msg: str, severity: str = "error", key: bool = False) -> None:
+        line, col = self.loc.where(path, key=key)
+        where = path_str(path)
+        self.problems.append(Problem(self.file, line, col, f"{where}: {msg}" if where else msg, severity))
+
+    def duration(self, obj: Mapping, key: str, path: tuple, default: int = 0) -> int:
+        if key not in obj:
+            return default
+        try:
+            return parse_duration(obj[key])
+        except DurationError as exc:
+            self.err(path + (key,), f"bad duration: {exc}")
+            return default
+
+
+def _schema_message(err: jsonschema.ValidationError) -> str:
+    schema = err.schema if isinstance(err.schema, Mapping) else {}
+    if schema.get("x-duration"):
+        try:
+            parse_duration(err.instance)
+        except DurationError as exc:
+            return f"bad duration: {exc}"
+    if schema.get("x-message"):
+        return str(schema["x-message"])
+    if err.validator == "additionalProperties":
+        return err.message.replace("Additional properties are not allowed", "unknown key(s)")
+    if err.validator == "enum":
+        return f"{err.instance!r} is not one of {', '.join(map(repr, err.validator_value))}"
+    if err.validator == "pattern" and schema.get("$ref") is None:
+        return f"{err.instance!r} does not match {err.validator_value!r}"
+    return err.message
+
+
+def _schema_errors(ctx: _Ctx) -> None:
+    def leaves(e: jsonschema.ValidationError) -> Iterable[jsonschema.ValidationError]:
+        # oneOf/anyOf: report the most specific branch's errors, not "is not valid under any"
+        sch = e.schema if isinstance(e.schema, Mapping) else {}
+        if e.context and not sch.get("x-message"):
+            best = jsonschema.exceptions.best_match(e.context)
+            yield from leaves(best) if best is not None else [e]
+        else:
+            yield e
+
+    seen: set[tuple] = set()
+    errors = sorted(_validator().iter_errors(ctx.loc.data), key=lambda e: list(map(str, e.absolute_path)))
+    for top in errors:
+        for e in leaves(top):
+            path = tuple(e.absolute_path)
+            msg = _schema_message(e)
+            if (path, msg) in seen:
+                continue
+            seen.add((path, msg))
+            key = e.validator in ("additionalProperties",)
+            ctx.err(path, msg, key=key)
+
+
+def _strings(v: Any) -> frozenset[str] | None:
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        return frozenset(_norm(x) for x in v)
+    return frozenset([_norm(v)])
+
+
+def _level(ctx: _Ctx, cond: Mapping, path: tuple) -> Level:
+    op = cond["op"]
+    value = cond["value"]
+    clear = cond.get("clear")
+    band = op in ("outside", "inside")
+    for k, v in (("value", value), ("clear", clear)):
+        if v is None:
+            continue
+        if band and not isinstance(v, list):
+            ctx.err(path + (k,), f"op {op!r} needs {k} as [low, high]")
+            return Level(">", float("inf"))
+        if not band and isinstance(v, list):
+            ctx.err(path + (k,), f"op {op!r} needs a number, not a band")
+            return Level(">", float("inf"))
+        if band and v[0] > v[1]:
+            ctx.err(path + (k,), f"band {v} has low > high")
+    if band:
+        value = (float(value[0]), float(value[1]))
+        clear = (float(clear[0]), float(clear[1])) if clear is not None else None
+    else:
+        value = float(value)
+        clear = float(clear) if clear is not None else None
+    if clear is not None:
+        bad = ""
+        if op in UPWARD and clear > value:
+            bad = f"clear {clear:g} is above the firing value {value:g} for op {op!r}: clear must be <= value"
+        elif op in DOWNWARD and clear < value:
+            bad = f"clear {clear:g} is below the firing value {value:g} for op {op!r}: clear must be >= value"
+        elif op in ("==", "!="):
+            bad = f"op {op!r} takes no clear level"
+        elif op == "outside" and not (value[0] <= clear[0] <= clear[1] <= value[1]):
+            bad = f"clear band {list(clear)} must lie inside the firing band {list(value)} for 'outside'"
+        elif op == "inside" and not (clear[0] <= value[0] and value[1] <= clear[1]):
+            bad = f"clear band {list(clear)} must contain the firing band {list(value)} for 'inside'"
+        if bad:
+            ctx.err(path + ("clear",), bad)
+    return Level(op, value, clear)
+
+
+class _Builder:
+    def __init__(self, registry: Mapping[str, Mapping] | None) -> None:
+        self.registry = registry
+        if registry is not None:
+            self.districts = {str(a.get("district")) for a in registry.values() if a.get("district")}
+            self.attrs = set().union(*(a.keys() for a in registry.values())) if registry else set()
+
+    # --- pieces -----------------------------------------------------------------------
+    def metric(self, ctx: _Ctx, name: Any, path: tuple, sel: Selector) -> str | None:
+        if not isinstance(name, str):
+            return None
+        dom = names.metric_domain(name)
+        if dom is None:
+            ctx.err(path, f"unknown metric {name!r}{names.suggest(name, names.known_metrics())}")
+            return None
+        if sel.domain is not None and dom not in sel.domain:
+            ctx.err(
+                path,
+                f"metric {name!r} belongs to domain {dom!r} but the selector picks "
+                f"domain {', '.join(sorted(sel.domain))}: no sensor can match",
+            )
+            return None
+        return name
+
+    def probe(self, ctx: _Ctx, obj: Mapping, path: tuple, sel: Selector, metric_key: str = "metric",
+              default_agg: str | None = None, rate: bool = False) -> Probe | None:
+        metric = self.metric(ctx, obj.get(metric_key), path + (metric_key,), sel)
+        window = ctx.duration(obj, "window", path)
+        if "window" in obj and window == 0:
+            ctx.err(path + ("window",), "window must be > 0")
+        agg = obj.get("aggregate") or default_agg or ("mean" if window else "last")
+        min_samples = int(obj.get("min_samples") or (2 if rate or agg in ("stddev", "range") else 1))
+        rel = obj.get("relative_to") or (obj.get("condition") or {}).get("relative_to")
+        if metric is None:
+            return None
+        return Probe(
+            metric,
+            window,
+            agg,
+            min_samples,
+            rel.get("attr") if rel else None,
+            float(rel["default"]) if rel and "default" in rel else None,
+        )
+
+    def selector(self, ctx: _Ctx, obj: Mapping | None, path: tuple) -> Selector:
+        obj = obj or {}
+        where = tuple(sorted((k, _strings(v) or frozenset()) for k, v in (obj.get("where") or {}).items()))
+        sel = Selector(
+            domain=_strings(obj.get("domain")),
+            kind=_strings(obj.get("kind")),
+            district=_strings(obj.get("district")),
+            sensors=_strings(obj.get("sensors")),
+            where=where,
+        )
+        if self.registry is not None:
+            if sel.district:
+                for d in sorted(sel.district - self.districts):
+                    ctx.err(path + ("district",), f"unknown district {d!r}{names.suggest(d, sorted(self.districts))}")
+            if sel.sensors:
+                for s in sorted(sel.sensors - set(self.registry)):
+                    ctx.err(path + ("sensors",), f"unknown sensor {s!r} (not in the registry)")
+            for k, _ in where:
+                if k not in self.attrs:
+                    ctx.err(path + ("where", k), f"unknown registry attribute {k!r}", key=True)
+        return sel
+
+    def _registry_match(self, ctx: _Ctx, rule: Rule, path: tuple) -> None:
+        if self.registry is None:
+            return
+        matched = [s for s, a in self.registry.items() if rule.selector.matches(s, a)]
+        if not matched:
+            ctx.err(path + ("selector",), "selector matches no sensor in the registry")
+            return
+        for p in rule.probes():
+            if p.relative_attr and p.relative_default is None:
+                if not any(self.registry[s].get(p.relative_attr) not in (None, "") for s in matched):
+                    ctx.err(path, f"relative_to attribute {p.relative_attr!r} is set on none of the matched sensors")
+
+    def templates(self, ctx: _Ctx, obj: Mapping, path: tuple) -> dict[str, Template]:
+        out = {}
+        for k, v in (obj or {}).items():
+            try:
+                out[k] = Template(str(v))
+            except TemplateError as exc:
+                ctx.err(path + (k,), f"bad template: {exc}")
+        return out
+
+    # --- a rule -----------------------------------------------------------------------
+    def rule(self, ctx: _Ctx, r: Mapping, path: tuple, group: str, glabels: Mapping[str, str]) -> Rule | None:
+        n_before = len(ctx.problems)
+        kind = r["kind"]
+        sel = self.selector(ctx, r.get("selector"), path + ("selector",))
+        scope = r.get("scope") or "sensor"
+        cp = path + ("condition",)
+        cond_obj = r["condition"]
+        cond: Any = None
+        metric_dom = names.metric_domain(r["metric"]) if isinstance(r.get("metric"), str) else None
+        if sel.domain is None and metric_dom and kind != "composite":
+            sel = Selector(frozenset([metric_dom]), sel.kind, sel.district, sel.sensors, sel.where)
+        if kind == "threshold":
+            pr = self.probe(ctx, r, path, sel)
+            lv = _level(ctx, cond_obj, cp)
+            cond = ThresholdCond(pr, lv) if pr else None
+        elif kind == "rate":
+            pr = self.probe(ctx, r, path, sel, rate=True)
+            lv = _level(ctx, cond_obj, cp)
+            cond = RateCond(pr, lv, cond_obj.get("method", "delta"), bool(cond_obj.get("relative"))) if pr else None
+        elif kind == "absence":
+            silent = ctx.duration(cond_obj, "silent_for", cp)
+            if silent <= 0:
+                ctx.err(cp + ("silent_for",), "silent_for must be > 0")
+            metric = None
+            if "metric" in r:
+                metric = self.metric(ctx, r["metric"], path + ("metric",), sel)
+            cond = AbsenceCond(silent, metric)
+        elif kind == "anomaly":
+            pr = self.probe(ctx, r, path, sel)
+            thr = float(cond_obj["threshold"])
+            clear = cond_obj.get("clear")
+            if clear is not None and float(clear) > thr:
+                ctx.err(cp + ("clear",), f"clear {clear:g} is above the threshold {thr:g}: clear must be <= threshold")
+            method = cond_obj.get("method", "zscore")
+            baseline = ctx.duration(cond_obj, "baseline", cp, 3_600_000)
+            halflife = ctx.duration(cond_obj, "halflife", cp, 900_000)
+            if method == "zscore" and baseline <= 0:
+                ctx.err(cp + ("baseline",), "baseline must be > 0")
+            if method == "ewma" and halflife <= 0:
+                ctx.err(cp + ("halflife",), "halflife must be > 0")
+            if pr:
+                cond = AnomalyCond(
+                    pr, method, baseline, halflife, cond_obj.get("seasonal", "none"), thr,
+                    float(clear) if clear is not None else None, cond_obj.get("direction", "both"),
+                    int(cond_obj.get("min_samples", 10)), float(cond_obj.get("min_std", 1e-9)),
+                )
+            if scope != "sensor":
+                ctx.err(path + ("scope",), "anomaly rules are evaluated per sensor (scope: sensor)")
+        elif kind == "composite":
+            mode = "all" if "all" in cond_obj else "any"
+            parts = []
+            for i, part in enumerate(cond_obj.get(mode) or []):
+                pp = cp + (mode, i)
+                is_rate = part.get("kind") == "rate"
+                if is_rate and "window" not in part:
+                    ctx.err(pp, "a rate part needs a window")
+                pr = self.probe(ctx, part, pp, sel, rate=is_rate)
+                lv = _level(ctx, part, pp)
+                if pr is None:
+                    continue
+                parts.append(
+                    RateCond(pr, lv, part.get("method", "delta"), bool(part.get("relative")))
+                    if is_rate
+                    else ThresholdCond(pr, lv)
+                )
+            min_sensors = int(cond_obj.get("min_sensors", 1))
+            neighbours = bool(cond_obj.get("neighbours", False))
+            if scope == "sensor" and (min_sensors > 1 or neighbours):
+                ctx.err(cp, "min_sensors > 1 and neighbours need scope: district")
+            cond = CompositeCond(mode, tuple(parts), min_sensors, neighbours)
+        for_ms = ctx.duration(r, "for", path)
+        keep = ctx.duration(r, "keep_firing_for", path)
+        labels = {**glabels, **(r.get("labels") or {})}
+        for k in RESERVED_LABELS:
+            if k in (r.get("labels") or {}):
+                ctx.err(path + ("labels", k), f"label {k!r} is set by the engine", key=True)
+        if "severity" not in labels:
+            ctx.err(path + ("labels",), "no severity label (alerts will be routed as severity=none)", "warning")
+        if scope == "district" and kind == "anomaly":
+            pass
+        annotations = self.templates(ctx, r.get("annotations") or {}, path + ("annotations",))
+        if len(ctx.problems) > n_before and any(p.severity == "error" for p in ctx.problems[n_before:]):
+            return None
+        line, _ = ctx.loc.where(path)
+        rule = Rule(
+            alert=r["alert"], group=group, kind=kind, scope=scope, selector=sel, condition=cond,
+            for_ms=for_ms, keep_firing_for_ms=keep, across=r.get("across", "mean"), labels=labels,
+            annotations=annotations, description=r.get("description", ""), file=ctx.file, line=line,
+        )
+        self._registry_match(ctx, rule, path)
+        return rule
+
+
+def check_text(text: str, file: str = "<string>", registry: Mapping[str, Mapping] | None = None,
+               builder: _Builder | None = None) -> tuple[list[Group], list[Problem]]:
+    """Check one rule file's text; returns its groups (if valid) and the problems."""
+    try:
+        loc = load_located(text)
+    except YamlSyntaxError as exc:
+        return [], [Problem(file, exc.line, exc.col, str(exc))]
+    ctx = _Ctx(file, loc)
+    if loc.data is None:
+        return [], [Problem(file, 1, 1, "empty rule file (expected 'groups:')", "warning")]
+    _schema_errors(ctx)
+    if ctx.problems:
+        return [], ctx.problems
+    b = builder or _Builder(registry)
+    groups: list[Group] = []
+    gnames: dict[str, tuple] = {}
+    for gi, g in enumerate(loc.data["groups"]):
+        gp = ("groups", gi)
+        if g["name"] in gnames:
+            ctx.err(gp + ("name",), f"duplicate group name {g['name']!r} (first at line {loc.where(gnames[g['name']])[0]})")
+        gnames.setdefault(g["name"], gp + ("name",))
+        interval = ctx.duration(g, "interval", gp)
+        rules: list[Rule] = []
+        seen: dict[str, int] = {}
+        for ri, r in enumerate(g["rules"]):
+            rp = gp + ("rules", ri)
+            if r["alert"] in seen:
+                ctx.err(rp + ("alert",), f"duplicate alert name {r['alert']!r} in group {g['name']!r} (first at line {seen[r['alert']]})")
+            rule = b.rule(ctx, r, rp, g["name"], g.get("labels") or {})
+            if rule is not None and r["alert"] not in seen:
+                rules.append(rule)
+            seen.setdefault(r["alert"], loc.where(rp + ("alert",))[0])
+        groups.append(Group(g["name"], interval, tuple(rules), file))
+    return groups, ctx.problems
+
+
+def check_files(
+    paths: Iterable[str] | str, registry: Mapping[str, Mapping] | None = None
+) -> tuple[RuleSet | None, list[Problem]]:
+    """Check rule files; the rule set is None when any error was found."""
+    files = expand_paths(paths)
+    problems: list[Problem] = []
+    groups: list[Group] = []
+    builder = _Builder(registry)
+    if not files:
+        problems.append(Problem(str(paths), 0, 0, "no rule files found"))
+    first: dict[str, str] = {}
+    for f in files:
+        try:
+            text = Path(f).read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append(Problem(f, 0, 0, f"cannot read: {exc.strerror or exc}"))
+            continue
+        gs, ps = check_text(text, f, registry, builder)
+        problems.extend(ps)
+        for g in gs:
+            if g.name in first and first[g.name] != f:
+                problems.append(Problem(f, 1, 1, f"group {g.name!r} is also defined in {first[g.name]}"))
+            first.setdefault(g.name, f)
+        groups.extend(gs)
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    return RuleSet(tuple(groups), tuple(files)), problems
+
+
+def load_rules(paths: Iterable[str] | str, registry: Mapping[str, Mapping] | None = None) -> RuleSet:
+    rs, problems = check_files(paths, registry)
+    if rs is None:
+        raise RuleFileError([p for p in problems if p.severity == "error"])
+    return rs
+
+
+def loads(text: str, file: str = "<string>", registry: Mapping[str, Mapping] | None = None) -> RuleSet:
+    """Rule set from YAML text (tests, notebooks)."""
+    groups, problems = check_text(text, file, registry)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise RuleFileError(errors)
+    return RuleSet(tuple(groups), (file,))

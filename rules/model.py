@@ -1,0 +1,271 @@
+"""Rules as immutable objects: what the loader builds and the evaluator runs.
+
+One dataclass per concept (selector, probe, level, condition per kind, rule, group,
+rule set), all frozen: a loaded rule set is shared by the evaluator, the checker and the
+unit-test runner, and hot reload swaps the whole object.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from urbanbrain.rules.templating import Template
+
+#: Without a window, a probe reads the latest sample no older than this (Prometheus'
+#: default lookback delta).
+LOOKBACK_MS = 5 * 60_000
+
+KINDS = ("threshold", "rate", "absence", "anomaly", "composite")
+UPWARD = (">", ">=")
+DOWNWARD = ("<", "<=")
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """Which sensors a rule looks at. ``None`` means "any"."""
+
+    domain: frozenset[str] | None = None
+    kind: frozenset[str] | None = None
+    district: frozenset[str] | None = None
+    sensors: frozenset[str] | None = None
+    where: tuple[tuple[str, frozenset[str]], ...] = ()
+
+    def matches(self, sensor_id: str, attrs: Mapping[str, Any]) -> bool:
+        if self.sensors is not None and sensor_id not in self.sensors:
+            return False
+        if self.domain is not None and attrs.get("domain") not in self.domain:
+            return False
+        if self.kind is not None and attrs.get("kind") not in self.kind:
+            return False
+        if self.district is not None and attrs.get("district") not in self.district:
+            return False
+        for key, allowed in self.where:
+            v = attrs.get(key)
+            if isinstance(v, (list, tuple, set, frozenset)):
+                if not any(_norm(x) in allowed for x in v):
+                    return False
+            elif _norm(v) not in allowed:
+                return False
+        return True
+
+
+def _norm(v: Any) -> str:
+    """Registry CSV values are strings, YAML values may be numbers/bools: compare as text."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return "" if v is None else str(v)
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """A comparison with optional hysteresis.
+
+    ``trigger(v)`` starts the condition; once active it holds while ``hold(v)``: for
+    ``>``/``>=`` until the value falls below ``clear``, for ``<``/``<=`` until it rises
+    above ``clear``, for ``outside`` until it is back inside the ``clear`` band, for
+    ``inside`` until it leaves the (wider) ``clear`` band. Without ``clear`` hold = trigger.
+    """
+
+    op: str
+    value: float | tuple[float, float]
+    clear: float | tuple[float, float] | None = None
+
+    def trigger(self, v: float) -> bool:
+        op, x = self.op, self.value
+        if op == ">":
+            return v > x  # type: ignore[operator]
+        if op == ">=":
+            return v >= x  # type: ignore[operator]
+        if op == "<":
+            return v < x  # type: ignore[operator]
+        if op == "<=":
+            return v <= x  # type: ignore[operator]
+        if op == "==":
+            return v == x
+        if op == "!=":
+            return v != x
+        lo, hi = x  # type: ignore[misc]
+        if op == "outside":
+            return v < lo or v > hi
+        return lo <= v <= hi  # inside
+
+    def hold(self, v: float) -> bool:
+        c = self.clear
+        if c is None:
+            return self.trigger(v)
+        op = self.op
+        if op in UPWARD:
+            return v >= c  # type: ignore[operator]
+        if op in DOWNWARD:
+            return v <= c  # type: ignore[operator]
+        lo, hi = c  # type: ignore[misc]
+        if op == "outside":
+            return v < lo or v > hi
+        if op == "inside":
+            return lo <= v <= hi
+        return self.trigger(v)
+
+    def test(self, v: float, active: bool) -> bool:
+        return self.hold(v) if active else self.trigger(v)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """How a rule turns one sensor's samples of one metric into a number."""
+
+    metric: str
+    window_ms: int  # 0: latest sample within LOOKBACK_MS
+    aggregate: str = "last"
+    min_samples: int = 1
+    relative_attr: str | None = None
+    relative_default: float | None = None
+
+    @property
+    def span_ms(self) -> int:
+        return self.window_ms or LOOKBACK_MS
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdCond:
+    probe: Probe
+    level: Level
+
+
+@dataclass(frozen=True, slots=True)
+class RateCond:
+    probe: Probe  # aggregate unused; window = rate window
+    level: Level
+    method: str = "delta"  # delta | slope
+    relative: bool = False  # percent of the first value, per minute
+
+
+@dataclass(frozen=True, slots=True)
+class AbsenceCond:
+    silent_for_ms: int
+    metric: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyCond:
+    probe: Probe  # the observation compared with the baseline
+    method: str = "zscore"  # zscore | ewma
+    baseline_ms: int = 3_600_000
+    halflife_ms: int = 900_000
+    seasonal: str = "none"  # none | same_hour_last_week
+    threshold: float = 3.0
+    clear: float | None = None
+    direction: str = "both"
+    min_samples: int = 10
+    min_std: float = 1e-9
+
+    @property
+    def key(self) -> str:
+        """State key of the EWMA this rule needs (shared by rules with equal halflife)."""
+        return f"{self.probe.metric}|{self.halflife_ms}"
+
+
+Part = ThresholdCond | RateCond
+
+
+@dataclass(frozen=True, slots=True)
+class CompositeCond:
+    mode: str  # all | any
+    parts: tuple[Part, ...]
+    min_sensors: int = 1
+    neighbours: bool = False
+
+
+Condition = ThresholdCond | RateCond | AbsenceCond | AnomalyCond | CompositeCond
+
+
+@dataclass(frozen=True)
+class Rule:
+    alert: str
+    group: str
+    kind: str
+    scope: str  # sensor | district
+    selector: Selector
+    condition: Condition
+    for_ms: int = 0
+    keep_firing_for_ms: int = 0
+    across: str = "mean"  # district scope of threshold/rate: how sensors' values combine
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, Template] = field(default_factory=dict)
+    description: str = ""
+    file: str = ""
+    line: int = 0
+
+    @property
+    def id(self) -> str:
+        """State key of the rule: group name + alert name."""
+        return f"{self.group}/{self.alert}"
+
+    def probes(self) -> list[Probe]:
+        c = self.condition
+        if isinstance(c, (ThresholdCond, RateCond, AnomalyCond)):
+            return [c.probe]
+        if isinstance(c, CompositeCond):
+            return [p.probe for p in c.parts]
+        return []
+
+    def retention_ms(self) -> dict[str, int]:
+        """How much history of each metric this rule needs."""
+        out: dict[str, int] = {}
+        c = self.condition
+        for p in self.probes():
+            need = p.span_ms
+            if isinstance(c, AnomalyCond) and c.method == "zscore":
+                need += c.baseline_ms
+            out[p.metric] = max(out.get(p.metric, 0), need)
+        return out
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    interval_ms: int
+    rules: tuple[Rule, ...]
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    groups: tuple[Group, ...] = ()
+    files: tuple[str, ...] = ()
+
+    @property
+    def rules(self) -> list[Rule]:
+        return [r for g in self.groups for r in g.rules]
+
+    def rule(self, alert: str) -> Rule:
+        for r in self.rules:
+            if r.alert == alert or r.id == alert:
+                return r
+        raise KeyError(alert)
+
+    def retention_ms(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rules:
+            for m, ms in r.retention_ms().items():
+                out[m] = max(out.get(m, 0), ms)
+        return out
+
+    @classmethod
+    def load(cls, paths: Iterable[str] | str, registry: Mapping[str, Mapping] | None = None) -> RuleSet:
+        """Load and check rule files (files, directories or globs).
+
+        Raises :class:`~urbanbrain.rules.loader.RuleFileError` listing every problem as
+        ``file:line:col: message``.
+        """
+        from urbanbrain.rules.loader import load_rules
+
+        return load_rules(paths, registry)
+
+
+def valid_label_name(name: str) -> bool:
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None

@@ -1,0 +1,120 @@
+"""Per-sensor rolling state: the samples rules need, last-seen times, EWMA and weekly
+baselines. Plain lists and dicts only, so ``to_dict`` is JSON and a Faust table (keyed by
+sensor, co-partitioned with the readings) can hold it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Mapping
+from typing import Any
+
+HOUR_MS = 3_600_000
+WEEK_MS = 168 * HOUR_MS
+
+
+class SensorState:
+    """Everything the engine remembers about one sensor."""
+
+    __slots__ = ("seen", "attrs", "series", "last", "ewma", "weekly")
+
+    def __init__(self) -> None:
+        self.seen: int | None = None  # event time of the newest reading
+        self.attrs: dict[str, Any] | None = None  # for sensors missing from the registry
+        self.series: dict[str, list[list]] = {}  # metric -> [ts list, value list], ts sorted
+        self.last: dict[str, int] = {}  # metric -> newest sample time
+        self.ewma: dict[str, list] = {}  # "metric|halflife" -> windows.ewma_update state
+        self.weekly: dict[str, dict[str, list]] = {}  # metric -> hour-of-week -> bucket
+
+    # --- samples ----------------------------------------------------------------------
+    def add(self, metric: str, ts: int, value: float, retention_ms: int) -> bool:
+        """Insert a sample (late ones in order, same time replaces); False if too old."""
+        s = self.series.get(metric)
+        if s is None:
+            s = self.series[metric] = [[], []]
+        tsl, vl = s
+        if not tsl or ts > tsl[-1]:
+            tsl.append(ts)
+            vl.append(value)
+        else:
+            if ts < tsl[-1] - retention_ms:
+                return False
+            i = bisect_left(tsl, ts)
+            if i < len(tsl) and tsl[i] == ts:
+                vl[i] = value
+            else:
+                insort(tsl, ts)
+                vl.insert(i, value)
+        cutoff = tsl[-1] - retention_ms
+        if tsl[0] < cutoff:
+            k = bisect_left(tsl, cutoff)
+            del tsl[:k]
+            del vl[:k]
+        return True
+
+    def window(self, metric: str, start_excl: int, end_incl: int) -> tuple[list[int], list[float]]:
+        s = self.series.get(metric)
+        if not s:
+            return [], []
+        tsl, vl = s
+        j = bisect_right(tsl, end_incl)
+        i = bisect_right(tsl, start_excl, 0, j)
+        return tsl[i:j], vl[i:j]
+
+    # --- same hour last week ------------------------------------------------------------
+    def weekly_add(self, metric: str, ts: int, x: float) -> None:
+        """Welford stats per hour-of-week bucket: [week, n, mean, m2, pweek, pn, pmean, pm2]."""
+        how = str((ts // HOUR_MS) % 168)
+        week = ts // WEEK_MS
+        buckets = self.weekly.setdefault(metric, {})
+        b = buckets.get(how)
+        if b is None:
+            b = buckets[how] = [week, 0, 0.0, 0.0, -1, 0, 0.0, 0.0]
+        elif b[0] < week:
+            prev = b[0:4] if b[0] == week - 1 else [-1, 0, 0.0, 0.0]
+            b[:] = [week, 0, 0.0, 0.0, *prev]
+        elif b[0] > week:
+            return
+        n = b[1] + 1
+        d = x - b[2]
+        b[1] = n
+        b[2] += d / n
+        b[3] += d * (x - b[2])
+
+    def weekly_baseline(self, metric: str, now: int) -> tuple[int, float, float] | None:
+        """(n, mean, sample std) of the same hour one week before ``now``."""
+        b = self.weekly.get(metric, {}).get(str((now // HOUR_MS) % 168))
+        if b is None:
+            return None
+        week = now // WEEK_MS
+        if b[0] == week - 1:
+            n, m, m2 = b[1], b[2], b[3]
+        elif b[4] == week - 1:
+            n, m, m2 = b[5], b[6], b[7]
+        else:
+            return None
+        if n < 2:
+            return None
+        return n, m, (m2 / (n - 1)) ** 0.5
+
+    # --- serialisation ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"seen": self.seen, "m": self.series, "ls": self.last}
+        if self.attrs:
+            d["attrs"] = self.attrs
+        if self.ewma:
+            d["e"] = self.ewma
+        if self.weekly:
+            d["w"] = self.weekly
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SensorState:
+        st = cls()
+        st.seen = d.get("seen")
+        st.attrs = dict(d["attrs"]) if d.get("attrs") else None
+        st.series = {k: [list(v[0]), list(v[1])] for k, v in (d.get("m") or {}).items()}
+        st.last = dict(d.get("ls") or {})
+        st.ewma = {k: list(v) for k, v in (d.get("e") or {}).items()}
+        st.weekly = {m: {h: list(b) for h, b in bs.items()} for m, bs in (d.get("w") or {}).items()}
+        return st

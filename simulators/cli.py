@@ -1,0 +1,229 @@
+"""``urbanbrain simulate ...``: run, record, replay and write scenarios from the shell.
+
+The typer app is ``app`` (the lead mounts it); the work is done by plain functions
+(:func:`run_simulation`, :func:`replay`, :func:`write_scenario`) that ``urbanbrain up``
+calls directly.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from urbanbrain.settings import Settings, get_settings
+from urbanbrain.simulators.publisher import Progress
+from urbanbrain.simulators.runner import RunResult, run_simulation
+
+__all__ = ["app", "run_simulation", "RunResult"]
+
+app = typer.Typer(help="City simulator: synthetic sensors, incidents, faults, replay.",
+                  no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _duration(text: str | None) -> float | None:
+    """"90", "90s", "15m", "2h", "7d" → seconds."""
+    if not text:
+        return None
+    text = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)
+
+
+def _start_ms(text: str | None) -> int | None:
+    if not text:
+        return None
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        raise typer.BadParameter("--start needs a time zone, e.g. 2026-01-05T08:00:00+01:00")
+    return int(dt.astimezone(timezone.utc).timestamp() * 1000)
+
+
+def _render(p: Progress, title: str) -> Table:
+    t = Table(title=title, show_header=False, box=None)
+    t.add_row("readings sent", f"{p.readings:,}")
+    t.add_row("messages", f"{p.messages:,}")
+    t.add_row("rate", f"{p.rate:,.0f} readings/s (mean {p.mean_rate:,.0f})")
+    t.add_row("incidents so far", f"{p.incidents}")
+    t.add_row("faults so far", f"{p.faults}")
+    if p.sim_time_ms:
+        sim = datetime.fromtimestamp(p.sim_time_ms / 1000, tz=timezone.utc)
+        t.add_row("simulated time", sim.strftime("%Y-%m-%d %H:%M UTC"))
+    t.add_row("elapsed", f"{p.elapsed_s:,.1f} s")
+    return t
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum, frame):  # noqa: ANN001
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, handler)
+        except ValueError:  # not in the main thread
+            pass
+
+
+def _settings(mqtt_url: str | None) -> Settings:
+    s = get_settings()
+    return s.model_copy(update={"mqtt_url": mqtt_url}) if mqtt_url else s
+
+
+@app.command()
+def run(
+    seed: int = typer.Option(42, help="Seed: same seed, same city, signals and incidents."),
+    size: str = typer.Option("small", help="tiny|small|medium|large|xl or a sensor count."),
+    rate: float = typer.Option(0.0, help="Cap on readings/s (0 = no cap)."),
+    speed: float = typer.Option(1.0, help="Simulated seconds per second (60 = an hour a "
+                                          "minute, 0 = as fast as possible)."),
+    duration: Optional[str] = typer.Option(None, help="Stop after this wall time (90s, 15m, 2h)."),
+    sim_duration: Optional[str] = typer.Option(None, help="Stop after this simulated time."),
+    fmt: str = typer.Option("senml", "--format", help="json | senml | fiware"),
+    interval: float = typer.Option(60.0, help="Seconds of simulated time between readings."),
+    start: Optional[str] = typer.Option(None, help="Event time of the first tick (ISO 8601 "
+                                                   "with zone); default now."),
+    registry: Optional[Path] = typer.Option(None, help="Write the device registry CSV here."),
+    ground_truth: Optional[Path] = typer.Option(None, help="Write incidents and faults here "
+                                                           "(.jsonl or .csv)."),
+    faults: str = typer.Option("off", help="off | light | heavy | stuck=0.1,malformed=0.01,..."),
+    incidents: bool = typer.Option(True, help="Random incidents from the seed."),
+    connections: int = typer.Option(2, help="MQTT connections (round-robin)."),
+    qos: int = typer.Option(1, help="MQTT QoS."),
+    pack_size: int = typer.Option(50, help="Sensors per SenML pack."),
+    mqtt_url: Optional[str] = typer.Option(None, help="Override URBANBRAIN_MQTT_URL."),
+) -> None:
+    """Simulate the city live and publish to MQTT."""
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    settings = _settings(mqtt_url)
+    with Live(_render(Progress(), "urbanbrain simulate"), console=console,
+              refresh_per_second=4) as live:
+        result = run_simulation(
+            settings, seed=seed, size=size, rate=rate or None, speed=speed,
+            duration_s=_duration(duration), sim_duration_s=_duration(sim_duration), fmt=fmt,
+            interval_s=interval, start_ms=_start_ms(start), registry_path=registry,
+            ground_truth_path=ground_truth, faults=faults, incidents=incidents,
+            connections=connections, qos=qos, pack_size=pack_size, stop_event=stop,
+            on_progress=lambda p: live.update(_render(p, "urbanbrain simulate")))
+    console.print(f"done: {result.progress.readings:,} readings, "
+                  f"{result.progress.messages:,} messages, {result.progress.incidents} incidents; "
+                  f"faults {result.faults.as_dict()}")
+
+
+@app.command()
+def record(
+    out: Path = typer.Argument(..., help="Output file: .jsonl, .parquet or .csv."),
+    from_mqtt: bool = typer.Option(False, help="Record a live MQTT feed instead of simulating."),
+    topic: Optional[str] = typer.Option(None, help="Topic filter (default <prefix>/#)."),
+    duration: str = typer.Option("1h", help="Simulated time to record, or wall time with "
+                                            "--from-mqtt."),
+    seed: int = typer.Option(42),
+    size: str = typer.Option("small"),
+    interval: float = typer.Option(60.0),
+    start: Optional[str] = typer.Option(None),
+    faults: str = typer.Option("off"),
+    ground_truth: Optional[Path] = typer.Option(None),
+    mqtt_url: Optional[str] = typer.Option(None),
+) -> None:
+    """Record a simulated run (offline, no MQTT) or a live MQTT feed to a file."""
+    from urbanbrain.simulators.city import City
+    from urbanbrain.simulators.engine import Simulation
+    from urbanbrain.simulators.faults import FaultConfig
+    from urbanbrain.simulators.incidents import GroundTruthWriter
+    from urbanbrain.simulators.record import FrameTable, MqttRecorder, write_table
+
+    secs = _duration(duration) or 3600.0
+    if from_mqtt:
+        stop = threading.Event()
+        _stop_on_signals(stop)
+        rec = MqttRecorder(_settings(mqtt_url), topic=topic)
+        t0 = time.monotonic()
+        try:
+            while not stop.wait(0.5) and time.monotonic() - t0 < secs:
+                console.print(f"\r{len(rec.readings):,} readings, {rec.undecodable} undecodable",
+                              end="")
+        finally:
+            rec.stop()
+        rec.save(out)
+        console.print(f"\nwrote {len(rec.readings):,} readings to {out}")
+        return
+    city = City.generate(seed, size)
+    gt = GroundTruthWriter(ground_truth) if ground_truth else None
+    sim = Simulation(city, seed, start_ms=_start_ms(start), interval_s=interval,
+                     faults=FaultConfig.parse(faults), on_event=gt.write if gt else None)
+    table = FrameTable(city)
+    for frame in sim.frames(until_ms=sim.start_ms + int(secs * 1000)):
+        table.add(frame)
+    if gt:
+        gt.close()
+    write_table(table.to_frame(), out)
+    console.print(f"wrote {table.readings:,} readings ({sim.ticks} ticks) to {out}")
+
+
+@app.command()
+def replay(
+    path: Path = typer.Argument(..., help="Recording: .jsonl, .parquet or .csv."),
+    speed: float = typer.Option(1.0, help="Speed factor (0 = as fast as possible)."),
+    fmt: str = typer.Option("json", "--format", help="json | senml | fiware"),
+    rate: float = typer.Option(0.0, help="Cap on readings/s (0 = no cap)."),
+    connections: int = typer.Option(2),
+    qos: int = typer.Option(1),
+    mqtt_url: Optional[str] = typer.Option(None),
+) -> None:
+    """Replay a recording to MQTT, keeping its event timestamps."""
+    from urbanbrain.simulators.replay import replay as do_replay
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    with Live(_render(Progress(), f"replay {path.name}"), console=console,
+              refresh_per_second=4) as live:
+        p = do_replay(_settings(mqtt_url), path, speed=speed, fmt=fmt, rate=rate or None,
+                      connections=connections, qos=qos, stop_event=stop,
+                      on_progress=lambda p: live.update(_render(p, f"replay {path.name}")))
+    console.print(f"replayed {p.readings:,} readings in {p.elapsed_s:.1f} s")
+
+
+@app.command()
+def scenario(
+    out: Path = typer.Argument(Path("standard-week.parquet"),
+                               help="Readings file (.parquet, .csv or .jsonl); ground truth, "
+                                    "registry and manifest are written beside it."),
+    name: str = typer.Option("standard-week", help="Scenario name."),
+    days: Optional[float] = typer.Option(None, help="Only the first N days."),
+) -> None:
+    """Write a named scenario (default standard-week) to files, offline and fast."""
+    from urbanbrain.simulators.scenario import write_scenario
+
+    t0 = time.monotonic()
+    paths = write_scenario(out, name, days=days)
+    console.print(f"wrote {name} in {time.monotonic() - t0:.1f} s:")
+    for k, p in paths.items():
+        console.print(f"  {k}: {p}")
+
+
+@app.command()
+def city(
+    out_dir: Path = typer.Argument(Path("city"), help="Directory for registry and GeoJSON."),
+    seed: int = typer.Option(42),
+    size: str = typer.Option("small"),
+) -> None:
+    """Write the city's device registry CSV and GeoJSON (districts, sensors, roads)."""
+    from urbanbrain.simulators.city import City
+
+    c = City.generate(seed, size)
+    reg = c.write_registry(out_dir / "registry.csv")
+    geo = c.write_geojson(out_dir)
+    console.print(f"{len(c.sensors)} sensors in {len(c.districts)} districts: {c.summary()}")
+    for p in [reg, *geo]:
+        console.print(f"  {p}")

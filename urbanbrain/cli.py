@@ -1,0 +1,111 @@
+"""The ``urbanbrain`` command line: one subcommand per concern.
+
+Each room that has commands of its own exposes a typer app in ``<room>/cli.py``; this file
+only mounts them, so the core knows no room's options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from urbanbrain.settings import Settings, get_settings
+
+app = typer.Typer(
+    name="urbanbrain",
+    help="Real-time IoT stream processing for a city operations centre.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+kafka_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+streams_app = typer.Typer(help="Faust stream processors.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(streams_app, name="streams")
+
+# Rooms with their own commands: (module, command name, help).
+_ROOM_APPS = (
+    ("urbanbrain.simulators.cli", "simulate", "Simulate a city: publish readings, record, replay."),
+    ("urbanbrain.rules.cli", "rules", "Alert rules: check, test, backtest."),
+    ("urbanbrain.dashboards.cli", "dashboards", "Grafana dashboards: push, snapshot."),
+)
+for _module, _name, _help in _ROOM_APPS:
+    try:
+        _room = importlib.import_module(_module)
+    except ModuleNotFoundError as _exc:
+        if _exc.name != _module:
+            raise
+        continue
+    app.add_typer(_room.app, name=_name, help=_help)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+LogLevel = Annotated[str, typer.Option("--log-level", "-l", help="debug, info, warning, error")]
+
+
+@app.command()
+def ingest(log_level: LogLevel = "info") -> None:
+    """Run the MQTT → Kafka ingest bridge until stopped."""
+    from urbanbrain.ingest.bridge import run_bridge
+
+    _logging(log_level)
+    run_bridge(get_settings())
+
+
+@streams_app.command("worker")
+def streams_worker(log_level: LogLevel = "info") -> None:
+    """Run one Faust worker; start more to split the partitions."""
+    from urbanbrain.streams.app import run_worker
+
+    run_worker(get_settings(), loglevel=log_level)
+
+
+@kafka_app.command("init")
+def kafka_init() -> None:
+    """Create the Kafka topics (idempotent)."""
+    from urbanbrain.kafka import ensure_topics
+
+    created = asyncio.run(ensure_topics(get_settings()))
+    console.print(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")
+
+
+@app.command()
+def up(
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    rate: Annotated[float, typer.Option(help="simulated readings per second")] = 2000.0,
+    size: Annotated[str, typer.Option(help="city size: small, medium, large")] = "small",
+    seed: Annotated[int, typer.Option(help="city seed")] = 7,
+    workers: Annotated[int, typer.Option(help="Faust workers")] = 1,
+) -> None:
+    """Run the whole pipeline on an embedded local stack (no Docker) with live progress."""
+    from urbanbrain.up import run_up
+
+    raise typer.Exit(run_up(get_settings(), duration=duration, rate=rate, size=size,
+                            seed=seed, workers=workers))
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print the effective settings (secrets masked)."""
+    s: Settings = get_settings()
+    for name, value in s.model_dump().items():
+        console.print(f"URBANBRAIN_{name.upper()}={value}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

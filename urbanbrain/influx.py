@@ -1,0 +1,231 @@
+"""Writing line protocol to InfluxDB and asking it InfluxQL, over either API family.
+
+Two transports, one interface:
+
+* ``v1``: ``POST /write?db=...&precision=ms`` — InfluxDB 1.x (the Debian 1.6 our tests run
+  on), also accepted by 1.8+, 2.x (DBRP mapping) and 3.x.
+* ``v2``: influxdb-client's async write API (``/api/v2/write``) — InfluxDB 1.8+, 2.x, 3.x
+  with a token.
+
+``auto`` asks ``/ping`` for ``X-Influxdb-Version``: 1.x before 1.8 → v1, else v2 when a
+token is configured, else v1.
+
+The writer never drops points silently: server and network errors are retried with
+backoff until they succeed (the caller holds its Kafka offsets meanwhile, so an outage
+becomes consumer lag, not loss); a 400 is bisected down to the exact lines InfluxDB
+refuses, which are returned to the caller to dead-letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from urbanbrain.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class InfluxError(RuntimeError):
+    pass
+
+
+@dataclass
+class WriterStats:
+    points: int = 0
+    batches: int = 0
+    retries: int = 0
+    rejected: int = 0
+    last_batch_ms: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    parts = version.lstrip("v").split(".")
+    try:
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        return (0, 0)
+
+
+class InfluxWriter:
+    """Batched, retrying line-protocol writer. Use ``async with InfluxWriter(settings)``."""
+
+    def __init__(self, settings: Settings, *, max_backoff_s: float = 5.0) -> None:
+        self.settings = settings
+        self.url = settings.influx_url.rstrip("/")
+        self.stats = WriterStats()
+        self.max_backoff_s = max_backoff_s
+        self.api: str | None = None if settings.influx_api == "auto" else settings.influx_api
+        self._session: aiohttp.ClientSession | None = None
+        self._v2: Any = None
+        self._db_ready = False
+        self._closing = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def __aenter__(self) -> InfluxWriter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.settings.influx_timeout_s)
+        self._session = aiohttp.ClientSession(timeout=timeout, headers=self._auth_headers())
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._v2 is not None:
+            await self._v2.close()
+        if self._session is not None:
+            await self._session.close()
+
+    def _auth_headers(self) -> dict[str, str]:
+        s = self.settings
+        if s.influx_token is not None:
+            return {"Authorization": f"Token {s.influx_token.get_secret_value()}"}
+        if s.influx_username and s.influx_password is not None:
+            import base64
+
+            raw = f"{s.influx_username}:{s.influx_password.get_secret_value()}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+        return {}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise InfluxError("InfluxWriter used before start()")
+        return self._session
+
+    # -- discovery -----------------------------------------------------------------------
+    async def ping(self) -> str:
+        """The server's version string; raises on no answer."""
+        if self._session is None:
+            await self.start()
+        async with self.session.get(f"{self.url}/ping") as resp:
+            if resp.status not in (200, 204):
+                raise InfluxError(f"/ping answered {resp.status}")
+            return resp.headers.get("X-Influxdb-Version", "unknown")
+
+    async def _choose_api(self) -> str:
+        if self.api is not None:
+            return self.api
+        version = await self.ping()
+        major, minor = _version_tuple(version)
+        if (major, minor) >= (1, 8) and self.settings.influx_token is not None:
+            self.api = "v2"
+        else:
+            self.api = "v1"
+        log.info("InfluxDB %s at %s: using the %s write API", version, self.url, self.api)
+        return self.api
+
+    async def ensure_database(self) -> None:
+        """``CREATE DATABASE`` (idempotent) on v1; on v2 the bucket must exist already."""
+        if await self._choose_api() == "v1":
+            await self.query(f'CREATE DATABASE "{self.settings.influx_db}"', method="POST")
+        self._db_ready = True
+
+    # -- queries -------------------------------------------------------------------------
+    async def query(self, q: str, *, method: str = "GET", epoch: str = "ms") -> list[dict]:
+        """InfluxQL over ``/query``; returns the ``results`` list."""
+        if self._session is None:
+            await self.start()
+        params = {"q": q, "db": self.settings.influx_db, "epoch": epoch}
+        async with self.session.request(method, f"{self.url}/query", params=params) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise InfluxError(f"query failed ({resp.status}): {body}")
+        for result in body.get("results", []):
+            if "error" in result:
+                raise InfluxError(f"query error: {result['error']}")
+        return body.get("results", [])
+
+    # -- writes --------------------------------------------------------------------------
+    async def write(self, lines: Sequence[str]) -> list[tuple[str, str]]:
+        """Store every line; returns the lines InfluxDB refused, each with its reason.
+
+        Blocks (retrying with backoff) while InfluxDB is unreachable or failing.
+        """
+        if self._session is None:
+            await self.start()
+        refused: list[tuple[str, str]] = []
+        n = self.settings.influx_batch_points
+        for i in range(0, len(lines), n):
+            refused += await self._write_chunk(lines[i : i + n])
+        return refused
+
+    async def _write_chunk(self, lines: Sequence[str]) -> list[tuple[str, str]]:
+        if not lines:
+            return []
+        body = ("\n".join(lines)).encode("utf-8")
+        delay = 0.1
+        while True:
+            try:
+                if not self._db_ready:
+                    await self.ensure_database()
+                t0 = time.perf_counter()
+                status, text = await self._post(body)
+                if status in (200, 204):
+                    self.stats.points += len(lines)
+                    self.stats.batches += 1
+                    self.stats.last_batch_ms = (time.perf_counter() - t0) * 1000
+                    return []
+                if status == 400:
+                    return await self._bisect(lines, text)
+                if status == 404 and "database not found" in text:
+                    self._db_ready = False
+                    raise InfluxError(text)
+                raise InfluxError(f"HTTP {status}: {text[:300]}")
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, InfluxError) as exc:
+                if self._closing:
+                    raise
+                key = type(exc).__name__
+                self.stats.errors[key] = self.stats.errors.get(key, 0) + 1
+                self.stats.retries += 1
+                if self.stats.retries % 20 == 1:
+                    log.warning("InfluxDB write failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_s)
+
+    async def _bisect(self, lines: Sequence[str], error: str) -> list[tuple[str, str]]:
+        """A 400 means some line is bad (1.x writes the rest): find exactly which."""
+        if len(lines) == 1:
+            self.stats.rejected += 1
+            return [(lines[0], error.strip()[:500])]
+        mid = len(lines) // 2
+        return await self._write_chunk(lines[:mid]) + await self._write_chunk(lines[mid:])
+
+    async def _post(self, body: bytes) -> tuple[int, str]:
+        if await self._choose_api() == "v2":
+            return await self._post_v2(body)
+        params = {"db": self.settings.influx_db, "precision": "ms"}
+        async with self.session.post(f"{self.url}/write", params=params, data=body) as resp:
+            return resp.status, (await resp.text()) if resp.status >= 300 else ""
+
+    async def _post_v2(self, body: bytes) -> tuple[int, str]:
+        from influxdb_client.client.exceptions import InfluxDBError
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+        from influxdb_client.domain.write_precision import WritePrecision
+
+        s = self.settings
+        if self._v2 is None:
+            token = s.influx_token.get_secret_value() if s.influx_token else ""
+            self._v2 = InfluxDBClientAsync(
+                url=self.url, token=token, org=s.influx_org,
+                timeout=int(s.influx_timeout_s * 1000),
+            )
+        try:
+            await self._v2.write_api().write(
+                bucket=s.influx_db, org=s.influx_org, record=body, write_precision=WritePrecision.MS
+            )
+            return 204, ""
+        except InfluxDBError as exc:
+            status = getattr(exc.response, "status", 500) if exc.response is not None else 500
+            return int(status or 500), str(exc)

@@ -1,0 +1,114 @@
+"""One typed settings object for every urbanbrain process.
+
+Everything comes from environment variables with the ``URBANBRAIN_`` prefix (or an
+``.env`` file), so the same image runs in compose, in CI and on a laptop. Secrets are
+``SecretStr`` so they never end up in a log line or a ``repr``; none has a default.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DOMAINS: tuple[str, ...] = ("traffic", "environment", "water", "power")
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, read from ``URBANBRAIN_*`` environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="URBANBRAIN_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- local data -------------------------------------------------------------------
+    data_dir: Path = Field(Path("var"), description="Where the embedded stack keeps its state.")
+    registry_path: Path | None = Field(
+        None, description="Device registry (CSV); the simulator writes one."
+    )
+
+    # --- MQTT -------------------------------------------------------------------------
+    mqtt_url: str = Field(
+        "mqtt://127.0.0.1:1883", description="mqtt://host:port, or mqtts://host:port for TLS"
+    )
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_ca_file: Path | None = Field(None, description="CA bundle for mqtts:// (default: system)")
+    mqtt_cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
+    mqtt_key_file: Path | None = None
+    mqtt_topic_prefix: str = "city"
+    mqtt_client_id: str = Field(
+        "urbanbrain-ingest", description="fixed, so the broker keeps our persistent session"
+    )
+    mqtt_shared_group: str | None = Field(
+        None, description="subscribe as $share/<group>/... so replicas split the load"
+    )
+
+    # --- Kafka ------------------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ca_file: Path | None = None
+    kafka_partitions: int = Field(4, ge=1, description="partitions of each readings.* topic")
+    kafka_replication: int = Field(1, ge=1)
+    # tansu holds a group's first JoinGroup for half the session timeout: keep these small
+    # locally, Kafka-sized in production.
+    kafka_session_timeout_s: float = 60.0
+    kafka_heartbeat_interval_s: float = 3.0
+
+    # --- InfluxDB ---------------------------------------------------------------------
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_db: str = "urbanbrain"
+    influx_api: Literal["auto", "v1", "v2"] = Field(
+        "auto", description="v1 /write, v2 /api/v2/write, or pick from /ping's version"
+    )
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+    influx_token: SecretStr | None = None
+    influx_org: str = "-"
+    influx_batch_points: int = Field(5000, ge=1)
+    influx_timeout_s: float = 10.0
+
+    # --- ingest -----------------------------------------------------------------------
+    ingest_batch_max: int = Field(500, ge=1, description="readings per Kafka record at most")
+    ingest_linger_ms: int = Field(50, ge=0, description="wait this long to fill a batch")
+    ingest_max_inflight: int = Field(
+        20_000, ge=1, description="MQTT messages received but not yet acked (backpressure)"
+    )
+    ingest_max_payload_bytes: int = 256 * 1024
+    ingest_max_future_s: float = 300.0
+    ingest_max_past_s: float = 7 * 24 * 3600.0
+    ingest_unknown_sensors: Literal["reject", "accept"] = "accept"
+
+    # --- streams ----------------------------------------------------------------------
+    streams_app_id: str = "urbanbrain-streams"
+    streams_web_port: int | None = Field(
+        None, description="Faust web port on 127.0.0.1; None disables the web server"
+    )
+
+    @property
+    def mqtt_host(self) -> str:
+        return urlsplit(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        parts = urlsplit(self.mqtt_url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def mqtt_tls(self) -> bool:
+        return urlsplit(self.mqtt_url).scheme == "mqtts"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, read once from the environment."""
+    return Settings()
