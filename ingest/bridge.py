@@ -168,6 +168,13 @@ class IngestBridge:
             self._client.loop_stop()
             await producer.stop()
 
+    def _registry_mtime(self) -> float | None:
+        path = self.settings.registry_path
+        try:
+            return path.stat().st_mtime if path else None
+        except OSError:
+            return None
+
     async def _report_loop(self, every_s: float = 5.0) -> None:
         """Log progress and write self-monitoring points (best effort, never blocks ingest)."""
         from urbanbrain.influx import InfluxWriter
@@ -175,9 +182,18 @@ class IngestBridge:
 
         writer = InfluxWriter(self.settings, max_backoff_s=every_s)
         last_received, last_t = 0, time.monotonic()
+        reg_mtime = self._registry_mtime()
         try:
             while True:
                 await asyncio.sleep(every_s)
+                mtime = self._registry_mtime()
+                if mtime != reg_mtime:
+                    reg_mtime = mtime
+                    try:
+                        self.normaliser.registry = load_registry(self.settings)
+                        log.info("registry reloaded: %d sensors", len(self.normaliser.registry))
+                    except (OSError, ValueError) as exc:
+                        log.error("registry reload failed, keeping the old one: %s", exc)
                 st, now = self.stats, time.monotonic()
                 rate = (st.received - last_received) / (now - last_t)
                 last_received, last_t = st.received, now
@@ -257,9 +273,21 @@ class IngestBridge:
         st.acked += len(batch)
 
 
+def load_registry(settings: Settings) -> Registry:
+    """The configured registry, or an empty one (with a warning) while the file is missing."""
+    path = settings.registry_path
+    if path is None:
+        return Registry()
+    if not path.exists():
+        log.warning("registry %s does not exist (yet): starting without one; "
+                    "it is loaded as soon as it appears", path)
+        return Registry()
+    return Registry.load(path)
+
+
 def run_bridge(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM (the ``urbanbrain ingest`` command)."""
-    registry = Registry.load(settings.registry_path) if settings.registry_path else Registry()
+    registry = load_registry(settings)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from urbanbrain.rules.loader import check_files, expand_paths
 from urbanbrain.rules.promtool import run_tests
 from urbanbrain.rules.registry import load_registry_csv
@@ -23,8 +22,12 @@ app = typer.Typer(help="Alert rules: check rule files, run rule unit tests.", no
 
 @app.command()
 def check(
-    paths: Annotated[list[str] | None, typer.Argument(help="rule files, directories or globs")] = None,
-    registry: Annotated[Path | None, typer.Option(help="device registry CSV: also check districts/sensors")] = None,
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="rule files, directories or globs")
+    ] = None,
+    registry: Annotated[
+        Path | None, typer.Option(help="device registry CSV: also check districts/sensors")
+    ] = None,
     strict: Annotated[bool, typer.Option(help="treat warnings as errors")] = False,
 ) -> None:
     """Validate rule files against the schema and the metric catalogue."""
@@ -39,12 +42,16 @@ def check(
         typer.echo(f"FAILED: {len(errors)} error(s) in {len(files)} file(s)", err=True)
         raise typer.Exit(1)
     n_rules = len(ruleset.rules)
-    typer.echo(f"SUCCESS: {len(files)} file(s), {len(ruleset.groups)} group(s), {n_rules} rule(s) ok")
+    typer.echo(
+        f"SUCCESS: {len(files)} file(s), {len(ruleset.groups)} group(s), {n_rules} rule(s) ok"
+    )
 
 
 @app.command()
 def test(
-    paths: Annotated[list[str] | None, typer.Argument(help="rule test files (promtool format)")] = None,
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="rule test files (promtool format)")
+    ] = None,
 ) -> None:
     """Run rule unit tests written like `promtool test rules`."""
     paths = paths or [DEFAULT_TESTS]

@@ -29,7 +29,6 @@ from urllib.parse import quote
 from urbanbrain.rules import windows
 from urbanbrain.rules.alerts import AlertEvent, fingerprint
 from urbanbrain.rules.model import (
-    LOOKBACK_MS,
     AbsenceCond,
     AnomalyCond,
     CompositeCond,
@@ -64,7 +63,16 @@ def _alert_key(rule_id: str, inst: str) -> str:
     return f"a|{rule_id}|{inst}"
 
 
-def normalise_registry(registry: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+def _copy_alert(st: Mapping[str, Any]) -> dict[str, Any]:
+    d = dict(st)
+    d["labels"] = dict(st["labels"])
+    d["ann"] = dict(st["ann"])
+    return d
+
+
+def normalise_registry(
+    registry: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, dict[str, Any]]:
     """Registry entries as dicts; ``neighbours``/``metrics`` as lists (CSV gives ';' strings)."""
     out: dict[str, dict[str, Any]] = {}
     for sid, attrs in (registry or {}).items():
@@ -99,7 +107,9 @@ class Evaluator:
         self.scope = scope
         self.generator_url = generator_url
         self._sensors: dict[str, SensorState] = {}
-        self._alerts: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # rule id -> inst -> state
+        self._alerts: dict[str, dict[str, dict[str, Any]]] = defaultdict(
+            dict
+        )  # rule id -> inst -> state
         self._silences: dict[str, Silence] = {}
         self._group_last: dict[str, int] = {}
         self._start: int | None = None
@@ -164,7 +174,9 @@ class Evaluator:
         c = self._cands.get(rule.id)
         if c is None:
             pool = set(self.registry) | set(self._sensors)
-            c = self._cands[rule.id] = sorted(s for s in pool if rule.selector.matches(s, self.attrs(s)))
+            c = self._cands[rule.id] = sorted(
+                s for s in pool if rule.selector.matches(s, self.attrs(s))
+            )
         return c
 
     # ------------------------------------------------------------------ observe
@@ -183,7 +195,9 @@ class Evaluator:
                 attrs = self.registry.get(sid)
                 own = None
                 if attrs is None:
-                    own = {k: r.get(k) for k in ("domain", "kind", "district") if r.get(k) is not None}
+                    own = {
+                        k: r.get(k) for k in ("domain", "kind", "district") if r.get(k) is not None
+                    }
                     attrs = own
                 plan = self._plan_for(sid, attrs)
                 if plan.empty:
@@ -229,15 +243,19 @@ class Evaluator:
             return v
         d = self.attrs(sid).get(probe.relative_attr)
         try:
-            div = float(d) if d not in (None, "") else probe.relative_default
+            div = float(d) if d not in (None, "") else None
         except (TypeError, ValueError):
+            div = None
+        if div is None and probe.relative_standard:
+            div = min(probe.relative_standard, key=lambda lv: (abs(lv - v), lv))
+        if div is None:
             div = probe.relative_default
         if not div:
             return None
         return v / div
 
     def _probe(self, probe: Probe, sid: str, st: SensorState, now: int) -> float | None:
-        ts, vs = st.window(probe.metric, now - probe.span_ms, now)
+        _, vs = st.window(probe.metric, now - probe.span_ms, now)
         if len(vs) < probe.min_samples or not vs:
             return None
         return self._relative(probe, sid, windows.aggregate(probe.aggregate, vs))
@@ -256,15 +274,21 @@ class Evaluator:
             r = r / abs(base) * 100.0
         return self._relative(c.probe, sid, r)
 
-    def _part(self, c: ThresholdCond | RateCond, sid: str, st: SensorState, now: int, active: bool
-              ) -> tuple[bool, float | None]:
-        v = self._rate(c, sid, st, now) if isinstance(c, RateCond) else self._probe(c.probe, sid, st, now)
+    def _part(
+        self, c: ThresholdCond | RateCond, sid: str, st: SensorState, now: int, active: bool
+    ) -> tuple[bool, float | None]:
+        v = (
+            self._rate(c, sid, st, now)
+            if isinstance(c, RateCond)
+            else self._probe(c.probe, sid, st, now)
+        )
         if v is None:
             return False, None
         return c.level.test(v, active), v
 
-    def _anomaly(self, c: AnomalyCond, sid: str, st: SensorState, now: int, active: bool
-                 ) -> tuple[bool, float | None, dict[str, Any]]:
+    def _anomaly(
+        self, c: AnomalyCond, sid: str, st: SensorState, now: int, active: bool
+    ) -> tuple[bool, float | None, dict[str, Any]]:
         p = c.probe
         if c.method == "ewma":
             e = st.ewma.get(c.key)
@@ -299,8 +323,9 @@ class Evaluator:
             cond = score > c.threshold
         return cond, z, {"observed": observed}
 
-    def _sensor_cond(self, rule: Rule, sid: str, st: SensorState, now: int, active: bool
-                     ) -> tuple[bool, float | None, dict[str, Any]]:
+    def _sensor_cond(
+        self, rule: Rule, sid: str, st: SensorState, now: int, active: bool
+    ) -> tuple[bool, float | None, dict[str, Any]]:
         c = rule.condition
         if isinstance(c, ThresholdCond):
             v = self._probe(c.probe, sid, st, now)
@@ -327,7 +352,9 @@ class Evaluator:
             labels["district"] = str(district)
         return labels
 
-    def _evaluate(self, rule: Rule, now: int) -> dict[str, tuple[float | None, dict[str, str], dict[str, Any]]]:
+    def _evaluate(
+        self, rule: Rule, now: int
+    ) -> dict[str, tuple[float | None, dict[str, str], dict[str, Any]]]:
         """Instances whose condition holds: key -> (value, labels, template extras)."""
         out: dict[str, tuple[float | None, dict[str, str], dict[str, Any]]] = {}
         active_keys = self._alerts.get(rule.id, {})
@@ -358,7 +385,11 @@ class Evaluator:
             if isinstance(c, AbsenceCond):
                 silences = [self._silent_ms(c, s, now) for s in sids]
                 if silences and all(s is not None and s >= c.silent_for_ms for s in silences):
-                    out[d] = (min(silences) / 1000.0, self._labels(rule, None, d), {"sensors": ",".join(sids)})
+                    out[d] = (
+                        min(silences) / 1000.0,
+                        self._labels(rule, None, d),
+                        {"sensors": ",".join(sids)},
+                    )
                 continue
             if isinstance(c, CompositeCond):
                 hits = []
@@ -368,7 +399,11 @@ class Evaluator:
                         hits.append(s)
                 group = self._largest_component(hits) if c.neighbours else hits
                 if len(group) >= c.min_sensors:
-                    out[d] = (float(len(group)), self._labels(rule, None, d), {"sensors": ",".join(sorted(group))})
+                    out[d] = (
+                        float(len(group)),
+                        self._labels(rule, None, d),
+                        {"sensors": ",".join(sorted(group))},
+                    )
                 continue
             if isinstance(c, (ThresholdCond, RateCond)):
                 vals: list[float] = []
@@ -377,13 +412,21 @@ class Evaluator:
                     st = self._sensors.get(s)
                     if st is None:
                         continue
-                    v = self._rate(c, s, st, now) if isinstance(c, RateCond) else self._probe(c.probe, s, st, now)
+                    v = (
+                        self._rate(c, s, st, now)
+                        if isinstance(c, RateCond)
+                        else self._probe(c.probe, s, st, now)
+                    )
                     if v is not None:
                         vals.append(v)
                         used.append(s)
                 if not vals:
                     continue
-                agg = float(len(vals)) if rule.across == "count" else windows.aggregate(rule.across, vals)
+                agg = (
+                    float(len(vals))
+                    if rule.across == "count"
+                    else windows.aggregate(rule.across, vals)
+                )
                 if c.level.test(agg, active):
                     out[d] = (agg, self._labels(rule, None, d), {"sensors": ",".join(used)})
         return out
@@ -416,15 +459,18 @@ class Evaluator:
         return best
 
     # ------------------------------------------------------------------ lifecycle
-    def _render(self, rule: Rule, value: float | None, labels: Mapping[str, str], extra: Mapping[str, Any]
-                ) -> dict[str, str]:
+    def _render(
+        self, rule: Rule, value: float | None, labels: Mapping[str, str], extra: Mapping[str, Any]
+    ) -> dict[str, str]:
         env = {"sensors": extra.get("sensors", ""), "observed": extra.get("observed")}
         return {k: t.render(value, labels, env) for k, t in rule.annotations.items()}
 
     def _silenced_by(self, labels: Mapping[str, str], now: int) -> list[str]:
         return [s.id for s in self._silences.values() if s.matches(labels, now)]
 
-    def _event(self, status: str, rule_id: str, st: dict[str, Any], now: int, silenced_by: list[str]) -> AlertEvent:
+    def _event(
+        self, status: str, rule_id: str, st: dict[str, Any], now: int, silenced_by: list[str]
+    ) -> AlertEvent:
         labels = st["labels"]
         return AlertEvent(
             status=status,
@@ -436,8 +482,10 @@ class Evaluator:
             ends_at=now if status == "resolved" else None,
             fingerprint=st["fp"],
             generator_url=self.generator_url.format(
-                alertname=quote(labels["alertname"]), rule=quote(rule_id),
-                sensor=quote(labels.get("sensor", "")), district=quote(labels.get("district", "")),
+                alertname=quote(labels["alertname"]),
+                rule=quote(rule_id),
+                sensor=quote(labels.get("sensor", "")),
+                district=quote(labels.get("district", "")),
             ),
             silenced=bool(silenced_by),
             silenced_by=silenced_by,
@@ -451,9 +499,17 @@ class Evaluator:
             st = states.get(inst)
             if st is None:
                 st = states[inst] = {
-                    "rule": rule.id, "key": inst, "s": "pending", "active": now, "fired": None,
-                    "keep_since": None, "v": value, "labels": labels, "fp": fingerprint(labels),
-                    "ann": self._render(rule, value, labels, extra), "notified": False,
+                    "rule": rule.id,
+                    "key": inst,
+                    "s": "pending",
+                    "active": now,
+                    "fired": None,
+                    "keep_since": None,
+                    "v": value,
+                    "labels": labels,
+                    "fp": fingerprint(labels),
+                    "ann": self._render(rule, value, labels, extra),
+                    "notified": False,
                 }
             else:
                 st["v"] = value
@@ -510,7 +566,11 @@ class Evaluator:
         # notify alerts that fired while silenced, once their silence is over
         for rule_id, states in self._alerts.items():
             for inst, st in states.items():
-                if st["s"] == "firing" and not st["notified"] and not self._silenced_by(st["labels"], now):
+                if (
+                    st["s"] == "firing"
+                    and not st["notified"]
+                    and not self._silenced_by(st["labels"], now)
+                ):
                     st["notified"] = True
                     events.append(self._event("firing", rule_id, st, now, []))
                     self._dirty.add(_alert_key(rule_id, inst))
@@ -522,7 +582,12 @@ class Evaluator:
         for states in self._alerts.values():
             for st in states.values():
                 if state is None or st["s"] == state:
-                    out.append({k: st[k] for k in ("rule", "s", "labels", "ann", "v", "active", "fired", "fp")})
+                    out.append(
+                        {
+                            k: st[k]
+                            for k in ("rule", "s", "labels", "ann", "v", "active", "fired", "fp")
+                        }
+                    )
         return sorted(out, key=lambda a: (a["rule"], sorted(a["labels"].items())))
 
     # ------------------------------------------------------------------ silences
@@ -534,8 +599,14 @@ class Evaluator:
     def expire_silence(self, silence_id: str, now_ms: int) -> None:
         s = self._silences.get(silence_id)
         if s is not None:
-            self._silences[silence_id] = Silence(s.matchers, s.starts_at, max(s.starts_at + 1, int(now_ms)),
-                                                 s.id, s.created_by, s.comment)
+            self._silences[silence_id] = Silence(
+                s.matchers,
+                s.starts_at,
+                max(s.starts_at + 1, int(now_ms)),
+                s.id,
+                s.created_by,
+                s.comment,
+            )
             self._dirty.add(META_KEY)
 
     def silences(self) -> list[Silence]:
@@ -561,7 +632,9 @@ class Evaluator:
                     keep = self._labels(rule, sid, district) == st["labels"]
                 if not keep:
                     if st["s"] == "firing":
-                        by = self._silenced_by(st["labels"], now) or ([] if st["notified"] else ["(never notified)"])
+                        by = self._silenced_by(st["labels"], now) or (
+                            [] if st["notified"] else ["(never notified)"]
+                        )
                         events.append(self._event("resolved", rule_id, st, now, by))
                     del states[inst]
                     self._dirty.add(_alert_key(rule_id, inst))
@@ -587,7 +660,7 @@ class Evaluator:
             return st.to_dict() if st else None
         _, rule_id, inst = key.split("|", 2)
         st = self._alerts.get(rule_id, {}).get(inst)
-        return dict(st) if st else None
+        return _copy_alert(st) if st else None
 
     def take_changes(self) -> dict[str, dict[str, Any] | None]:
         """State entries changed since the last call: key -> JSON dict (None = delete).
@@ -604,17 +677,23 @@ class Evaluator:
             out["s|" + sid] = st.to_dict()
         for rule_id, states in self._alerts.items():
             for inst, st in states.items():
-                out[_alert_key(rule_id, inst)] = dict(st)
+                out[_alert_key(rule_id, inst)] = _copy_alert(st)
         return out
 
-    def load_state(self, items: Mapping[str, Mapping[str, Any] | None] | Iterable[tuple[str, Any]]) -> None:
+    def load_state(
+        self, items: Mapping[str, Mapping[str, Any] | None] | Iterable[tuple[str, Any]]
+    ) -> None:
         """Merge state entries (a table's items, or a :meth:`state_dict`)."""
         pairs = items.items() if isinstance(items, Mapping) else items
         for key, val in pairs:
             if val is None:
                 continue
             if key == META_KEY:
-                self._start = val.get("start") if self._start is None else min(self._start, val.get("start") or self._start)
+                self._start = (
+                    val.get("start")
+                    if self._start is None
+                    else min(self._start, val.get("start") or self._start)
+                )
                 wm = val.get("wm")
                 if wm is not None and (self.watermark is None or wm > self.watermark):
                     self.watermark = wm

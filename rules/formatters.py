@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
+from urbanbrain.rules.alerts import AlertEvent, rfc3339
 
 from urbanbrain.lineprotocol import line
-from urbanbrain.rules.alerts import AlertEvent, rfc3339
 
 DEFAULT_GROUP_BY: tuple[str, ...] = ("district",)
 
@@ -97,7 +97,9 @@ def influx_line(ev: AlertEvent, measurement: str = "alerts") -> str:
         "active": 1.0 if ev.status == "firing" else 0.0,
         "value": value,
         "fingerprint": ev.fingerprint,
-        "summary": ev.annotations.get("summary") or ev.annotations.get("description") or ev.alertname,
+        "summary": ev.annotations.get("summary")
+        or ev.annotations.get("description")
+        or ev.alertname,
         "silenced": ev.silenced,
         "starts_at_ms": float(ev.starts_at),
     }

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-
 from urbanbrain.rules import names
 from urbanbrain.rules.durations import DurationError, parse_duration
 from urbanbrain.rules.model import (
@@ -83,7 +82,9 @@ def expand_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list
     for p in paths:
         s = os.fspath(p)
         if os.path.isdir(s):
-            found = sorted(glob.glob(os.path.join(s, "*.yaml")) + glob.glob(os.path.join(s, "*.yml")))
+            found = sorted(
+                glob.glob(os.path.join(s, "*.yaml")) + glob.glob(os.path.join(s, "*.yml"))
+            )
         elif any(ch in s for ch in "*?["):
             found = sorted(glob.glob(s))
         else:
@@ -104,7 +105,9 @@ class _Ctx:
     def err(self, path: tuple, msg: str, severity: str = "error", key: bool = False) -> None:
         line, col = self.loc.where(path, key=key)
         where = path_str(path)
-        self.problems.append(Problem(self.file, line, col, f"{where}: {msg}" if where else msg, severity))
+        self.problems.append(
+            Problem(self.file, line, col, f"{where}: {msg}" if where else msg, severity)
+        )
 
     def duration(self, obj: Mapping, key: str, path: tuple, default: int = 0) -> int:
         if key not in obj:
@@ -145,10 +148,24 @@ def _schema_errors(ctx: _Ctx) -> None:
             yield e
 
     seen: set[tuple] = set()
-    errors = sorted(_validator().iter_errors(ctx.loc.data), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(
+        _validator().iter_errors(ctx.loc.data), key=lambda e: list(map(str, e.absolute_path))
+    )
     for top in errors:
         for e in leaves(top):
             path = tuple(e.absolute_path)
+            if e.validator == "additionalProperties" and isinstance(e.instance, Mapping):
+                props = sorted(
+                    (e.schema.get("properties") or {}) if isinstance(e.schema, Mapping) else {}
+                )
+                for k in e.instance:
+                    if k not in props:
+                        ctx.err(
+                            path + (k,),
+                            f"unknown key {k!r}{names.suggest(str(k), props)}",
+                            key=True,
+                        )
+                continue
             msg = _schema_message(e)
             if (path, msg) in seen:
                 continue
@@ -198,7 +215,9 @@ def _level(ctx: _Ctx, cond: Mapping, path: tuple) -> Level:
         elif op == "outside" and not (value[0] <= clear[0] <= clear[1] <= value[1]):
             bad = f"clear band {list(clear)} must lie inside the firing band {list(value)} for 'outside'"
         elif op == "inside" and not (clear[0] <= value[0] and value[1] <= clear[1]):
-            bad = f"clear band {list(clear)} must contain the firing band {list(value)} for 'inside'"
+            bad = (
+                f"clear band {list(clear)} must contain the firing band {list(value)} for 'inside'"
+            )
         if bad:
             ctx.err(path + ("clear",), bad)
     return Level(op, value, clear)
@@ -208,7 +227,9 @@ class _Builder:
     def __init__(self, registry: Mapping[str, Mapping] | None) -> None:
         self.registry = registry
         if registry is not None:
-            self.districts = {str(a.get("district")) for a in registry.values() if a.get("district")}
+            self.districts = {
+                str(a.get("district")) for a in registry.values() if a.get("district")
+            }
             self.attrs = set().union(*(a.keys() for a in registry.values())) if registry else set()
 
     # --- pieces -----------------------------------------------------------------------
@@ -228,14 +249,24 @@ class _Builder:
             return None
         return name
 
-    def probe(self, ctx: _Ctx, obj: Mapping, path: tuple, sel: Selector, metric_key: str = "metric",
-              default_agg: str | None = None, rate: bool = False) -> Probe | None:
+    def probe(
+        self,
+        ctx: _Ctx,
+        obj: Mapping,
+        path: tuple,
+        sel: Selector,
+        metric_key: str = "metric",
+        default_agg: str | None = None,
+        rate: bool = False,
+    ) -> Probe | None:
         metric = self.metric(ctx, obj.get(metric_key), path + (metric_key,), sel)
         window = ctx.duration(obj, "window", path)
         if "window" in obj and window == 0:
             ctx.err(path + ("window",), "window must be > 0")
         agg = obj.get("aggregate") or default_agg or ("mean" if window else "last")
-        min_samples = int(obj.get("min_samples") or (2 if rate or agg in ("stddev", "range") else 1))
+        min_samples = int(
+            obj.get("min_samples") or (2 if rate or agg in ("stddev", "range") else 1)
+        )
         rel = obj.get("relative_to") or (obj.get("condition") or {}).get("relative_to")
         if metric is None:
             return None
@@ -246,11 +277,14 @@ class _Builder:
             min_samples,
             rel.get("attr") if rel else None,
             float(rel["default"]) if rel and "default" in rel else None,
+            tuple(float(x) for x in rel.get("standard", ())) if rel else (),
         )
 
     def selector(self, ctx: _Ctx, obj: Mapping | None, path: tuple) -> Selector:
         obj = obj or {}
-        where = tuple(sorted((k, _strings(v) or frozenset()) for k, v in (obj.get("where") or {}).items()))
+        where = tuple(
+            sorted((k, _strings(v) or frozenset()) for k, v in (obj.get("where") or {}).items())
+        )
         sel = Selector(
             domain=_strings(obj.get("domain")),
             kind=_strings(obj.get("kind")),
@@ -259,12 +293,19 @@ class _Builder:
             where=where,
         )
         if self.registry is not None:
-            if sel.district:
-                for d in sorted(sel.district - self.districts):
-                    ctx.err(path + ("district",), f"unknown district {d!r}{names.suggest(d, sorted(self.districts))}")
-            if sel.sensors:
-                for s in sorted(sel.sensors - set(self.registry)):
-                    ctx.err(path + ("sensors",), f"unknown sensor {s!r} (not in the registry)")
+
+            def items(key: str) -> list[tuple[tuple, str]]:
+                v = obj.get(key)
+                if isinstance(v, list):
+                    return [(path + (key, i), _norm(x)) for i, x in enumerate(v)]
+                return [] if v is None else [(path + (key,), _norm(v))]
+
+            for p, d in items("district"):
+                if d not in self.districts:
+                    ctx.err(p, f"unknown district {d!r}{names.suggest(d, sorted(self.districts))}")
+            for p, s in items("sensors"):
+                if s not in self.registry:
+                    ctx.err(p, f"unknown sensor {s!r} (not in the registry)")
             for k, _ in where:
                 if k not in self.attrs:
                     ctx.err(path + ("where", k), f"unknown registry attribute {k!r}", key=True)
@@ -278,9 +319,18 @@ class _Builder:
             ctx.err(path + ("selector",), "selector matches no sensor in the registry")
             return
         for p in rule.probes():
-            if p.relative_attr and p.relative_default is None:
-                if not any(self.registry[s].get(p.relative_attr) not in (None, "") for s in matched):
-                    ctx.err(path, f"relative_to attribute {p.relative_attr!r} is set on none of the matched sensors")
+            if (
+                p.relative_attr
+                and p.relative_default is None
+                and not p.relative_standard
+                and not any(
+                    self.registry[s].get(p.relative_attr) not in (None, "") for s in matched
+                )
+            ):
+                ctx.err(
+                    path,
+                    f"relative_to attribute {p.relative_attr!r} is set on none of the matched sensors",
+                )
 
     def templates(self, ctx: _Ctx, obj: Mapping, path: tuple) -> dict[str, Template]:
         out = {}
@@ -292,7 +342,9 @@ class _Builder:
         return out
 
     # --- a rule -----------------------------------------------------------------------
-    def rule(self, ctx: _Ctx, r: Mapping, path: tuple, group: str, glabels: Mapping[str, str]) -> Rule | None:
+    def rule(
+        self, ctx: _Ctx, r: Mapping, path: tuple, group: str, glabels: Mapping[str, str]
+    ) -> Rule | None:
         n_before = len(ctx.problems)
         kind = r["kind"]
         sel = self.selector(ctx, r.get("selector"), path + ("selector",))
@@ -310,7 +362,11 @@ class _Builder:
         elif kind == "rate":
             pr = self.probe(ctx, r, path, sel, rate=True)
             lv = _level(ctx, cond_obj, cp)
-            cond = RateCond(pr, lv, cond_obj.get("method", "delta"), bool(cond_obj.get("relative"))) if pr else None
+            cond = (
+                RateCond(pr, lv, cond_obj.get("method", "delta"), bool(cond_obj.get("relative")))
+                if pr
+                else None
+            )
         elif kind == "absence":
             silent = ctx.duration(cond_obj, "silent_for", cp)
             if silent <= 0:
@@ -324,7 +380,10 @@ class _Builder:
             thr = float(cond_obj["threshold"])
             clear = cond_obj.get("clear")
             if clear is not None and float(clear) > thr:
-                ctx.err(cp + ("clear",), f"clear {clear:g} is above the threshold {thr:g}: clear must be <= threshold")
+                ctx.err(
+                    cp + ("clear",),
+                    f"clear {clear:g} is above the threshold {thr:g}: clear must be <= threshold",
+                )
             method = cond_obj.get("method", "zscore")
             baseline = ctx.duration(cond_obj, "baseline", cp, 3_600_000)
             halflife = ctx.duration(cond_obj, "halflife", cp, 900_000)
@@ -334,9 +393,16 @@ class _Builder:
                 ctx.err(cp + ("halflife",), "halflife must be > 0")
             if pr:
                 cond = AnomalyCond(
-                    pr, method, baseline, halflife, cond_obj.get("seasonal", "none"), thr,
-                    float(clear) if clear is not None else None, cond_obj.get("direction", "both"),
-                    int(cond_obj.get("min_samples", 10)), float(cond_obj.get("min_std", 1e-9)),
+                    pr,
+                    method,
+                    baseline,
+                    halflife,
+                    cond_obj.get("seasonal", "none"),
+                    thr,
+                    float(clear) if clear is not None else None,
+                    cond_obj.get("direction", "both"),
+                    int(cond_obj.get("min_samples", 10)),
+                    float(cond_obj.get("min_std", 1e-9)),
                 )
             if scope != "sensor":
                 ctx.err(path + ("scope",), "anomaly rules are evaluated per sensor (scope: sensor)")
@@ -369,24 +435,45 @@ class _Builder:
             if k in (r.get("labels") or {}):
                 ctx.err(path + ("labels", k), f"label {k!r} is set by the engine", key=True)
         if "severity" not in labels:
-            ctx.err(path + ("labels",), "no severity label (alerts will be routed as severity=none)", "warning")
+            ctx.err(
+                path + ("labels",),
+                "no severity label (alerts will be routed as severity=none)",
+                "warning",
+            )
         if scope == "district" and kind == "anomaly":
             pass
         annotations = self.templates(ctx, r.get("annotations") or {}, path + ("annotations",))
-        if len(ctx.problems) > n_before and any(p.severity == "error" for p in ctx.problems[n_before:]):
+        if len(ctx.problems) > n_before and any(
+            p.severity == "error" for p in ctx.problems[n_before:]
+        ):
             return None
         line, _ = ctx.loc.where(path)
         rule = Rule(
-            alert=r["alert"], group=group, kind=kind, scope=scope, selector=sel, condition=cond,
-            for_ms=for_ms, keep_firing_for_ms=keep, across=r.get("across", "mean"), labels=labels,
-            annotations=annotations, description=r.get("description", ""), file=ctx.file, line=line,
+            alert=r["alert"],
+            group=group,
+            kind=kind,
+            scope=scope,
+            selector=sel,
+            condition=cond,
+            for_ms=for_ms,
+            keep_firing_for_ms=keep,
+            across=r.get("across", "mean"),
+            labels=labels,
+            annotations=annotations,
+            description=r.get("description", ""),
+            file=ctx.file,
+            line=line,
         )
         self._registry_match(ctx, rule, path)
         return rule
 
 
-def check_text(text: str, file: str = "<string>", registry: Mapping[str, Mapping] | None = None,
-               builder: _Builder | None = None) -> tuple[list[Group], list[Problem]]:
+def check_text(
+    text: str,
+    file: str = "<string>",
+    registry: Mapping[str, Mapping] | None = None,
+    builder: _Builder | None = None,
+) -> tuple[list[Group], list[Problem]]:
     """Check one rule file's text; returns its groups (if valid) and the problems."""
     try:
         loc = load_located(text)
@@ -404,7 +491,10 @@ def check_text(text: str, file: str = "<string>", registry: Mapping[str, Mapping
     for gi, g in enumerate(loc.data["groups"]):
         gp = ("groups", gi)
         if g["name"] in gnames:
-            ctx.err(gp + ("name",), f"duplicate group name {g['name']!r} (first at line {loc.where(gnames[g['name']])[0]})")
+            ctx.err(
+                gp + ("name",),
+                f"duplicate group name {g['name']!r} (first at line {loc.where(gnames[g['name']])[0]})",
+            )
         gnames.setdefault(g["name"], gp + ("name",))
         interval = ctx.duration(g, "interval", gp)
         rules: list[Rule] = []
@@ -412,7 +502,10 @@ def check_text(text: str, file: str = "<string>", registry: Mapping[str, Mapping
         for ri, r in enumerate(g["rules"]):
             rp = gp + ("rules", ri)
             if r["alert"] in seen:
-                ctx.err(rp + ("alert",), f"duplicate alert name {r['alert']!r} in group {g['name']!r} (first at line {seen[r['alert']]})")
+                ctx.err(
+                    rp + ("alert",),
+                    f"duplicate alert name {r['alert']!r} in group {g['name']!r} (first at line {seen[r['alert']]})",
+                )
             rule = b.rule(ctx, r, rp, g["name"], g.get("labels") or {})
             if rule is not None and r["alert"] not in seen:
                 rules.append(rule)
@@ -442,7 +535,9 @@ def check_files(
         problems.extend(ps)
         for g in gs:
             if g.name in first and first[g.name] != f:
-                problems.append(Problem(f, 1, 1, f"group {g.name!r} is also defined in {first[g.name]}"))
+                problems.append(
+                    Problem(f, 1, 1, f"group {g.name!r} is also defined in {first[g.name]}")
+                )
             first.setdefault(g.name, f)
         groups.extend(gs)
     if any(p.severity == "error" for p in problems):
@@ -450,14 +545,18 @@ def check_files(
     return RuleSet(tuple(groups), tuple(files)), problems
 
 
-def load_rules(paths: Iterable[str] | str, registry: Mapping[str, Mapping] | None = None) -> RuleSet:
+def load_rules(
+    paths: Iterable[str] | str, registry: Mapping[str, Mapping] | None = None
+) -> RuleSet:
     rs, problems = check_files(paths, registry)
     if rs is None:
         raise RuleFileError([p for p in problems if p.severity == "error"])
     return rs
 
 
-def loads(text: str, file: str = "<string>", registry: Mapping[str, Mapping] | None = None) -> RuleSet:
+def loads(
+    text: str, file: str = "<string>", registry: Mapping[str, Mapping] | None = None
+) -> RuleSet:
     """Rule set from YAML text (tests, notebooks)."""
     groups, problems = check_text(text, file, registry)
     errors = [p for p in problems if p.severity == "error"]

@@ -124,6 +124,7 @@ class Probe:
     min_samples: int = 1
     relative_attr: str | None = None
     relative_default: float | None = None
+    relative_standard: tuple[float, ...] = ()  # no attribute: nearest standard level
 
     @property
     def span_ms(self) -> int:
@@ -256,7 +257,9 @@ class RuleSet:
         return out
 
     @classmethod
-    def load(cls, paths: Iterable[str] | str, registry: Mapping[str, Mapping] | None = None) -> RuleSet:
+    def load(
+        cls, paths: Iterable[str] | str, registry: Mapping[str, Mapping] | None = None
+    ) -> RuleSet:
         """Load and check rule files (files, directories or globs).
 
         Raises :class:`~urbanbrain.rules.loader.RuleFileError` listing every problem as

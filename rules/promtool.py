@@ -45,7 +45,15 @@ from urbanbrain.rules.yamlpos import YamlSyntaxError, load_located, path_str
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?Inf|NaN"
 _EXPAND = re.compile(rf"^(?P<a>{_NUM})(?:(?P<sign>[-+])(?P<b>{_NUM}))?x(?P<n>\d+)$")
-_SERIES = re.compile(r"^\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(?:\{(.*)\})?\s*$", re.S)
+_SERIES = re.compile(r"^\s*([A-Za-z_:][A-Za-z0-9_:]*)?\s*(?:\{(.*)\})?\s*$", re.DOTALL)
+_ESC = re.compile(r"\\(.)")
+
+
+def unescape(s: str) -> str:
+    """PromQL string escapes (``\\"``, ``\\\\``, ``\\n``), keeping non-ASCII text intact."""
+    return _ESC.sub(lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), s)
+
+
 _LABEL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 
 
@@ -57,7 +65,7 @@ def _num(s: str) -> float:
     return float(s.replace("Inf", "inf"))
 
 
-def expand_values(text: str | int | float) -> list[float | None]:
+def expand_values(text: str | float) -> list[float | None]:
     """Expand promtool's notation: ``'1 2+3x2 _x2 stale 5x1'`` ->
     ``[1, 2, 5, 8, None, None, None, 5, 5]`` (``_`` missing, ``stale`` = no sample)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
@@ -84,7 +92,9 @@ def expand_values(text: str | int | float) -> list[float | None]:
         try:
             out.append(_num(tok))
         except ValueError:
-            raise SeriesError(f"bad value {tok!r} (expected a number, a+bxN, axN, _ or stale)") from None
+            raise SeriesError(
+                f"bad value {tok!r} (expected a number, a+bxN, axN, _ or stale)"
+            ) from None
     return out
 
 
@@ -101,10 +111,12 @@ def parse_series(text: str) -> tuple[str, dict[str, str]]:
         lm = _LABEL.match(body, pos)
         if not lm:
             raise SeriesError(f"bad label matcher in {text!r} near {body[pos:]!r}")
-        labels[lm.group(1)] = bytes(lm.group(2), "utf-8").decode("unicode_escape")
+        labels[lm.group(1)] = unescape(lm.group(2))
         pos = lm.end()
     if "__name__" in labels:
         name = labels.pop("__name__")
+    if not name:
+        raise SeriesError(f"series {text!r} has no metric name")
     return name, labels
 
 
@@ -142,8 +154,14 @@ def _fmt_alerts(alerts: list[tuple[dict, dict | None]]) -> str:
     return "\n".join(lines)
 
 
-def _run_case(case: Mapping[str, Any], ruleset: Any, base_registry: Mapping[str, dict], eval_interval: int,
-              file: str, index: int) -> TestResult:
+def _run_case(
+    case: Mapping[str, Any],
+    ruleset: Any,
+    base_registry: Mapping[str, dict],
+    eval_interval: int,
+    file: str,
+    index: int,
+) -> TestResult:
     name = str(case.get("name") or f"test #{index + 1}")
     res = TestResult(file, name)
     try:
@@ -182,12 +200,14 @@ def _run_case(case: Mapping[str, Any], ruleset: Any, base_registry: Mapping[str,
             res.failures.append(f"alert_rule_test[{ti}]: eval_time: {exc}")
     if res.failures:
         return res
-    for t_ms in checks:
-        for ti, t in checks[t_ms]:
+    for entries in checks.values():
+        for ti, t in entries:
             try:
                 ruleset.rule(t["alertname"])
             except KeyError:
-                res.failures.append(f"alert_rule_test[{ti}]: no rule named {t.get('alertname')!r} in the rule files")
+                res.failures.append(
+                    f"alert_rule_test[{ti}]: no rule named {t.get('alertname')!r} in the rule files"
+                )
     if res.failures:
         return res
     ev = Evaluator(ruleset, registry)
@@ -204,8 +224,16 @@ def _run_case(case: Mapping[str, Any], ruleset: Any, base_registry: Mapping[str,
         while k < len(keys) and keys[k][0] <= now:
             ts, sensor = keys[k]
             a = registry.get(sensor, {})
-            batch.append({"sensor_id": sensor, "ts": ts, "domain": a.get("domain"), "kind": a.get("kind"),
-                          "district": a.get("district"), "metrics": readings[keys[k]]})
+            batch.append(
+                {
+                    "sensor_id": sensor,
+                    "ts": ts,
+                    "domain": a.get("domain"),
+                    "kind": a.get("kind"),
+                    "district": a.get("district"),
+                    "metrics": readings[keys[k]],
+                }
+            )
             k += 1
         ev.observe(batch)
         ev.tick(now)
@@ -215,12 +243,19 @@ def _run_case(case: Mapping[str, Any], ruleset: Any, base_registry: Mapping[str,
             exp = t.get("exp_alerts") or []
             compare_ann = any("exp_annotations" in e for e in exp)
             exp_set = [
-                ({**{str(k2): str(v2) for k2, v2 in (e.get("exp_labels") or {}).items()}, "alertname": alertname},
-                 {str(k2): str(v2) for k2, v2 in (e.get("exp_annotations") or {}).items()} if compare_ann else None)
+                (
+                    {
+                        **{str(k2): str(v2) for k2, v2 in (e.get("exp_labels") or {}).items()},
+                        "alertname": alertname,
+                    },
+                    {str(k2): str(v2) for k2, v2 in (e.get("exp_annotations") or {}).items()}
+                    if compare_ann
+                    else None,
+                )
                 for e in exp
             ]
             got_set = [(dict(a["labels"]), dict(a["ann"]) if compare_ann else None) for a in got]
-            key = lambda x: (sorted(x[0].items()), sorted((x[1] or {}).items()))  # noqa: E731
+            key = lambda x: (sorted(x[0].items()), sorted((x[1] or {}).items()))
             if sorted(exp_set, key=key) != sorted(got_set, key=key):
                 res.failures.append(
                     f"alertname: {alertname}, time: {t['eval_time']},\n"
@@ -245,10 +280,18 @@ def run_test_file(path: str | Path) -> FileResult:
         return out
     doc = loc.data
     if not isinstance(doc, Mapping) or not isinstance(doc.get("tests"), list):
-        out.problems.append(Problem(file, 1, 1, "a rule test file needs 'rule_files' and a 'tests' list"))
+        out.problems.append(
+            Problem(file, 1, 1, "a rule test file needs 'rule_files' and a 'tests' list")
+        )
         return out
     for key in doc:
-        if key not in ("rule_files", "evaluation_interval", "tests", "registry", "group_eval_order"):
+        if key not in (
+            "rule_files",
+            "evaluation_interval",
+            "tests",
+            "registry",
+            "group_eval_order",
+        ):
             line, col = loc.where((key,), key=True)
             out.problems.append(Problem(file, line, col, f"unknown key {key!r}"))
     try:
@@ -276,7 +319,9 @@ def run_test_file(path: str | Path) -> FileResult:
     for i, case in enumerate(doc["tests"]):
         if not isinstance(case, Mapping):
             line, col = loc.where(("tests", i))
-            out.problems.append(Problem(file, line, col, f"{path_str(('tests', i))}: expected a mapping"))
+            out.problems.append(
+                Problem(file, line, col, f"{path_str(('tests', i))}: expected a mapping")
+            )
             continue
         out.tests.append(_run_case(case, ruleset, registry, eval_interval, file, i))
     return out

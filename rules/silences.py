@@ -14,7 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|(.*?))\s*$')
+_MATCHER = re.compile(
+    r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|(.*?))\s*$'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +41,10 @@ class Matcher:
             return cls(str(text["name"]), op, str(text["value"]))
         m = _MATCHER.match(text)
         if not m:
-            raise ValueError(f"bad matcher {text!r} (expected e.g. severity=\"critical\")")
+            raise ValueError(f'bad matcher {text!r} (expected e.g. severity="critical")')
         value = m.group(3) if m.group(3) is not None else m.group(4)
         if m.group(3) is not None:
-            value = bytes(value, "utf-8").decode("unicode_escape")
+            value = re.sub(r"\\(.)", lambda x: {"n": "\n"}.get(x.group(1), x.group(1)), value)
         return cls(m.group(1), m.group(2), value)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -74,7 +76,9 @@ class Silence:
             raise ValueError("a silence must end after it starts")
 
     @classmethod
-    def create(cls, matchers: Iterable[str | Mapping | Matcher], starts_at: int, ends_at: int, **kw: Any) -> Silence:
+    def create(
+        cls, matchers: Iterable[str | Mapping | Matcher], starts_at: int, ends_at: int, **kw: Any
+    ) -> Silence:
         ms = tuple(m if isinstance(m, Matcher) else Matcher.parse(m) for m in matchers)
         return cls(ms, int(starts_at), int(ends_at), **kw)
 
@@ -97,6 +101,10 @@ class Silence:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Silence:
         return cls.create(
-            d["matchers"], d["starts_at"], d["ends_at"], id=d.get("id") or uuid.uuid4().hex[:12],
-            created_by=d.get("created_by", ""), comment=d.get("comment", ""),
+            d["matchers"],
+            d["starts_at"],
+            d["ends_at"],
+            id=d.get("id") or uuid.uuid4().hex[:12],
+            created_by=d.get("created_by", ""),
+            comment=d.get("comment", ""),
         )

@@ -16,7 +16,7 @@ WEEK_MS = 168 * HOUR_MS
 class SensorState:
     """Everything the engine remembers about one sensor."""
 
-    __slots__ = ("seen", "attrs", "series", "last", "ewma", "weekly")
+    __slots__ = ("attrs", "ewma", "last", "seen", "series", "weekly")
 
     def __init__(self) -> None:
         self.seen: int | None = None  # event time of the newest reading
@@ -99,13 +99,18 @@ class SensorState:
 
     # --- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"seen": self.seen, "m": self.series, "ls": self.last}
+        """A copy (the engine keeps mutating its own lists after this returns)."""
+        d: dict[str, Any] = {
+            "seen": self.seen,
+            "m": {k: [list(v[0]), list(v[1])] for k, v in self.series.items()},
+            "ls": dict(self.last),
+        }
         if self.attrs:
-            d["attrs"] = self.attrs
+            d["attrs"] = dict(self.attrs)
         if self.ewma:
-            d["e"] = self.ewma
+            d["e"] = {k: list(v) for k, v in self.ewma.items()}
         if self.weekly:
-            d["w"] = self.weekly
+            d["w"] = {m: {h: list(b) for h, b in bs.items()} for m, bs in self.weekly.items()}
         return d
 
     @classmethod

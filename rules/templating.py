@@ -23,7 +23,7 @@ class TemplateError(ValueError):
     pass
 
 
-_ACTION = re.compile(r"\{\{(-?)(.*?)(-?)\}\}", re.S)
+_ACTION = re.compile(r"\{\{(-?)(.*?)(-?)\}\}", re.DOTALL)
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)
@@ -33,7 +33,7 @@ _TOKEN = re.compile(
       | (?P<pipe>\|)
       | (?P<ident>[A-Za-z_][A-Za-z_0-9]*)
     )""",
-    re.X,
+    re.VERBOSE,
 )
 
 
@@ -125,7 +125,7 @@ def humanize(v: Any) -> str:
     """Prometheus ``humanize``: SI prefixes, 4 significant digits."""
     x = float(v)
     if x == 0 or math.isnan(x) or math.isinf(x):
-        return "%.4g" % x
+        return f"{x:.4g}"
     if abs(x) >= 1:
         prefix = ""
         for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
@@ -133,21 +133,21 @@ def humanize(v: Any) -> str:
                 break
             prefix = p
             x /= 1000
-        return "%.4g%s" % (x, prefix)
+        return f"{x:.4g}{prefix}"
     prefix = ""
     for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
         if abs(x) >= 1:
             break
         prefix = p
         x *= 1000
-    return "%.4g%s" % (x, prefix)
+    return f"{x:.4g}{prefix}"
 
 
 def humanize_duration(v: Any) -> str:
     """Prometheus ``humanizeDuration`` (seconds in, ``1d 2h 3m 4s`` out)."""
     x = float(v)
     if math.isnan(x) or math.isinf(x):
-        return "%.4g" % x
+        return f"{x:.4g}"
     if x == 0:
         return "0s"
     if abs(x) < 1:
@@ -157,7 +157,7 @@ def humanize_duration(v: Any) -> str:
                 break
             prefix = p
             x *= 1000
-        return "%.4g%ss" % (x, prefix)
+        return f"{x:.4g}{prefix}s"
     sign = "-" if x < 0 else ""
     x = abs(x)
     secs = int(x) % 60
@@ -170,14 +170,14 @@ def humanize_duration(v: Any) -> str:
         return f"{sign}{hours}h {mins}m {secs}s"
     if mins:
         return f"{sign}{mins}m {secs}s"
-    return "%s%.4gs" % (sign, x)
+    return f"{sign}{x:.4g}s"
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "printf": go_printf,
     "humanize": humanize,
     "humanizeDuration": humanize_duration,
-    "humanizePercentage": lambda v: "%.4g%%" % (float(v) * 100),
+    "humanizePercentage": lambda v: f"{float(v) * 100:.4g}%",
     "toUpper": lambda s: to_text(s).upper(),
     "toLower": lambda s: to_text(s).lower(),
     "title": lambda s: to_text(s).title(),
@@ -203,7 +203,15 @@ def _tokenise(expr: str) -> list[_Operand]:
         kind = m.lastgroup
         raw = m.group(kind)
         if kind == "str":
-            val: Any = raw[1:-1] if raw[0] == "`" else bytes(raw[1:-1], "utf-8").decode("unicode_escape")
+            val: Any = (
+                raw[1:-1]
+                if raw[0] == "`"
+                else re.sub(
+                    r"\\(.)",
+                    lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)),
+                    raw[1:-1],
+                )
+            )
         elif kind == "num":
             val = float(raw)
         else:
@@ -212,7 +220,7 @@ def _tokenise(expr: str) -> list[_Operand]:
     return toks
 
 
-_CONTROL = {"if", "else", "end", "range", "with", "define", "template", "block", "define"}
+_CONTROL = {"if", "else", "end", "range", "with", "define", "template", "block"}
 
 
 class Template:
@@ -248,10 +256,15 @@ class Template:
                 raise TemplateError(f"template action {first.value!r} is not supported")
             for c in cmds:
                 head = c[0]
-                if head.kind == "ident" and head.value not in FUNCTIONS and head.value not in (
-                    "true",
-                    "false",
-                    "nil",
+                if (
+                    head.kind == "ident"
+                    and head.value not in FUNCTIONS
+                    and head.value
+                    not in (
+                        "true",
+                        "false",
+                        "nil",
+                    )
                 ):
                     raise TemplateError(f"function {head.value!r} not defined")
             for c in cmds[1:]:
@@ -282,7 +295,9 @@ class Template:
             cur = cur.get(f) if isinstance(cur, Mapping) else None
         return cur
 
-    def _eval(self, cmds: list[list[_Operand]], env: Mapping[str, Any], dot: Mapping[str, Any]) -> Any:
+    def _eval(
+        self, cmds: list[list[_Operand]], env: Mapping[str, Any], dot: Mapping[str, Any]
+    ) -> Any:
         val: Any = None
         for i, cmd in enumerate(cmds):
             head = cmd[0]
@@ -313,6 +328,6 @@ class Template:
             else:
                 try:
                     out.append(to_text(self._eval(part, env, dot)))
-                except Exception as exc:  # Prometheus renders the error into the text too
+                except Exception as exc:  # noqa: BLE001 -- Prometheus renders the error into the text too
                     return f"<error expanding template: {exc}>"
         return "".join(out)

@@ -17,7 +17,9 @@ from urbanbrain.rules.model import RuleSet
 class RuleWatcher:
     """Holds the current good :class:`RuleSet` for some paths (files, dirs, globs)."""
 
-    def __init__(self, paths: Iterable[str] | str, registry: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self, paths: Iterable[str] | str, registry: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> None:
         self.paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         self.registry = registry
         self.error: RuleFileError | None = None

@@ -76,7 +76,9 @@ def aggregate(name: str, vals: Sequence[float]) -> float:
     raise ValueError(f"unknown aggregate {name!r}")
 
 
-def rate_per_minute(ts: Sequence[int], vals: Sequence[float], method: str = "delta") -> float | None:
+def rate_per_minute(
+    ts: Sequence[int], vals: Sequence[float], method: str = "delta"
+) -> float | None:
     """Change per minute over the samples; None with fewer than two distinct times."""
     if len(ts) < 2 or ts[-1] == ts[0]:
         return None

@@ -180,7 +180,8 @@ class City:
         return self.sensors[self.kind_slices[kind]]
 
     def in_district(self, district: str, kind: str | None = None) -> list[Sensor]:
-        return [s for s in self.sensors if s.district == district and (kind is None or s.kind == kind)]
+        return [s for s in self.sensors
+                if s.district == district and (kind is None or s.kind == kind)]
 
     def near(self, sensor_id: str, radius_km: float, kind: str | None = None) -> list[Sensor]:
         """Sensors within ``radius_km`` of a sensor (itself included)."""
@@ -420,7 +421,8 @@ def _place_loops(rng: np.random.Generator, roads: list[Road], districts: list[Di
             lanes = 2 if road.road_class == "arterial" else 1
             sensors.append(Sensor(
                 sensor_id=ids[j], kind="loop", domain="traffic",
-                district=_district_at(x, y, districts), lat=lat, lon=lon, x_km=float(x), y_km=float(y),
+                district=_district_at(x, y, districts), lat=lat, lon=lon,
+                x_km=float(x), y_km=float(y),
                 metrics=KINDS["loop"][2], road_id=road.id, road_class=road.road_class,
                 free_flow_kmh=road.free_flow_kmh,
                 upstream=ids[j - 1] if j > 0 else "", downstream=ids[j + 1] if j + 1 < k else "",
@@ -459,6 +461,7 @@ def _place_points(rng: np.random.Generator, kind: str, n: int, districts: list[D
         elif kind == "noise":
             params = {"exposure": float(rng.uniform(0.7, 1.2))}
         out.append(Sensor(sensor_id=f"{prefix}-{i + 1:04d}", kind=kind, domain=domain,
-                          district=d.id, lat=lat, lon=lon, x_km=float(x), y_km=float(y), metrics=metrics,
+                          district=d.id, lat=lat, lon=lon, x_km=float(x), y_km=float(y),
+                          metrics=metrics,
                           params=params))
     return out

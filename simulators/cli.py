@@ -102,8 +102,18 @@ def run(
     qos: int = typer.Option(1, help="MQTT QoS."),
     pack_size: int = typer.Option(50, help="Sensors per SenML pack."),
     mqtt_url: Optional[str] = typer.Option(None, help="Override URBANBRAIN_MQTT_URL."),
+    sumo: bool = typer.Option(False, help="Drive traffic loops from a SUMO microsimulation."),
 ) -> None:
     """Simulate the city live and publish to MQTT."""
+    if sumo:
+        from urbanbrain.simulators.sumo import SumoUnavailable, load_sumo, sumo_home
+
+        try:
+            sumo_home()
+            load_sumo()
+        except SumoUnavailable as exc:
+            console.print(f"[red]SUMO mode unavailable:[/red] {exc}")
+            raise typer.Exit(2) from exc
     stop = threading.Event()
     _stop_on_signals(stop)
     settings = _settings(mqtt_url)
@@ -114,7 +124,7 @@ def run(
             duration_s=_duration(duration), sim_duration_s=_duration(sim_duration), fmt=fmt,
             interval_s=interval, start_ms=_start_ms(start), registry_path=registry,
             ground_truth_path=ground_truth, faults=faults, incidents=incidents,
-            connections=connections, qos=qos, pack_size=pack_size, stop_event=stop,
+            connections=connections, qos=qos, pack_size=pack_size, stop_event=stop, sumo=sumo,
             on_progress=lambda p: live.update(_render(p, "urbanbrain simulate")))
     console.print(f"done: {result.progress.readings:,} readings, "
                   f"{result.progress.messages:,} messages, {result.progress.incidents} incidents; "

@@ -55,7 +55,8 @@ class Simulation:
     def __init__(self, city: City, seed: int = 42, *, start_ms: int | None = None,
                  interval_s: float = 60.0, schedule: Schedule | None = None,
                  faults: FaultConfig | None = None,
-                 on_event: Callable[[Incident], None] | None = None) -> None:
+                 on_event: Callable[[Incident], None] | None = None,
+                 sumo: object | None = None) -> None:
         self.city = city
         self.seed = seed
         self.interval_ms = int(interval_s * 1000)
@@ -64,8 +65,9 @@ class Simulation:
         self.signals = SignalModel(city, seed, interval_s)
         self.schedule = schedule if schedule is not None else Schedule(city, seed)
         self.incidents = IncidentEngine(city)
-        self.faults = FaultInjector(city, seed, faults or FaultConfig.off())
+        self.faults = FaultInjector(city, seed, faults or FaultConfig.off(), interval_s)
         self.on_event = on_event
+        self.sumo = sumo  # a simulators.sumo.SumoTraffic driving some loops, or None
         self.incidents_started = 0
         self.readings = 0
         self.ticks = 0
@@ -88,6 +90,11 @@ class Simulation:
 
         sig = self.signals
         traffic = sig.traffic(t, self.incidents.traffic_effects(t, len(sig.cap)))
+        if self.sumo is not None:
+            for inc in started:
+                if inc.kind == "accident" and inc.epicentre in self.sumo.loop_ids:
+                    self.sumo.block(inc.incident_id, inc.epicentre, (inc.end_ms - t) / 1000)
+            traffic[self.sumo.loop_index] = self.sumo.step()
         values = {"loop": traffic}
         values.update(sig.environment(t, traffic))
         values["water_main"] = sig.water(t)
@@ -102,7 +109,7 @@ class Simulation:
         ts = np.full(self._n, t, dtype=np.int64)
         if self.faults.config.any:
             started += self.faults.apply(t, values, present, ts)
-            self.faults.stats.silent_readings += int(self._n - present.sum())
+        self.faults.stats.silent_readings += int(self._n - present.sum())
         if self.on_event is not None:
             for inc in started:
                 self.on_event(inc)

@@ -89,8 +89,10 @@ _DUR_S = {"stuck": (15 * 60, 3 * 3600), "dropout": (5 * 60, 2 * 3600), "skew": (
 
 
 class FaultInjector:
-    def __init__(self, city: City, seed: int, config: FaultConfig) -> None:
+    def __init__(self, city: City, seed: int, config: FaultConfig,
+                 interval_s: float = 60.0) -> None:
         self.city = city
+        self.interval_s = interval_s
         self.seed = seed
         self.config = config
         self.stats = FaultStats()
@@ -175,6 +177,13 @@ class FaultInjector:
                     factor = float(self.rng.uniform(3.0, 6.0))
                     old = arr[li, j]
                     new = round(min(max(old, 1.0) * factor, self._highs[kind][j] * 0.95), 2)
+                    if kind == "loop" and j in (0, 3):
+                        # a counting glitch: count and flow stay consistent (FIWARE derives
+                        # flow from the count, so they must agree to round-trip)
+                        count = float(round(new if j == 0 else new * self.interval_s / 3600.0))
+                        arr[li, 0] = count
+                        arr[li, 3] = round(count * 3600.0 / self.interval_s, 0)
+                        new = arr[li, j]
                     arr[li, j] = new
                     self._spike_seq += 1
                     self.stats.spikes += 1

@@ -114,7 +114,9 @@ class SenMLEncoder:
         for s in city.sensors:
             recs = []
             for j, m in enumerate(s.metrics):
-                u = f',"u":"{SENML_UNITS[m]}"'.replace("%", "%%") if units and m in SENML_UNITS else ""
+                u = ""
+                if units and m in SENML_UNITS:
+                    u = f',"u":"{SENML_UNITS[m]}"'.replace("%", "%%")  # literal in a %-template
                 head = f'"bn":"{s.sensor_id}:",' if j == 0 else ""
                 recs.append('{%s"n":"%s"%s,"v":%%r}' % (head, m, u))
             frag = ",".join(recs)
@@ -149,7 +151,8 @@ class SenMLEncoder:
 
 
 # FIWARE Smart Data Models (NGSI-LD key-values) per kind: (entity type, @context)
-_SDM_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.%s/master/context.jsonld"
+_SDM_CONTEXT = ("https://raw.githubusercontent.com/smart-data-models/dataModel.%s/master/"
+                "context.jsonld")
 FIWARE_TYPES: dict[str, tuple[str, str]] = {
     "loop": ("TrafficFlowObserved", _SDM_CONTEXT % "Transportation"),
     "air_quality": ("AirQualityObserved", _SDM_CONTEXT % "Environment"),

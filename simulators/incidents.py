@@ -99,7 +99,7 @@ class IncidentEngine:
                     if t_ms < inc.start_ms + k * self.propagation_ms:
                         break
                     i = self._loop_index[sid]
-                    sev = inc.severity * (0.85 ** k)
+                    sev = inc.severity * (0.93 ** k)
                     speed_f[i] = min(speed_f[i], 1.0 - 0.82 * sev)
                     flow_f[i] = min(flow_f[i], 1.0 - 0.55 * sev)
                     occ_floor[i] = max(occ_floor[i], 35.0 + 40.0 * sev)

@@ -184,7 +184,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if suffix == ".parquet":
         return pd.read_parquet(path)
     if suffix == ".csv":
-        df = pd.read_csv(path, dtype={"ts": np.int64, "value": np.float64}, float_precision="round_trip",
+        df = pd.read_csv(path, dtype={"ts": np.int64, "value": np.float64},
                          keep_default_na=False)
         for c in ("sensor_id", "domain", "kind", "district", "metric"):
             df[c] = pd.Categorical(df[c].astype(str))
@@ -260,9 +260,11 @@ def decode_payload(topic: str, payload: bytes) -> list[Reading]:
         if "phaseToPhaseVoltage" in doc:
             metrics["voltage_kv"] = round(float(doc["phaseToPhaseVoltage"]["L12"]) / 1000.0, 9)
         if doc["type"] == "TrafficFlowObserved" and "dateObservedFrom" in doc:
-            period_s = (_iso_to_ms(doc["dateObservedTo"]) - _iso_to_ms(doc["dateObservedFrom"])) / 1e3
+            period_ms = _iso_to_ms(doc["dateObservedTo"]) - _iso_to_ms(doc["dateObservedFrom"])
+            period_s = period_ms / 1e3
             metrics["flow_vph"] = round(metrics["vehicle_count"] * 3600.0 / period_s, 9)
-            metrics = {m: metrics[m] for m in KINDS["loop"][2]}
+        order = KINDS[kind][2] if kind in KINDS else tuple(metrics)
+        metrics = {m: metrics[m] for m in order if m in metrics}
         return [{"sensor_id": sid, "ts": _iso_to_ms(doc["dateObserved"]), "domain": domain,
                  "kind": kind, "district": district, "metrics": metrics}]
     raise ValueError("not a payload of ours")
@@ -291,7 +293,8 @@ class MqttRecorder:
                 settings.mqtt_username,
                 settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
         if settings.mqtt_tls:
-            self.client.tls_set(ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None)
+            ca = settings.mqtt_ca_file
+            self.client.tls_set(ca_certs=str(ca) if ca else None)
         qos_ = qos
 
         def on_connect(c, userdata, flags, rc, props):  # noqa: ANN001

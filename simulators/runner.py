@@ -56,6 +56,8 @@ def run_simulation(
     on_progress: Callable[[Progress], None] | None = None,
     progress_interval_s: float = 0.5,
     city: City | None = None,
+    sumo: bool = False,
+    sumo_workdir: str | Path | None = None,
 ) -> RunResult:
     """Simulate the city and publish its readings to ``settings.mqtt_url``.
 
@@ -63,7 +65,8 @@ def run_simulation(
     0/None = as fast as possible); ``rate``: cap on readings/s (None = no cap); ``fmt``:
     json | senml | fiware; ``start_ms``: first tick's event time (default: now, aligned
     to ``interval_s``). The registry CSV is written before the first message, so ingest
-    can load it; ground truth is appended as incidents and faults start.
+    can load it; ground truth is appended as incidents and faults start. ``sumo``: drive
+    traffic loops from a SUMO microsimulation (raises SumoUnavailable when missing).
     """
     stop = stop_event or threading.Event()
     city = city or City.generate(seed, size)
@@ -81,8 +84,20 @@ def run_simulation(
 
     sched = schedule if schedule is not None else (
         Schedule(city, seed) if incidents else Schedule.none(city))
+    traffic_sim = None
+    if sumo:
+        import tempfile
+
+        from urbanbrain.simulators.engine import aligned_now_ms
+        from urbanbrain.simulators.sumo import SumoTraffic
+
+        hours = (sim_duration_s or duration_s or 3600.0) * max(speed or 1.0, 1.0) / 3600.0
+        traffic_sim = SumoTraffic(
+            city, sumo_workdir or tempfile.mkdtemp(prefix="urbanbrain-sumo-"), seed=seed,
+            interval_s=interval_s, start_ms=start_ms or aligned_now_ms(interval_s),
+            hours=min(max(hours, 1.0), 48.0))
     sim = Simulation(city, seed, start_ms=start_ms, interval_s=interval_s, schedule=sched,
-                     faults=fault_cfg, on_event=on_event)
+                     faults=fault_cfg, on_event=on_event, sumo=traffic_sim)
     encoder = make_encoder(fmt, city, interval_s=interval_s, pack_size=pack_size,
                            topic_prefix=settings.mqtt_topic_prefix)
     progress = Progress(sim_time_ms=sim.start_ms)
@@ -126,6 +141,8 @@ def run_simulation(
         pool.flush(30.0)
     finally:
         pool.close()
+        if traffic_sim is not None:
+            traffic_sim.close()
         if gt:
             gt.close()
             stats_path = Path(str(gt.path) + ".stats.json")

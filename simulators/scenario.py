@@ -9,6 +9,7 @@ ground truth; ``write_scenario`` puts it in files (Parquet by default).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,9 +24,6 @@ from urbanbrain.simulators.incidents import (
     GroundTruthWriter, Incident, Schedule, make_incident,
 )
 from urbanbrain.simulators.record import FrameTable, write_table
-
-HOUR = 3600
-
 
 def _ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso).astimezone(timezone.utc).timestamp() * 1000)
@@ -132,7 +130,8 @@ class ScenarioData:
     n_readings: int
 
 
-def simulation_for(sc: Scenario, city: City | None = None, on_event=None) -> Simulation:  # noqa: ANN001
+def simulation_for(sc: Scenario, city: City | None = None,
+                   on_event: Callable[[Incident], None] | None = None) -> Simulation:
     city = city or sc.city()
     return Simulation(city, sc.seed, start_ms=sc.start_ms, interval_s=sc.interval_s,
                       schedule=Schedule(city, seed=None, explicit=sc.resolve(city)),

@@ -167,7 +167,11 @@ class SignalModel:
         speed = self.ff * (1.0 - 0.55 * x ** 2.5) * (0.95 + 0.05 * rain_f)
         speed = speed * speed_factor * (1.0 + 0.03 * self.rng.standard_normal(q.shape))
         speed = np.clip(speed, 2.0, 140.0)
-        count = self.rng.poisson(np.maximum(q, 0.0) * self.interval_s / 3600.0).astype(float)
+        # Poisson-like counts from a fixed number of normal draws: numpy's poisson consumes a
+        # variable amount of randomness, so an incident at one loop would change the noise of
+        # every other loop; with this, incidents change only the sensors they affect.
+        lam = np.maximum(q, 0.0) * self.interval_s / 3600.0
+        count = np.maximum(np.round(lam + np.sqrt(lam) * self.rng.standard_normal(q.shape)), 0.0)
         flow = count * 3600.0 / self.interval_s
         occ = (flow / self.lanes) * VEHICLE_LENGTH_KM / speed * 100.0
         occ = np.clip(np.maximum(occ, occ_floor), 0.0, 98.0)

@@ -1,8 +1,13 @@
 """The Faust app: stream topology of the urban brain, readable at a glance.
 
     readings.{traffic,environment,water,power} ──▶ store_readings ──▶ InfluxDB <domain>
-                                                   (refused lines ──▶ readings.deadletter)
-    every 5 s ──▶ report_pipeline ──▶ InfluxDB pipeline
+        │  (refused lines, late readings ──▶ readings.deadletter)
+        └─ windows per source partition (1-min panes, 5-min hopping, allowed lateness;
+           state: table ``window-state``) ──▶ InfluxDB agg_sensor_1m/_5m, traffic_index, aqi,
+           water_index, power_index ──▶ Kafka ``aggregates`` (rules engine)
+                                      └──▶ <app id>-rollup-partials ──▶ rollup (table
+                                           ``rollup-state``) ──▶ InfluxDB district_1m, city_1m
+    every 5 s (configurable) ──▶ report_pipeline ──▶ InfluxDB pipeline
 
 Each Kafka record is a batch of readings of one partition (see DESIGN.md); agents take
 several records at a time and write them to InfluxDB before Faust acknowledges them, so an
@@ -12,18 +17,31 @@ InfluxDB outage turns into consumer lag and never into lost points.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
+from collections import defaultdict
+from typing import Any
 
 import faust
 import orjson
 
 from urbanbrain.influx import InfluxWriter
-from urbanbrain.kafka import DEADLETTER_TOPIC, READINGS_TOPICS
+from urbanbrain.kafka import AGGREGATES_TOPIC, DEADLETTER_TOPIC, READINGS_TOPICS
 from urbanbrain.lineprotocol import ReadingLineEncoder, line
-from urbanbrain.reading import decode_batch
+from urbanbrain.reading import decode_batch, encode_batch
+from urbanbrain.registry import Registry
 from urbanbrain.settings import Settings
 
+from .derive import IndexCalculator
+from .processor import WindowStage
+from .rollup_stage import RollupStage, points_to_lines
+from .settings import StreamsSettings
+from .state import TableStore
+
 log = logging.getLogger(__name__)
+
+AGGREGATES_PER_RECORD = 200
 
 
 def faust_config(settings: Settings) -> dict:
@@ -78,64 +96,198 @@ class StreamsStats:
         self.bad_records = 0
         self.last_report = time.monotonic()
         self.last_readings = 0
+        self.last_points = 0
+        self.batch_ms = 0.0
+
+
+def _load_registry(settings: Settings) -> Registry | None:
+    if settings.registry_path is None:
+        return None
+    try:
+        return Registry.load(settings.registry_path)
+    except OSError as exc:
+        log.warning("registry %s unreadable (%s): road class defaults apply",
+                    settings.registry_path, exc)
+        return None
 
 
 def create_app(settings: Settings) -> faust.App:
-    app = faust.App(settings.streams_app_id, **faust_config(settings))
+    ss = StreamsSettings.from_base(settings)
+    app = faust.App(ss.streams_app_id, **faust_config(ss))
     readings_topic = app.topic(*READINGS_TOPICS, key_type=bytes, value_type=bytes,
                                value_serializer="raw", key_serializer="raw")
     deadletters = app.topic(DEADLETTER_TOPIC, value_serializer="raw", key_serializer="raw")
-    writer = InfluxWriter(settings)
+    aggregates = app.topic(AGGREGATES_TOPIC, value_serializer="raw", key_serializer="raw")
+    partials_topic = app.topic(
+        f"{ss.streams_app_id}-rollup-partials", internal=True,
+        partitions=ss.kafka_partitions, key_type=str, key_serializer="raw",
+        value_type=bytes, value_serializer="raw",
+    )
+    # key str → json, value bytes → raw (Faust picks the serializers from the types)
+    window_table = app.Table("window-state", key_type=str, value_type=bytes,
+                             partitions=ss.kafka_partitions)
+    rollup_table = app.Table("rollup-state", key_type=str, value_type=bytes,
+                             partitions=ss.kafka_partitions)
+    writer = InfluxWriter(ss)
     encoder = ReadingLineEncoder()
     stats = StreamsStats()
+    calc = IndexCalculator(_load_registry(ss), default_road_class=ss.streams_default_road_class,
+                           nominal_kv=ss.streams_nominal_kv, nominal_hz=ss.streams_nominal_hz)
+    stage = WindowStage(ss, TableStore(window_table), calc)
+    rollups = RollupStage(TableStore(rollup_table), expected_sources=ss.kafka_partitions,
+                          grace_s=ss.streams_rollup_grace_s,
+                          retention_ms=int(ss.streams_rollup_retention_s * 1000))
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
     app.urbanbrain_stats = stats  # type: ignore[attr-defined]
+    app.urbanbrain_stage = stage  # type: ignore[attr-defined]
+
+    @app.on_partitions_assigned.connect
+    async def log_assignment(sender: Any, assigned: set, **kwargs: Any) -> None:
+        mine: dict[str, list[int]] = defaultdict(list)
+        for tp in assigned:
+            if tp.topic in READINGS_TOPICS:
+                mine[tp.topic].append(tp.partition)
+        log.info("ASSIGNMENT %s", orjson.dumps(
+            {"worker": worker_id, "partitions": {t: sorted(p) for t, p in sorted(mine.items())}}
+        ).decode())
 
     @app.agent(readings_topic)
     async def store_readings(stream: faust.StreamT) -> None:
-        async for values in stream.take(50, within=0.2):
+        async for events in stream.take_events(ss.streams_take_records,
+                                                within=ss.streams_take_within_s):
+            t0 = time.perf_counter()
+            if stage.generation != app.consumer_generation_id:
+                stage.reset(app.consumer_generation_id)
             readings = []
-            for value in values:
+            by_tp: dict[tuple[str, int], list[tuple[int, list]]] = defaultdict(list)
+            for event in events:
+                msg = event.message
                 try:
-                    readings.extend(decode_batch(value))
+                    batch = decode_batch(event.value)
                 except ValueError as exc:
                     stats.bad_records += 1
                     await deadletters.send(value=orjson.dumps({
-                        "topic": "readings.*", "reason": "malformed", "message": str(exc),
+                        "topic": msg.topic, "reason": "malformed", "message": str(exc),
                         "payload": None, "payload_b64": None, "received_ms": _now_ms(),
                     }))
+                    continue
+                readings.extend(batch)
+                by_tp[(msg.topic, msg.partition)].append((msg.offset, batch))
+            # 1. raw readings
             lines, bad = encoder.encode(readings)
             refused = await writer.write(lines)
             for r, why in bad:
                 await deadletters.send(value=_sink_dead_letter(r, why))
             for text, why in refused:
-                await deadletters.send(value=orjson.dumps({
-                    "topic": "influxdb", "reason": "sink_refused", "message": why,
-                    "payload": text, "payload_b64": None, "received_ms": _now_ms(),
-                }))
-            stats.records += len(values)
+                await deadletters.send(value=_refused_letter(text, why))
+            # 2. windows: deltas go to the table first, outputs next, marks/tombstones last
+            results = []
+            out_lines: list[str] = []
+            for (topic, partition), recs in by_tp.items():
+                recs.sort(key=lambda x: x[0])
+                res = stage.process(topic, partition, recs)
+                for r in res.late:
+                    await deadletters.send(value=_late_letter(topic, r, ss.streams_lateness_s))
+                rendered = stage.render(topic, partition, res)
+                out_lines += rendered.lines
+                for sensor, why in rendered.refused:
+                    await deadletters.send(value=_refused_letter(sensor, why))
+                results.append((topic, partition, res, rendered))
+            if out_lines:
+                for text, why in await writer.write(out_lines):
+                    await deadletters.send(value=_refused_letter(text, why))
+            closed_any = False
+            for topic, partition, res, rendered in results:
+                recs = rendered.records
+                for i in range(0, len(recs), AGGREGATES_PER_RECORD):  # stay far below 1 MB
+                    await aggregates.send(value=encode_batch(recs[i:i + AGGREGATES_PER_RECORD]),
+                                          partition=partition)
+                for p in rendered.partials:
+                    await partials_topic.send(key=p["domain"].encode(), value=orjson.dumps(p))
+                closed_any = closed_any or bool(res.after_puts or res.deletes)
+            if closed_any:
+                # Outputs must be durable before the mark says the window is done.
+                await app.producer.flush()
+            for topic, partition, res, _ in results:
+                stage.finish(partition, res)
+            stats.records += len(events)
             stats.readings += len(readings)
             stats.refused += len(bad) + len(refused)
+            stats.batch_ms = (time.perf_counter() - t0) * 1000
 
-    @app.timer(5.0)
+    @app.agent(partials_topic)
+    async def rollup(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                part = orjson.loads(event.value)
+            except orjson.JSONDecodeError:
+                continue
+            rollups.add(event.message.partition, part)
+
+    state = {"generation": None}
+
+    @app.timer(0.5)
+    async def write_rollups() -> None:
+        if app.rebalancing or app.in_recovery:
+            return
+        if state["generation"] != app.consumer_generation_id:
+            rollups.forget()
+            state["generation"] = app.consumer_generation_id
+        try:
+            active = {tp.partition for tp in app.assignor.assigned_actives()
+                      if tp.topic == partials_topic.get_topic_name()}
+        except Exception:  # noqa: BLE001 - before the first assignment
+            return
+        due = rollups.due(active)
+        if due:
+            for text, why in await writer.write(points_to_lines(due)):
+                log.warning("roll-up point refused: %s (%s)", text[:200], why)
+
+    @app.timer(ss.streams_report_interval_s)
     async def report_pipeline() -> None:
         now = time.monotonic()
-        rate = (stats.readings - stats.last_readings) / max(now - stats.last_report, 1e-6)
-        stats.last_report, stats.last_readings = now, stats.readings
+        dt = max(now - stats.last_report, 1e-6)
+        rate = (stats.readings - stats.last_readings) / dt
         w = writer.stats
+        points_rate = (w.points - stats.last_points) / dt
+        stats.last_report, stats.last_readings, stats.last_points = now, stats.readings, w.points
         point = line(
             "pipeline",
-            {"stage": "streams", "worker": app.conf.id},
+            {"stage": "streams", "worker": worker_id},
             {
                 "readings_total": stats.readings, "readings_per_s": rate,
                 "records_total": stats.records, "refused_total": stats.refused,
-                "points_total": w.points, "write_retries_total": w.retries,
-                "write_batch_ms": w.last_batch_ms,
+                "points_total": w.points, "points_per_s": points_rate,
+                "write_retries_total": w.retries, "write_batch_ms": w.last_batch_ms,
+                "agent_batch_ms": stats.batch_ms,
+                "late_total": stage.stats.late, "windows_emitted_total": stage.stats.windows,
+                "partials_total": stage.stats.partials, "open_panes": stage.open_panes,
+                "rollups_emitted_total": rollups.stats.emitted,
+                "rollup_partials_dropped_total": rollups.stats.dropped_late,
+                "lag_records": _lag(app),
             },
             _now_ms(),
         )
         await writer.write([point])
 
     return app
+
+
+def _lag(app: faust.App) -> float | None:
+    """Records of the readings topics not yet read by this worker (queue depth)."""
+    try:
+        consumer = app.consumer
+        total = 0
+        for tp in consumer.assignment():
+            if tp.topic not in READINGS_TOPICS:
+                continue
+            hw = consumer.highwater(tp)
+            read = consumer._read_offset.get(tp)  # noqa: SLF001 - no public accessor
+            if hw is not None:
+                total += max(0, hw - (read + 1 if read is not None else 0))
+        return float(total)
+    except Exception:  # noqa: BLE001 - metrics must never break the worker
+        return None
 
 
 def _now_ms() -> int:
@@ -150,8 +302,33 @@ def _sink_dead_letter(reading: object, why: str) -> bytes:
     })
 
 
+def _refused_letter(text: str, why: str) -> bytes:
+    return orjson.dumps({
+        "topic": "influxdb", "reason": "sink_refused", "message": why,
+        "payload": text, "payload_b64": None, "received_ms": _now_ms(),
+    })
+
+
+def _late_letter(topic: str, reading: object, lateness_s: float) -> bytes:
+    return orjson.dumps({
+        "topic": topic, "reason": "late",
+        "message": f"event time older than its closed window (allowed lateness {lateness_s:g} s)",
+        "payload": orjson.dumps(reading, default=str).decode(), "payload_b64": None,
+        "received_ms": _now_ms(),
+    })
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Start one Faust worker (the ``urbanbrain streams worker`` command)."""
+    import asyncio
+
+    from urbanbrain.kafka import ensure_topics
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(ensure_topics(settings))
+    finally:
+        loop.close()
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()

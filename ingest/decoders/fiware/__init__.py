@@ -59,7 +59,9 @@ def _entities(doc: Any) -> list[Any]:
         return doc
     if not isinstance(doc, dict):
         raise Reject(Reason.SCHEMA, "an NGSI payload is an entity object or an array of them")
-    if isinstance(doc.get("data"), list) and ("subscriptionId" in doc or doc.get("type") == "Notification"):
+    if isinstance(doc.get("data"), list) and (
+        "subscriptionId" in doc or doc.get("type") == "Notification"
+    ):
         return doc["data"]
     if doc.get("type") == "FeatureCollection" and isinstance(doc.get("features"), list):
         return doc["features"]
@@ -165,9 +167,15 @@ def _decode_entity(doc: Any, i: int, topic_sensor: str | None) -> DecodedReading
         if unresolved:
             raise Reject(
                 Reason.UNKNOWN_METRIC,
-                f"{etype}: {', '.join(unresolved)} carry no unitCode and the model fixes none",
+                f"{etype}: {', '.join(unresolved)} without unitCode, and the model fixes no unit",
             )
         raise Reject(Reason.SCHEMA, f"{etype} entity {i} carries none of the mapped measurements")
+
+    if model.flow_from_count and "vehicle_count" in metrics and "flow_vph" not in metrics:
+        period = _period_s(ent)
+        if period:
+            per_hour = metrics["vehicle_count"] * 3600.0 / period
+            metrics["flow_vph"] = convert("flow_vph", None, per_hour)
 
     lat, lon = _location(ent)
     extra: dict[str, Any] = {"entity_type": etype}
@@ -175,12 +183,13 @@ def _decode_entity(doc: Any, i: int, topic_sensor: str | None) -> DecodedReading
         extra["entity_id"] = doc["id"]
     for name in model.extras:
         got = ent.attr(name)
-        if got is not None and isinstance(got[0], (int, float, str)) and not isinstance(got[0], bool):
-            extra[name] = got[0]
+        value = None if got is None else got[0]
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            extra[name] = value
     if unresolved:
         extra["unmapped"] = unresolved
     return DecodedReading(
-        sensor_id=_sensor_id(ent, etype, topic_sensor),
+        sensor_id=_sensor_id(ent, topic_sensor),
         metrics=metrics,
         ts=_timestamp(ent, observed),
         domain=model.domain,
@@ -236,7 +245,9 @@ def _number(value: Any, what: str, i: int) -> float:
         try:
             f = float(value.strip())
         except ValueError:
-            raise Reject(Reason.SCHEMA, f"entity {i}: {what} = {value[:40]!r} is not a number") from None
+            raise Reject(
+                Reason.SCHEMA, f"entity {i}: {what} = {value[:40]!r} is not a number"
+            ) from None
     else:
         raise Reject(Reason.SCHEMA, f"entity {i}: {what} is {type(value).__name__}, not a number")
     if not math.isfinite(f):
@@ -296,6 +307,24 @@ def _time_ms(value: Any, what: str) -> int:
         raise Reject(Reason.BAD_TIMESTAMP, f"{what} = {value[:60]!r} is out of range") from None
 
 
+def _period_s(ent: _Entity) -> float | None:
+    """Length of the observation period: dateObservedFrom..To, else a dateObserved interval."""
+    start = ent.attr("dateObservedFrom")
+    end = ent.attr("dateObservedTo")
+    if start is not None and end is not None:
+        t0, t1 = _time_ms(start[0], "dateObservedFrom"), _time_ms(end[0], "dateObservedTo")
+    else:
+        got = ent.attr("dateObserved")
+        value = got[0] if got is not None else None
+        if isinstance(value, dict):
+            value = value.get("@value")
+        if not isinstance(value, str) or "/" not in value:
+            return None
+        first, last = value.split("/", 1)
+        t0, t1 = _time_ms(first, "dateObserved"), _time_ms(last, "dateObserved")
+    return (t1 - t0) / 1000.0 if t1 > t0 else None
+
+
 def _timestamp(ent: _Entity, observed: list[int]) -> int | None:
     for name in ("dateObservedTo", "dateObserved"):
         got = ent.attr(name)
@@ -304,7 +333,7 @@ def _timestamp(ent: _Entity, observed: list[int]) -> int | None:
     return max(observed) if observed else None
 
 
-def _sensor_id(ent: _Entity, etype: str, topic_sensor: str | None) -> str | None:
+def _sensor_id(ent: _Entity, topic_sensor: str | None) -> str | None:
     ref = ent.attr("refDevice")
     if ref is not None:
         value = ref[0]

@@ -41,6 +41,8 @@ class Model:
     extras: tuple[str, ...] = ()
     #: per-entity adjustment: metric → unit to assume instead (or SKIP to drop the field)
     adjust: Callable[[str], dict[str, str]] | None = None
+    #: vehicles counted in the observation period → flow_vph when the period is known
+    flow_from_count: bool = False
 
 
 SKIP = "__skip__"
@@ -80,6 +82,7 @@ MODELS: dict[str, Model] = {
             Field(("averageVehicleSpeed",), "speed_kmh", "km/h"),
         ),
         extras=("laneId", "laneDirection"),
+        flow_from_count=True,
     ),
     "ItemFlowObserved": Model(
         "traffic",
@@ -90,6 +93,7 @@ MODELS: dict[str, Model] = {
         ),
         extras=("itemType", "laneId"),
         adjust=_item_flow,
+        flow_from_count=True,
     ),
     "AirQualityObserved": Model(
         "environment",
@@ -113,12 +117,28 @@ MODELS: dict[str, Model] = {
         # LAmax/LAS are maxima, LAeq_d a day average: not the interval's equivalent level
         extras=("LAmax", "LAS", "LAeq_d"),
     ),
+    "WeatherObserved": Model(
+        "environment",
+        (
+            Field(("temperature",), "temperature_c", "°C"),
+            Field(("relativeHumidity",), "humidity_pct", "ratio"),  # model: 0..1
+            Field(("windSpeed",), "wind_speed_ms", "m/s"),
+            # the model says l/m² (an amount); stations report hourly, so l/m² per hour = mm/h
+            Field(("precipitation",), "rain_mmh", "mm/h"),
+        ),
+        # atmospheric pressure is not our (water main) pressure_kpa
+        extras=("atmosphericPressure", "windDirection"),
+    ),
     "WaterQualityObserved": Model(
         "water",
         (
             Field(("pH",), "ph", "pH"),
             Field(("turbidity",), "turbidity_ntu", "NTU"),
             Field(("freeChlorine", "chlorine", "cl", "cl2"), "chlorine_mgl", "mg/L"),
+            # the model fixes no unit for these; key-values are read in urbanbrain's units
+            # (what our water-main stations send), a unitCode overrides
+            Field(("pressure",), "pressure_kpa", "kPa"),
+            Field(("flow",), "flow_ls", "L/s"),
         ),
         # water temperature is not our (air) temperature_c; conductivity has no metric
         extras=("temperature", "conductivity"),

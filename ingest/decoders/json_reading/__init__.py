@@ -31,7 +31,10 @@ class JsonReadingDecoder(Decoder):
                 raise Reject(Reason.UNKNOWN_METRIC, f"metric {name!r} is not in the catalogue")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise Reject(Reason.SCHEMA, f"metric {name!r} is {type(value).__name__}, not a number")
-            f = float(value)
+            try:
+                f = float(value)
+            except OverflowError:
+                raise Reject(Reason.OUT_OF_RANGE, f"metric {name!r} does not fit a float") from None
             if not math.isfinite(f):
                 raise Reject(Reason.NOT_FINITE, f"metric {name!r} is {value!r}")
             metrics[name] = f
@@ -39,7 +42,7 @@ class JsonReadingDecoder(Decoder):
         if sensor is not None and not isinstance(sensor, str):
             raise Reject(Reason.SCHEMA, "'sensor_id' must be a string")
         ts = doc.get("ts")
-        lat, lon = doc.get("lat"), doc.get("lon")
+        lat, lon = _coord(doc.get("lat")), _coord(doc.get("lon"))
         return [
             DecodedReading(
                 sensor_id=sensor,
@@ -48,8 +51,8 @@ class JsonReadingDecoder(Decoder):
                 domain=_opt_str(doc, "domain"),
                 kind=_opt_str(doc, "kind"),
                 district=_opt_str(doc, "district"),
-                lat=float(lat) if isinstance(lat, (int, float)) and not isinstance(lat, bool) else None,
-                lon=float(lon) if isinstance(lon, (int, float)) and not isinstance(lon, bool) else None,
+                lat=lat,
+                lon=lon,
             )
         ]
 
@@ -61,3 +64,13 @@ def _opt_str(doc: dict, key: str) -> str | None:
     if not isinstance(value, str):
         raise Reject(Reason.SCHEMA, f"{key!r} must be a string")
     return value
+
+
+def _coord(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None

@@ -1,0 +1,128 @@
+"""The window stage of the agent: per-partition window state, recovery, and rendering of
+closed windows into InfluxDB lines, ``aggregates`` records and roll-up partials.
+
+Faust-free on purpose (the agent in app.py only moves bytes), so unit tests and the
+benchmark drive exactly the code the worker runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .aggregates import by_sensor
+from .derive import IndexCalculator
+from .rollups import partial
+from .settings import StreamsSettings
+from .sinks.lines import window_lines
+from .sinks.records import window_records
+from .windows import BatchResult, PartitionWindows
+
+log = logging.getLogger(__name__)
+
+
+class Store(Protocol):
+    def put(self, partition: int, key: str, value: bytes) -> None: ...
+    def delete(self, partition: int, key: str) -> None: ...
+    def items(self) -> Any: ...
+
+
+@dataclass
+class Rendered:
+    """Outputs of one partition's batch, in the order the agent writes them."""
+
+    lines: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)  # for ``aggregates``
+    partials: list[dict[str, Any]] = field(default_factory=list)  # for the roll-up topic
+    windows: int = 0
+
+
+@dataclass
+class StageStats:
+    late: int = 0
+    windows: int = 0
+    partials: int = 0
+    recovered_deltas: int = 0
+    rebuilds: int = 0
+
+
+class WindowStage:
+    """All window state this worker holds, one :class:`PartitionWindows` per source partition."""
+
+    def __init__(self, settings: StreamsSettings, store: Store, calc: IndexCalculator) -> None:
+        self.settings, self.store, self.calc = settings, store, calc
+        self.parts: dict[tuple[str, int], PartitionWindows] = {}
+        self.stats = StageStats()
+        self.generation: object = None
+
+    def reset(self, generation: object = None) -> None:
+        """Forget in-memory state (after a rebalance): it is rebuilt from the table on demand,
+        because another worker may have advanced a partition we owned before."""
+        self.parts.clear()
+        self.generation = generation
+
+    def part(self, topic: str, partition: int) -> PartitionWindows:
+        pw = self.parts.get((topic, partition))
+        if pw is None:
+            s = self.settings
+            pw = PartitionWindows(
+                topic, partition, lateness_ms=int(s.streams_lateness_s * 1000),
+                hop_panes=s.streams_hop_panes, max_empty_panes=s.streams_max_empty_panes,
+            )
+            n = pw.load(self.store.items())
+            self.stats.recovered_deltas += n
+            self.stats.rebuilds += 1
+            if n or pw.emitted_until is not None:
+                log.info("recovered window state of %s[%d]: %d deltas, emitted until %s",
+                         topic, partition, n, pw.emitted_until)
+            self.parts[(topic, partition)] = pw
+        return pw
+
+    def process(self, topic: str, partition: int,
+                records: Sequence[tuple[int, Sequence[Mapping]]]) -> BatchResult:
+        """Fold the records in and write their deltas to the table (before any output)."""
+        res = self.part(topic, partition).process(records)
+        for key, value in res.delta_puts.items():
+            self.store.put(partition, key, value)
+        self.stats.late += len(res.late)
+        return res
+
+    def render(self, topic: str, partition: int, res: BatchResult) -> Rendered:
+        pw = self.parts[(topic, partition)]
+        domain = topic.split(".", 1)[-1]
+        out = Rendered()
+        now = int(time.time() * 1000)
+        src = f"{topic}|{partition}"
+        with_data = set()
+        for w in res.windows:
+            rows = by_sensor(w.frame)
+            points = self.calc.compute(domain, rows, (w.end - w.start) / 1000.0)
+            lines, bad = window_lines(domain, w.size, w.start, rows, pw.meta, points)
+            out.lines += lines
+            out.refused += bad
+            out.records += window_records(domain, w.size, w.start, w.end, rows, pw.meta, points, now)
+            if w.size == "1m":
+                with_data.add(w.start)
+                out.partials.append(partial(domain, w.start, w.end, src, rows, pw.meta, points))
+        for p in res.closed_panes:
+            if p not in with_data:
+                out.partials.append(partial(domain, p, p + pw.pane_ms, src, {}, pw.meta, []))
+        out.windows = len(res.windows)
+        self.stats.windows += len(res.windows)
+        self.stats.partials += len(out.partials)
+        return out
+
+    def finish(self, partition: int, res: BatchResult) -> None:
+        """After the outputs are stored: the emitted mark and tombstones of spent panes."""
+        for key, value in res.after_puts.items():
+            self.store.put(partition, key, value)
+        for key in res.deletes:
+            self.store.delete(partition, key)
+
+    @property
+    def open_panes(self) -> int:
+        return sum(pw.open_panes for pw in self.parts.values())

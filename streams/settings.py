@@ -1,0 +1,52 @@
+"""Settings of the streams room, on top of the shared :class:`urbanbrain.settings.Settings`.
+
+Kept here (not in urbanbrain/settings.py) so the streams room can add knobs without touching
+shared code; every field is read from ``URBANBRAIN_STREAMS_*`` like the rest.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from urbanbrain.settings import Settings
+
+
+class StreamsSettings(Settings):
+    """Window, roll-up and index parameters of the Faust app."""
+
+    streams_lateness_s: float = Field(
+        120.0, ge=0, description="allowed lateness: a 1-min pane closes when the partition's "
+        "max event time passes its end by this much; later readings are dead-lettered 'late'",
+    )
+    streams_hop_panes: int = Field(
+        5, ge=1, description="the hopping window spans this many 1-min panes (5 = 5 min / 1 min)"
+    )
+    streams_rollup_grace_s: float = Field(
+        10.0, ge=0, description="processing-time wait for the partials of all source partitions "
+        "before a district roll-up is written without the missing (idle) ones",
+    )
+    streams_rollup_retention_s: float = Field(
+        3600.0, gt=0, description="event-time span of roll-up partials kept, so a late partition "
+        "corrects its roll-up instead of overwriting it with a partial one",
+    )
+    streams_max_empty_panes: int = Field(
+        60, ge=0, description="after a jump in event time, emit empty roll-up partials for at "
+        "most this many panes",
+    )
+    streams_default_road_class: str = Field(
+        "arterial", description="road class of a traffic sensor the registry does not know"
+    )
+    streams_nominal_kv: float = Field(11.0, gt=0, description="nominal voltage for voltage_kv")
+    streams_nominal_hz: float = Field(50.0, gt=0, description="nominal grid frequency")
+    streams_report_interval_s: float = Field(
+        5.0, gt=0, description="how often the worker writes its ``pipeline`` point"
+    )
+    streams_take_records: int = Field(50, ge=1, description="Kafka records per agent batch")
+    streams_take_within_s: float = Field(0.2, gt=0, description="max wait to fill a batch")
+
+    @classmethod
+    def from_base(cls, base: Settings) -> StreamsSettings:
+        """Our settings with the shared ones taken from ``base`` (streams fields from env)."""
+        if isinstance(base, cls):
+            return base
+        return cls(**{k: getattr(base, k) for k in Settings.model_fields})

@@ -1,0 +1,1 @@
+"""Output encodings of the streams room: InfluxDB line protocol and Kafka records."""

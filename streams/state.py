@@ -1,0 +1,61 @@
+"""A Faust table used as a durable key/value log with *explicit* changelog partitions.
+
+Why not ``table[key] = value``: Faust picks the changelog partition from the current event,
+but an agent batch (``take_events``) holds records of several partitions at once. Writing
+to ``table.data`` and sending the changelog entry to the source partition ourselves keeps the
+state co-partitioned with its stream, which is what lets the worker that gets the partition
+after a rebalance recover exactly that state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+
+class TableStore:
+    """put/delete/items on a Faust table whose values are raw bytes, keys str."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def _store(self) -> Any:
+        return self.table.data
+
+    def put(self, partition: int, key: str, value: bytes) -> None:
+        store = self._store()
+        store[key] = value
+        kp = getattr(store, "_key_partition", None)
+        if kp is not None:
+            kp[key] = partition
+        self.table.send_changelog(partition, key, value)
+
+    def delete(self, partition: int, key: str) -> None:
+        store = self._store()
+        store.pop(key, None)
+        kp = getattr(store, "_key_partition", None)
+        if kp is not None:
+            kp.pop(key, None)
+        self.table.send_changelog(partition, key, None, value_serializer="raw")
+
+    def items(self) -> Iterator[tuple[str, bytes]]:
+        """A snapshot of (key, value) — safe to iterate while the table changes."""
+        return iter(list(self._store().items()))
+
+
+class DictStore:
+    """The same interface over a plain dict (unit tests, benchmarks of the pure parts)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.partitions: dict[str, int] = {}
+
+    def put(self, partition: int, key: str, value: bytes) -> None:
+        self.data[key] = value
+        self.partitions[key] = partition
+
+    def delete(self, partition: int, key: str) -> None:
+        self.data.pop(key, None)
+
+    def items(self) -> Iterator[tuple[str, bytes]]:
+        return iter(list(self.data.items()))

@@ -1,0 +1,226 @@
+"""``urbanbrain up``: the whole pipeline on one machine, no Docker, with live progress.
+
+Servers the environment does not point elsewhere (``URBANBRAIN_MQTT_URL``,
+``URBANBRAIN_KAFKA_BOOTSTRAP``, ``URBANBRAIN_INFLUX_URL``) are started locally with their
+state under ``URBANBRAIN_DATA_DIR`` (default ``./var``). Ingest and the Faust workers run
+as real subprocesses, exactly as in production; the simulator runs in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from urbanbrain.localstack import LocalStack
+from urbanbrain.settings import Settings
+
+console = Console()
+
+
+@dataclass
+class Proc:
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log_has(self, text: str) -> bool:
+        try:
+            return text in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Proc:
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{name}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "urbanbrain.cli", *args], env={**os.environ, **env},
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return Proc(name, proc, log_path)
+
+
+@dataclass
+class Snapshot:
+    sent: int = 0
+    sent_rate: float = 0.0
+    incidents: int = 0
+    stages: dict[str, dict] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+
+
+def _influx_query(url: str, db: str, q: str) -> list[dict]:
+    params = urllib.parse.urlencode({"q": q, "db": db, "epoch": "ms"})
+    try:
+        with urllib.request.urlopen(f"{url}/query?{params}", timeout=2) as resp:
+            body = orjson.loads(resp.read())
+    except OSError:
+        return []
+    return body.get("results", [{}])[0].get("series", [])
+
+
+def _pipeline_state(url: str, db: str) -> tuple[dict[str, dict], dict[str, int]]:
+    stages: dict[str, dict] = {}
+    for s in _influx_query(url, db, "SELECT last(*) FROM pipeline WHERE time > now() - 1h "
+                                    "GROUP BY stage, worker, client"):
+        row = dict(zip(s["columns"], s["values"][0]))
+        stage = s["tags"].get("stage", "?")
+        merged = stages.setdefault(stage, {})
+        for k, v in row.items():
+            if k.startswith("last_") and isinstance(v, (int, float)):
+                merged[k[5:]] = merged.get(k[5:], 0) + v
+    dead: dict[str, int] = {}
+    for s in _influx_query(url, db, "SELECT last(count_total) FROM deadletters "
+                                    "WHERE time > now() - 1h GROUP BY reason"):
+        dead[s["tags"]["reason"]] = int(s["values"][0][1])
+    return stages, dead
+
+
+def _table(snap: Snapshot, elapsed: float, duration: float | None) -> Table:
+    t = Table(title=f"urbanbrain up — {elapsed:.0f}s" + (f" of {duration:.0f}s" if duration else ""))
+    t.add_column("stage")
+    t.add_column("total", justify="right")
+    t.add_column("rate /s", justify="right")
+    t.add_column("notes")
+    t.add_row("simulator → MQTT", f"{snap.sent:,}", f"{snap.sent_rate:,.0f}",
+              f"{snap.incidents} incidents")
+    ing = snap.stages.get("ingest", {})
+    t.add_row("ingest → Kafka", f"{int(ing.get('readings_total', 0)):,}",
+              f"{ing.get('messages_per_s', 0):,.0f} msg", f"inflight {int(ing.get('inflight', 0))}")
+    st = snap.stages.get("streams", {})
+    t.add_row("streams → InfluxDB", f"{int(st.get('points_total', 0)):,} points",
+              f"{st.get('readings_per_s', 0):,.0f}",
+              f"write {st.get('write_batch_ms', 0):.0f} ms, retries {int(st.get('write_retries_total', 0))}")
+    dl = ", ".join(f"{k}={v}" for k, v in sorted(snap.dead_letters.items())) or "none"
+    t.add_row("dead letters", f"{sum(snap.dead_letters.values()):,}", "", dl)
+    return t
+
+
+def run_up(settings: Settings, *, duration: float | None, rate: float, size: str, seed: int,
+           workers: int = 1, fmt: str = "senml") -> int:
+    from urbanbrain.simulators.city import City
+    from urbanbrain.simulators.runner import run_simulation
+
+    data = settings.data_dir.resolve()
+    external = {k for k in ("URBANBRAIN_MQTT_URL", "URBANBRAIN_KAFKA_BOOTSTRAP",
+                            "URBANBRAIN_INFLUX_URL") if k in os.environ}
+    stack = LocalStack(data / "stack")
+    console.print(f"[bold]urbanbrain up[/]: data in {data}")
+    stack.start(mqtt="URBANBRAIN_MQTT_URL" not in external,
+                kafka="URBANBRAIN_KAFKA_BOOTSTRAP" not in external,
+                influx="URBANBRAIN_INFLUX_URL" not in external)
+    env = {**stack.env()}
+    registry = data / "registry.csv"
+    ground_truth = data / "ground_truth.jsonl"
+    ground_truth.unlink(missing_ok=True)
+    env["URBANBRAIN_REGISTRY_PATH"] = str(registry)
+    for server in (stack.mqtt, stack.kafka, stack.influx):
+        if server:
+            console.print(f"  started {server.name} on 127.0.0.1:{server.port}")
+    run_settings = Settings(**{k[len("URBANBRAIN_"):].lower(): v for k, v in env.items()})
+    city = City.generate(seed, size)
+    city.write_registry(registry)
+    console.print(f"  city: seed {seed}, size {size}, {len(city.sensors)} sensors → {registry}")
+    procs: list[Proc] = []
+    stop = threading.Event()
+    snap = Snapshot()
+    try:
+        procs.append(_spawn("ingest", ["ingest"], env, data / "logs"))
+        for i in range(workers):
+            procs.append(_spawn(f"streams-{i}", ["streams", "worker"], env, data / "logs"))
+        _wait_ready(procs)
+        console.print(f"  ingest and {workers} Faust worker(s) ready; logs in {data / 'logs'}")
+
+        def on_progress(p) -> None:  # noqa: ANN001
+            snap.sent, snap.sent_rate, snap.incidents = p.readings, p.rate, p.incidents
+
+        sim = threading.Thread(
+            target=run_simulation, name="simulator", daemon=True,
+            kwargs=dict(settings=run_settings, seed=seed, size=size, rate=rate, speed=60.0,
+                        duration_s=duration, fmt=fmt, ground_truth_path=ground_truth,
+                        city=city, stop_event=stop, on_progress=on_progress),
+        )
+        t0 = time.monotonic()
+        sim.start()
+        influx_url = env.get("URBANBRAIN_INFLUX_URL", settings.influx_url)
+        with Live(_table(snap, 0, duration), console=console, refresh_per_second=2) as live:
+            try:
+                while sim.is_alive():
+                    sim.join(1.0)
+                    snap.stages, snap.dead_letters = _pipeline_state(influx_url, settings.influx_db)
+                    live.update(_table(snap, time.monotonic() - t0, duration))
+                    for p in procs:
+                        if p.proc.poll() is not None:
+                            raise RuntimeError(f"{p.name} exited; see {p.log_path}")
+                # drain: wait until streams stored what ingest forwarded (or 20 s)
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    snap.stages, snap.dead_letters = _pipeline_state(influx_url, settings.influx_db)
+                    live.update(_table(snap, time.monotonic() - t0, duration))
+                    ing = snap.stages.get("ingest", {}).get("readings_total", 0)
+                    st = snap.stages.get("streams", {}).get("readings_total", -1)
+                    if ing and st >= ing:
+                        break
+            except KeyboardInterrupt:
+                stop.set()
+                sim.join(10)
+    finally:
+        stop.set()
+        for p in reversed(procs):
+            p.stop()
+        stored = _count_points(env.get("URBANBRAIN_INFLUX_URL", settings.influx_url),
+                               settings.influx_db)
+        stack.stop()
+    console.print(
+        f"[bold]done[/]: simulator sent {snap.sent:,} readings; InfluxDB holds {stored:,} "
+        f"raw points; {sum(snap.dead_letters.values()):,} dead letters "
+        f"({', '.join(f'{k}={v}' for k, v in sorted(snap.dead_letters.items())) or 'none'}); "
+        f"ground truth in {ground_truth}"
+    )
+    return 0 if stored > 0 else 1
+
+
+def _wait_ready(procs: list[Proc], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    wanted = {p.name: ("MQTT connected" if p.name == "ingest" else "Ready") for p in procs}
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.proc.poll() is not None:
+                raise RuntimeError(f"{p.name} exited with {p.proc.returncode}; see {p.log_path}")
+        if all(p.log_has(wanted[p.name]) for p in procs):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("components not ready after 90 s; see the logs in " + str(procs[0].log_path.parent))
+
+
+def _count_points(url: str, db: str) -> int:
+    total = 0
+    for domain in ("traffic", "environment", "water", "power"):
+        for s in _influx_query(url, db, f'SELECT count(*) FROM "{domain}"'):
+            counts = [v for v in s["values"][0][1:] if isinstance(v, int)]
+            total += max(counts, default=0)
+    return total
