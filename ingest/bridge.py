@@ -10,6 +10,12 @@ asyncio task drains the queue every ``linger`` into per-(topic, partition) Kafka
 waits for Kafka's acks, then PUBACKs in arrival order. A semaphore bounds the messages
 received but not yet acked; when it is exhausted the paho thread blocks, stops reading its
 socket, and TCP pushes back on the broker.
+
+A PUBACK names a packet id that is only meaningful on the connection that delivered the
+message: after a reconnect the broker redelivers everything unacked (possibly under other
+ids) and reuses ids for new messages. So every message carries the connection generation it
+arrived on, and one from an older connection is never acked (nor forwarded, if not yet
+forwarded): its redelivery takes its place.
 """
 
 from __future__ import annotations
@@ -44,19 +50,22 @@ class BridgeStats:
     dead_letters: int = 0
     records: int = 0
     acked: int = 0
+    stale: int = 0  # messages of a dead connection, dropped unacked (the broker redelivers)
     reasons: Counter = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
 
 
 class _Message:
-    __slots__ = ("topic", "payload", "mid", "qos", "received_ms")
+    __slots__ = ("topic", "payload", "mid", "qos", "received_ms", "gen")
 
-    def __init__(self, topic: str, payload: bytes, mid: int, qos: int, received_ms: int):
+    def __init__(self, topic: str, payload: bytes, mid: int, qos: int, received_ms: int,
+                 gen: int = 0):
         self.topic = topic
         self.payload = payload
         self.mid = mid
         self.qos = qos
         self.received_ms = received_ms
+        self.gen = gen  # connection generation: mids are only valid on that connection
 
 
 class IngestBridge:
@@ -74,6 +83,11 @@ class IngestBridge:
         self._queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
         self._inflight = threading.BoundedSemaphore(settings.ingest_max_inflight)
         self._connected = threading.Event()
+        # Connection generation, bumped on every connect and disconnect; only messages of the
+        # live generation are acked. The lock makes "check generation, send PUBACK" atomic
+        # with respect to the paho thread's connect/disconnect callbacks.
+        self._gen = 0
+        self._ack_lock = threading.Lock()
         self._stop = asyncio.Event()
         self._client = self._make_client()
 
@@ -103,6 +117,7 @@ class IngestBridge:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(0.2, 5)
         return client
 
@@ -115,12 +130,23 @@ class IngestBridge:
         if reason_code.is_failure:
             log.error("MQTT connect refused: %s", reason_code)
             return
+        with self._ack_lock:
+            self._gen += 1
+            self._connected.set()
         client.subscribe([(s, 1) for s in self.subscriptions()])
         log.info("MQTT connected (session present: %s)", flags.session_present)
-        self._connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("MQTT subscription refused: %s", failed)
+        else:
+            log.info("MQTT subscribed")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
-        self._connected.clear()
+        with self._ack_lock:
+            self._gen += 1
+            self._connected.clear()
         if not self._stop.is_set():
             log.warning("MQTT disconnected (%s); paho reconnects", reason_code)
 
@@ -128,7 +154,8 @@ class IngestBridge:
         # Blocks the paho thread when too much is in flight: that is the backpressure.
         self._inflight.acquire()
         self._queue.put(
-            _Message(msg.topic, msg.payload, msg.mid, msg.qos, int(time.time() * 1000))
+            _Message(msg.topic, msg.payload, msg.mid, msg.qos, int(time.time() * 1000),
+                     self._gen)
         )
 
     # -- Kafka side (asyncio) ------------------------------------------------------------
@@ -198,8 +225,8 @@ class IngestBridge:
                 rate = (st.received - last_received) / (now - last_t)
                 last_received, last_t = st.received, now
                 log.info(
-                    "ingest: %d messages (%.0f/s), %d readings, %d dead letters %s",
-                    st.received, rate, st.readings, st.dead_letters, dict(st.reasons),
+                    "ingest: %d messages (%.0f/s), %d readings, %d dead letters %s, %d stale",
+                    st.received, rate, st.readings, st.dead_letters, dict(st.reasons), st.stale,
                 )
                 ts = int(time.time() * 1000)
                 fields = {
@@ -232,7 +259,22 @@ class IngestBridge:
             pass
         return out
 
+    def _drop_stale(self, batch: list[_Message]) -> list[_Message]:
+        """Release (without acking) messages of an older connection; the broker resends them."""
+        gen = self._gen
+        live = [m for m in batch if m.gen == gen or m.qos == 0]
+        if len(live) != len(batch):
+            for _ in range(len(batch) - len(live)):
+                self._inflight.release()
+            self.stats.stale += len(batch) - len(live)
+            log.info("dropped %d messages of a previous MQTT connection (redelivered)",
+                     len(batch) - len(live))
+        return live
+
     async def _forward(self, producer, batch: list[_Message]) -> None:  # noqa: ANN001
+        batch = self._drop_stale(batch)
+        if not batch:
+            return
         by_part: dict[tuple[str, int], list[Reading]] = defaultdict(list)
         dead: list[DeadLetter] = []
         process = self.normaliser.process
@@ -261,10 +303,19 @@ class IngestBridge:
             self.stats.reasons[d["reason"]] += 1
         # Kafka acknowledged everything (or this raises and nothing is acked: redelivery).
         await asyncio.gather(*futures)
-        for m in batch:
-            if m.qos > 0:
-                self._client.ack(m.mid, m.qos)
+        ack = self._client.ack
+        stale = 0
+        with self._ack_lock:
+            gen = self._gen if self._connected.is_set() else -1
+            for m in batch:
+                if m.qos > 0:
+                    if m.gen == gen:
+                        ack(m.mid, m.qos)
+                    else:
+                        stale += 1  # forwarded, but only its redelivery can be acked
+        for _ in batch:
             self._inflight.release()
+        self.stats.stale += stale
         st = self.stats
         st.received += len(batch)
         st.readings += n_readings

@@ -42,7 +42,8 @@ def test_two_workers_split_and_fail_over(stack, run_id, components, tmp_path):
         assert pa and pb and not pa & pb and pa | pb == {0, 1, 2, 3}, (topic, pa, pb)
 
     prefix = f"s{run_id}"
-    t0 = (int(time.time() * 1000) - 10_800_000) // MIN * MIN
+    # ahead of every other test's event times on the shared topics (see test_streams_e2e)
+    t0 = (int(time.time() * 1000) + 12 * 3_600_000) // MIN * MIN
     readings = steady_readings(prefix, t0, sensors_per_domain=12, seconds=480, period_s=10,
                                domains=("traffic", "water"))
     first = [r for r in readings if r["ts"] < t0 + 4 * MIN + 30_000]  # panes 0-2 close

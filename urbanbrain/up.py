@@ -157,11 +157,19 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
         def on_progress(p) -> None:  # noqa: ANN001
             snap.sent, snap.sent_rate, snap.incidents = p.readings, p.rate, p.incidents
 
+        # With a duration, replay the last `duration` minutes... at 60×: the simulated hour
+        # ends at "now", so event times stay within ingest's plausibility window.
+        if duration:
+            speed, interval = 60.0, 10.0
+            start_ms = int(time.time() * 1000 - duration * speed * 1000)
+        else:
+            speed, interval, start_ms = 1.0, 10.0, None
         sim = threading.Thread(
             target=run_simulation, name="simulator", daemon=True,
-            kwargs=dict(settings=run_settings, seed=seed, size=size, rate=rate, speed=60.0,
-                        duration_s=duration, fmt=fmt, ground_truth_path=ground_truth,
-                        city=city, stop_event=stop, on_progress=on_progress),
+            kwargs=dict(settings=run_settings, seed=seed, size=size, rate=rate, speed=speed,
+                        interval_s=interval, start_ms=start_ms, duration_s=duration, fmt=fmt,
+                        ground_truth_path=ground_truth, city=city, stop_event=stop,
+                        on_progress=on_progress),
         )
         t0 = time.monotonic()
         sim.start()
@@ -176,14 +184,16 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
                         if p.proc.poll() is not None:
                             raise RuntimeError(f"{p.name} exited; see {p.log_path}")
                 # drain: wait until streams stored what ingest forwarded (or 20 s)
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline:
+                drain_start = time.monotonic()
+                while time.monotonic() < drain_start + 30:
                     time.sleep(1.0)
                     snap.stages, snap.dead_letters = _pipeline_state(influx_url, settings.influx_db)
                     live.update(_table(snap, time.monotonic() - t0, duration))
-                    ing = snap.stages.get("ingest", {}).get("readings_total", 0)
+                    ing = snap.stages.get("ingest", {})
                     st = snap.stages.get("streams", {}).get("readings_total", -1)
-                    if ing and st >= ing:
+                    idle = ing.get("messages_per_s", 1) == 0
+                    if time.monotonic() - drain_start > 6 and idle and st >= ing.get(
+                            "readings_total", 0):
                         break
             except KeyboardInterrupt:
                 stop.set()
@@ -220,7 +230,7 @@ def _wait_ready(procs: list[Proc], timeout: float = 90.0) -> None:
 def _count_points(url: str, db: str) -> int:
     total = 0
     for domain in ("traffic", "environment", "water", "power"):
-        for s in _influx_query(url, db, f'SELECT count(*) FROM "{domain}"'):
+        for s in _influx_query(url, db, f'SELECT count(*) FROM "{domain}" GROUP BY kind'):
             counts = [v for v in s["values"][0][1:] if isinstance(v, int)]
             total += max(counts, default=0)
     return total
