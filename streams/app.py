@@ -49,6 +49,8 @@ def faust_config(settings: Settings) -> dict:
     conf: dict = {
         "broker": [f"kafka://{b}" for b in settings.kafka_bootstrap.split(",")],
         "store": "memory://",
+        # Faust keeps per-app local data; never litter the working directory with it.
+        "datadir": str(settings.data_dir.resolve() / "faust" / "{conf.name}-data"),
         "topic_partitions": settings.kafka_partitions,
         "topic_replication_factor": settings.kafka_replication,
         "consumer_auto_offset_reset": "earliest",

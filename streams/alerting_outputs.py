@@ -1,0 +1,180 @@
+"""Where alert transitions go: Kafka ``alerts``, InfluxDB ``alerts``, MQTT, webhooks.
+
+Why one object: the agent that evaluates rules should only say "these events happened";
+how each consumer wants them (JSON record, line protocol, MQTT topic per district and
+severity, Alertmanager webhook v4) lives in :mod:`urbanbrain.rules.formatters`, and the
+delivery policies live here:
+
+* Kafka and InfluxDB are awaited inside the agent: they are the durable record, and the
+  agent persists the rule state only after them (a crash re-sends, never loses; consumers
+  deduplicate by ``fingerprint`` + ``status`` + ``startsAt``).
+* MQTT (paho, QoS 1, its own network thread) and webhooks are notifications: they never
+  block or crash the agent. Webhook bodies go through a bounded queue drained by a
+  background task that retries each POST a few times with backoff and then logs and drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+import orjson
+import paho.mqtt.client as mqtt
+from mode import Service
+
+from urbanbrain.rules import AlertEvent, influx_line, mqtt_message, webhook_payloads
+from urbanbrain.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def mqtt_client_id() -> str:
+    return f"urbanbrain-alerts-{socket.gethostname()}"
+
+
+class AlertOutputs(Service):
+    """Fan-out of :class:`AlertEvent` lists. Register with ``app.service(outputs)``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        writer: Any,
+        alerts_topic: Any,
+        *,
+        webhook_urls: Sequence[str] = (),
+        webhook_retries: int = 4,
+        webhook_timeout_s: float = 5.0,
+        webhook_queue: int = 10_000,
+        external_url: str = "http://localhost:9093",
+        **kwargs: Any,
+    ) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.alerts_topic = alerts_topic
+        self.webhook_urls = [u for u in webhook_urls if u]
+        self.webhook_retries = webhook_retries
+        self.webhook_timeout_s = webhook_timeout_s
+        self.external_url = external_url
+        self._queue_max = webhook_queue
+        self._queue: asyncio.Queue | None = None
+        self._mqtt: mqtt.Client | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.sent = {"kafka": 0, "influx": 0, "mqtt": 0, "webhook": 0, "webhook_failed": 0}
+        super().__init__(**kwargs)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def _queue_(self) -> asyncio.Queue:
+        if self._queue is None:
+            self._queue = asyncio.Queue(maxsize=self._queue_max)
+        return self._queue
+
+    def _mqtt_client(self) -> mqtt.Client:
+        if self._mqtt is None:
+            s = self.settings
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=mqtt_client_id(),
+                            protocol=mqtt.MQTTv311)
+            if s.mqtt_username:
+                c.username_pw_set(
+                    s.mqtt_username,
+                    s.mqtt_password.get_secret_value() if s.mqtt_password else None,
+                )
+            if s.mqtt_tls:
+                c.tls_set(
+                    ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
+                    certfile=str(s.mqtt_cert_file) if s.mqtt_cert_file else None,
+                    keyfile=str(s.mqtt_key_file) if s.mqtt_key_file else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            c.max_queued_messages_set(0)  # queue while disconnected; paho reconnects
+            c.reconnect_delay_set(0.2, 10)
+            c.on_connect = lambda *a: log.info("alerts MQTT connected")
+            c.connect_async(s.mqtt_host, s.mqtt_port)
+            c.loop_start()
+            self._mqtt = c
+        return self._mqtt
+
+    async def on_start(self) -> None:
+        self._mqtt_client()
+        self._queue_()
+
+    async def on_stop(self) -> None:
+        if self._mqtt is not None:
+            try:
+                self._mqtt.disconnect()
+            finally:
+                self._mqtt.loop_stop()
+        if self._session is not None:
+            await self._session.close()
+
+    # -- fan-out --------------------------------------------------------------------------
+    async def emit(self, events: Sequence[AlertEvent]) -> None:
+        """Deliver ``events``: awaits Kafka and InfluxDB, hands MQTT/webhooks off."""
+        if not events:
+            return
+        for ev in events:
+            await self.alerts_topic.send(key=ev.fingerprint.encode(),
+                                         value=orjson.dumps(ev.to_dict()))
+            self.sent["kafka"] += 1
+        refused = await self.writer.write([influx_line(ev) for ev in events])
+        for text, why in refused or ():
+            log.warning("alert point refused by InfluxDB: %s (%s)", text[:200], why)
+        self.sent["influx"] += len(events) - len(refused or ())
+        client = self._mqtt_client()
+        for ev in events:
+            if ev.silenced:
+                continue
+            topic, payload = mqtt_message(ev, self.settings.mqtt_topic_prefix)
+            client.publish(topic, payload, qos=1)
+            self.sent["mqtt"] += 1
+        if self.webhook_urls:
+            q = self._queue_()
+            for body in webhook_payloads(events, external_url=self.external_url):
+                try:
+                    q.put_nowait(body)
+                except asyncio.QueueFull:
+                    self.sent["webhook_failed"] += 1
+                    log.error("webhook queue full: dropped %s", body.get("groupKey"))
+
+    # -- webhooks -------------------------------------------------------------------------
+    @Service.task
+    async def _deliver_webhooks(self) -> None:
+        q = self._queue_()
+        while not self.should_stop:
+            body = await q.get()
+            data = orjson.dumps(body)
+            for url in self.webhook_urls:
+                await self._post(url, data, body.get("groupKey", ""))
+
+    async def _post(self, url: str, data: bytes, key: str) -> bool:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.webhook_timeout_s)
+            )
+        delay = 0.5
+        for attempt in range(1, self.webhook_retries + 1):
+            try:
+                async with self._session.post(
+                    url, data=data, headers={"Content-Type": "application/json"}
+                ) as resp:
+                    if resp.status < 300:
+                        self.sent["webhook"] += 1
+                        return True
+                    why = f"HTTP {resp.status}"
+                    if 400 <= resp.status < 500 and resp.status != 429:
+                        attempt = self.webhook_retries  # a client error won't heal
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                why = repr(exc)
+            if attempt >= self.webhook_retries:
+                break
+            log.warning("webhook %s failed (%s); retry %d/%d", url, why, attempt,
+                        self.webhook_retries - 1)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        self.sent["webhook_failed"] += 1
+        log.error("webhook %s gave up on %s: %s", url, key, why)
+        return False
