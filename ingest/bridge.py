@@ -34,6 +34,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from urbanbrain.ingest.normalise import DeadLetter, Normaliser
+from urbanbrain.ingest.rejects import Reason
 from urbanbrain.ingest.topics import TopicMapper
 from urbanbrain.kafka import DEADLETTER_TOPIC, client_options, ensure_topics, readings_topic
 from urbanbrain.reading import Partitioner, Reading, encode_batch
@@ -41,6 +42,7 @@ from urbanbrain.registry import Registry
 from urbanbrain.settings import Settings
 
 log = logging.getLogger(__name__)
+_DUPLICATE = Reason.DUPLICATE.value
 
 
 @dataclass
@@ -50,22 +52,24 @@ class BridgeStats:
     dead_letters: int = 0
     records: int = 0
     acked: int = 0
+    redelivered: int = 0  # broker redeliveries of messages already forwarded (not dead-lettered)
     stale: int = 0  # messages of a dead connection, dropped unacked (the broker redelivers)
     reasons: Counter = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
 
 
 class _Message:
-    __slots__ = ("topic", "payload", "mid", "qos", "received_ms", "gen")
+    __slots__ = ("topic", "payload", "mid", "qos", "received_ms", "gen", "dup")
 
     def __init__(self, topic: str, payload: bytes, mid: int, qos: int, received_ms: int,
-                 gen: int = 0):
+                 gen: int = 0, dup: bool = False):
         self.topic = topic
         self.payload = payload
         self.mid = mid
         self.qos = qos
         self.received_ms = received_ms
         self.gen = gen  # connection generation: mids are only valid on that connection
+        self.dup = dup  # the broker's redelivery of a message it sent us before
 
 
 class IngestBridge:
@@ -155,7 +159,7 @@ class IngestBridge:
         self._inflight.acquire()
         self._queue.put(
             _Message(msg.topic, msg.payload, msg.mid, msg.qos, int(time.time() * 1000),
-                     self._gen)
+                     self._gen, msg.dup)
         )
 
     # -- Kafka side (asyncio) ------------------------------------------------------------
@@ -225,8 +229,10 @@ class IngestBridge:
                 rate = (st.received - last_received) / (now - last_t)
                 last_received, last_t = st.received, now
                 log.info(
-                    "ingest: %d messages (%.0f/s), %d readings, %d dead letters %s, %d stale",
+                    "ingest: %d messages (%.0f/s), %d readings, %d dead letters %s, "
+                    "%d stale, %d redelivered",
                     st.received, rate, st.readings, st.dead_letters, dict(st.reasons), st.stale,
+                    st.redelivered,
                 )
                 ts = int(time.time() * 1000)
                 fields = {
@@ -284,6 +290,11 @@ class IngestBridge:
             for r in readings:
                 by_part[(r["domain"], part(r["sensor_id"]))].append(r)
             if rejects:
+                if m.dup and not readings and rejects[0]["reason"] == _DUPLICATE:
+                    # The broker resending what we forwarded but could not ack (reconnect):
+                    # its readings are in Kafka already; that is no device's fault.
+                    self.stats.redelivered += 1
+                    continue
                 dead.extend(rejects)
         futures = []
         max_n = self.settings.ingest_batch_max

@@ -51,6 +51,7 @@ class AlertOutputs(Service):
         webhook_timeout_s: float = 5.0,
         webhook_queue: int = 10_000,
         external_url: str = "http://localhost:9093",
+        close_writer: bool = False,
         **kwargs: Any,
     ) -> None:
         self.settings = settings
@@ -60,10 +61,12 @@ class AlertOutputs(Service):
         self.webhook_retries = webhook_retries
         self.webhook_timeout_s = webhook_timeout_s
         self.external_url = external_url
+        self.close_writer = close_writer
         self._queue_max = webhook_queue
         self._queue: asyncio.Queue | None = None
         self._mqtt: mqtt.Client | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._inflight: list[mqtt.MQTTMessageInfo] = []
         self.sent = {"kafka": 0, "influx": 0, "mqtt": 0, "webhook": 0, "webhook_failed": 0}
         super().__init__(**kwargs)
 
@@ -103,6 +106,18 @@ class AlertOutputs(Service):
         self._queue_()
 
     async def on_stop(self) -> None:
+        # Best effort: give queued webhook bodies a moment before the worker goes away.
+        q = self._queue
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while q is not None and not q.empty() and asyncio.get_running_loop().time() < deadline:
+            body = q.get_nowait()
+            for url in self.webhook_urls:
+                await self._post(url, orjson.dumps(body), body.get("groupKey", ""), retries=1)
+        if self.close_writer:
+            await self.writer.close()
+        while self._inflight and asyncio.get_running_loop().time() < deadline:
+            self._inflight = [i for i in self._inflight if not i.is_published()]
+            await asyncio.sleep(0.05)
         if self._mqtt is not None:
             try:
                 self._mqtt.disconnect()
@@ -129,8 +144,9 @@ class AlertOutputs(Service):
             if ev.silenced:
                 continue
             topic, payload = mqtt_message(ev, self.settings.mqtt_topic_prefix)
-            client.publish(topic, payload, qos=1)
+            self._inflight.append(client.publish(topic, payload, qos=1))
             self.sent["mqtt"] += 1
+        self._inflight = [i for i in self._inflight if not i.is_published()]
         if self.webhook_urls:
             q = self._queue_()
             for body in webhook_payloads(events, external_url=self.external_url):
@@ -150,13 +166,15 @@ class AlertOutputs(Service):
             for url in self.webhook_urls:
                 await self._post(url, data, body.get("groupKey", ""))
 
-    async def _post(self, url: str, data: bytes, key: str) -> bool:
+    async def _post(self, url: str, data: bytes, key: str, retries: int | None = None) -> bool:
+        retries = retries or self.webhook_retries
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.webhook_timeout_s)
             )
         delay = 0.5
-        for attempt in range(1, self.webhook_retries + 1):
+        why = ""
+        for attempt in range(1, retries + 1):
             try:
                 async with self._session.post(
                     url, data=data, headers={"Content-Type": "application/json"}
@@ -166,13 +184,12 @@ class AlertOutputs(Service):
                         return True
                     why = f"HTTP {resp.status}"
                     if 400 <= resp.status < 500 and resp.status != 429:
-                        attempt = self.webhook_retries  # a client error won't heal
+                        attempt = retries  # a client error won't heal
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 why = repr(exc)
-            if attempt >= self.webhook_retries:
+            if attempt >= retries:
                 break
-            log.warning("webhook %s failed (%s); retry %d/%d", url, why, attempt,
-                        self.webhook_retries - 1)
+            log.warning("webhook %s failed (%s); retry %d/%d", url, why, attempt, retries - 1)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
         self.sent["webhook_failed"] += 1

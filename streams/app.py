@@ -46,11 +46,13 @@ AGGREGATES_PER_RECORD = 200
 
 def faust_config(settings: Settings) -> dict:
     """Faust settings derived from ours: broker, security, timeouts, web server."""
+    faust_dir = settings.data_dir.resolve() / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)
     conf: dict = {
         "broker": [f"kafka://{b}" for b in settings.kafka_bootstrap.split(",")],
         "store": "memory://",
         # Faust keeps per-app local data; never litter the working directory with it.
-        "datadir": str(settings.data_dir.resolve() / "faust" / "{conf.name}-data"),
+        "datadir": str(faust_dir / "{conf.name}-data"),
         "topic_partitions": settings.kafka_partitions,
         "topic_replication_factor": settings.kafka_replication,
         "consumer_auto_offset_reset": "earliest",

@@ -199,8 +199,9 @@ def test_session_takeover_mid_stream_loses_nothing(stack, run_id, components, tm
     wait_until(lambda: progress[0] >= n * 0.4, 60, interval=0.02, what="40% published")
     # Same client id, persistent session: the broker drops ingest's connection for this one;
     # a clean DISCONNECT leaves the session (and its unacked messages) for ingest to resume.
+    # It never acks what the session sends it meanwhile (manual_ack), so that is redelivered.
     thief = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ingest-{run_id}",
-                        clean_session=False)
+                        clean_session=False, manual_ack=True)
     thief.connect("127.0.0.1", stack.mqtt.port)
     thief.loop_start()
     time.sleep(0.2)
@@ -214,5 +215,6 @@ def test_session_takeover_mid_stream_loses_nothing(stack, run_id, components, tm
     keys = wait_all(bootstrap, run_id, expected, timeout=60)
     assert keys.keys() == expected
     print(f"\ntakeover test: {sum(c - 1 for c in keys.values())} duplicates")
-    letters = dead_letters(bootstrap, run_id)
-    print(f"takeover test: dead letters {Counter(r['reason'] for r in letters)}")
+    # Redeliveries of messages forwarded before the takeover hit the normaliser's exact-resend
+    # check; the bridge knows them by the DUP flag and must not dead-letter them.
+    assert dead_letters(bootstrap, run_id) == []

@@ -1,0 +1,140 @@
+"""Panel queries outside Grafana: find them, expand Grafana's variables, run them on InfluxDB.
+
+Used by ``urbanbrain dashboards snapshot`` and by the test that runs every panel query
+against real data. Expansion follows Grafana's InfluxDB datasource: ``$timeFilter`` becomes
+``time > now() - <range>``, ``$__interval`` the panel's interval (never below its ``interval``
+setting), and a template variable its value, regex-escaped for ``=~ /^$var$/`` matches.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}|\[\[(\w+)\]\]")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class QueryError(RuntimeError):
+    pass
+
+
+def seconds(duration: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", duration)
+    if not m:
+        raise ValueError(f"not a duration: {duration!r}")
+    return float(m[1]) * _UNITS[m[2]]
+
+
+def variables_used(text: str) -> set[str]:
+    return {a or b or c for a, b, c in _VAR.findall(text)}
+
+
+def expand(query: str, values: Mapping[str, str | list[str]], *, time_range: str = "2h",
+           interval: str = "1m", min_interval: str = "") -> str:
+    """``query`` with Grafana's macros and the template variables ``values`` substituted.
+
+    A list value becomes ``(a|b)`` as Grafana does for multi-value regex variables; the
+    value ``.*`` (All) is left unescaped.
+    """
+    if min_interval and seconds(min_interval) > seconds(interval):
+        interval = min_interval
+    builtins = {"timeFilter": f"time > now() - {time_range}", "__interval": interval,
+                "interval": interval}
+
+    def one(name: str) -> str:
+        if name in builtins:
+            return builtins[name]
+        if name not in values:
+            raise KeyError(f"template variable ${name} has no value")
+        v = values[name]
+        if isinstance(v, list):
+            return "(" + "|".join(re.escape(x) for x in v) + ")" if len(v) != 1 else \
+                re.escape(v[0])
+        return v if v == ".*" else re.escape(v)
+
+    return _VAR.sub(lambda m: one(m[1] or m[2] or m[3]), query)
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    dashboard: str  # uid
+    panel: str  # title
+    panel_type: str
+    ref: str
+    query: str
+    min_interval: str
+
+
+def panel_queries(dashboard: Mapping) -> Iterator[PanelQuery]:
+    for p in dashboard.get("panels", []):
+        for t in p.get("targets", []):
+            yield PanelQuery(dashboard["uid"], p["title"], p["type"], t["refId"], t["query"],
+                             p.get("interval", ""))
+
+
+class InfluxQL:
+    """A minimal v1 ``/query`` client (what Grafana's InfluxQL datasource uses)."""
+
+    def __init__(self, url: str, db: str, user: str | None = None,
+                 password: str | None = None, timeout: float = 10.0) -> None:
+        self.url, self.db, self.timeout = url.rstrip("/"), db, timeout
+        self.auth = (user, password) if user else None
+
+    def query(self, q: str) -> list[dict]:
+        """The series of the first statement's result; raises QueryError on an error."""
+        params = {"q": q, "db": self.db, "epoch": "ms"}
+        if self.auth:
+            params.update(u=self.auth[0], p=self.auth[1] or "")
+        url = f"{self.url}/query?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as resp:
+                body = json.load(resp)
+        except urllib.error.HTTPError as exc:
+            raise QueryError(f"{exc.code} for {q!r}: {exc.read()[:300]!r}") from exc
+        except OSError as exc:
+            raise QueryError(f"InfluxDB at {self.url} unreachable: {exc}") from exc
+        result = body.get("results", [{}])[0]
+        if "error" in result:
+            raise QueryError(f"InfluxQL error for {q!r}: {result['error']}")
+        return result.get("series", [])
+
+    def tag_values(self, q: str) -> list[str]:
+        """Values of a ``SHOW TAG VALUES`` query, de-duplicated in order."""
+        out: list[str] = []
+        for s in self.query(q):
+            for row in s.get("values", []):
+                if row[-1] not in out:
+                    out.append(row[-1])
+        return out
+
+
+def resolve_variables(dashboard: Mapping, client: InfluxQL,
+                      chosen: Mapping[str, str] | None = None, *,
+                      pick_first: bool = False) -> dict[str, str]:
+    """Values for the dashboard's template variables, in definition order.
+
+    ``chosen`` wins; otherwise a variable is All (``.*``) when it allows it and
+    ``pick_first`` is false, else the first value its query returns (each query sees the
+    variables resolved before it, like Grafana's chained variables).
+    """
+    values: dict[str, str] = {}
+    for var in dashboard.get("templating", {}).get("list", []):
+        name = var["name"]
+        if chosen and name in chosen:
+            values[name] = chosen[name]
+            continue
+        if var.get("includeAll") and not pick_first:
+            values[name] = ".*"
+            continue
+        options = client.tag_values(expand(var["query"], values))
+        if not options:
+            raise QueryError(f"{dashboard['uid']}: variable ${name} has no values "
+                             f"({var['query']})")
+        values[name] = options[0]
+    return values

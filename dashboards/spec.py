@@ -1,0 +1,413 @@
+"""The city dashboards, as a compact spec. Edit here, then ``python -m urbanbrain.dashboards.build``.
+
+Every query names only measurements and fields that urbanbrain writes (see streams/README.md,
+ingest/bridge.py ``_report_loop``, rules/formatters.py ``influx_line`` and
+dashboards/registry_points.py); tests/test_dashboards_data.py runs each of them against a real
+InfluxDB fed by the real pipeline, so a typo here fails a test, not a control room.
+
+Conventions: ``$timeFilter`` and ``$__interval`` are Grafana's; ``$district``, ``$sensor`` and
+``$standard`` are template variables (``All`` = ``.*``, so regex matches are used).
+"""
+
+from __future__ import annotations
+
+from urbanbrain.dashboards.model import Dashboard, Panel, query_variable, thresholds
+from urbanbrain.streams.indices.aqi_cn import COLORS as CN_COLORS
+from urbanbrain.streams.indices.aqi_us import COLORS as US_COLORS
+
+D = '"district" =~ /^$district$/'
+S = '"sensor" =~ /^$sensor$/'
+TS = "GROUP BY time($__interval)"
+
+#: AQI breakpoints shared by US EPA and HJ 633-2012 (0–50, 51–100, 101–150, 151–200,
+#: 201–300, > 300); only the fifth colour differs between the two standards.
+AQI_STEPS = (None, 51, 101, 151, 201, 301)
+
+
+def aqi_thresholds(colors: tuple[str, ...]) -> dict:
+    return thresholds(*zip(AQI_STEPS, colors))
+
+
+def district_var() -> dict:
+    return query_variable("district", "District",
+                          'SHOW TAG VALUES FROM "district_1m" WITH KEY = "district"')
+
+
+def sensor_var(measurement: str) -> dict:
+    return query_variable(
+        "sensor", "Sensor",
+        f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "sensor" WHERE {D}')
+
+
+def standard_var() -> dict:
+    var = query_variable("standard", "AQI standard",
+                         'SHOW TAG VALUES FROM "aqi" WITH KEY = "standard"',
+                         multi=False, include_all=False)
+    var["current"] = {"selected": True, "text": "us", "value": "us"}
+    return var
+
+
+def district_series(title: str, domain: str, field: str, unit: str = "", *,
+                    agg: str = "mean", w: int = 12, **kw: object) -> Panel:
+    """A district roll-up field over time, one line per district."""
+    return Panel("timeseries", title, [
+        f'SELECT {agg}("{field}") AS "{field}" FROM "district_1m" WHERE $timeFilter '
+        f"AND \"domain\" = '{domain}' AND {D} {TS}, \"district\" fill(none)"],
+        w=w, unit=unit, aliases=["$tag_district"], **kw)  # type: ignore[arg-type]
+
+
+def city_stat(title: str, domain: str, field: str, unit: str = "", **kw: object) -> Panel:
+    """The latest city-wide roll-up value of one field."""
+    return Panel("stat", title, [
+        f'SELECT last("{field}") AS "{field}" FROM "city_1m" WHERE $timeFilter '
+        f"AND \"domain\" = '{domain}'"],
+        w=4, h=4, unit=unit, options=_stat_options(), **kw)  # type: ignore[arg-type]
+
+
+def sensor_series(title: str, measurement: str, field: str, unit: str = "", *,
+                  where: str = "", w: int = 12, **kw: object) -> Panel:
+    """One field per selected sensor over time."""
+    extra = f" AND {where}" if where else ""
+    return Panel("timeseries", title, [
+        f'SELECT mean("{field}") AS "{field}" FROM "{measurement}" WHERE $timeFilter '
+        f"AND {D} AND {S}{extra} {TS}, \"sensor\" fill(none)"],
+        w=w, unit=unit, aliases=["$tag_sensor"], **kw)  # type: ignore[arg-type]
+
+
+def _stat_options() -> dict:
+    return {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value", "graphMode": "none", "textMode": "auto"}
+
+
+def _table(sort_by: str | None = None, desc: bool = True) -> list[dict]:
+    tr: list[dict] = [{"id": "merge", "options": {}}]
+    if sort_by:
+        tr.append({"id": "sortBy", "options": {"sort": [{"field": sort_by, "desc": desc}]}})
+    return tr
+
+
+# --- City overview ---------------------------------------------------------------------------
+
+def city_overview() -> Dashboard:
+    geomap = Panel(
+        "geomap", "Sensors", [
+            'SELECT last("lat") AS "lat", last("lon") AS "lon" FROM "sensors" '
+            f'WHERE {D} GROUP BY "sensor", "district", "domain", "kind"'],
+        w=14, h=16, fmt="table", transformations=_table(),
+        description="Sensor positions from the device registry (measurement `sensors`, "
+                    "written at startup by dashboards/registry_points.py).",
+        options={
+            "view": {"id": "fit", "lat": 0, "lon": 0, "zoom": 12},
+            "controls": {"showZoom": True, "mouseWheelZoom": True},
+            "basemap": {"type": "default", "name": "Basemap"},
+            "layers": [{
+                "type": "markers", "name": "Sensors",
+                "location": {"mode": "coords", "latitude": "lat", "longitude": "lon"},
+                "config": {"showLegend": True,
+                           "style": {"size": {"fixed": 5}, "color": {"field": "domain"},
+                                     "opacity": 0.8}},
+                "tooltip": True,
+            }],
+        })
+    active = Panel(
+        "bargauge", "Active alerts by district", [
+            'SELECT sum("active") AS "active" FROM (SELECT last("active") AS "active" '
+            f'FROM "alerts" WHERE $timeFilter AND {D} GROUP BY "rule", "district", "sensor") '
+            'GROUP BY "district"'],
+        w=10, h=8, fmt="table", transformations=_table("active"),
+        thresholds=thresholds((None, "green"), (1, "orange"), (5, "red")),
+        options={"orientation": "horizontal", "displayMode": "gradient",
+                 "reduceOptions": {"calcs": ["lastNotNull"], "values": True, "fields": ""}})
+    readings = Panel("stat", "Readings/s (streams)", [
+        'SELECT sum("readings_per_s") AS "readings_per_s" FROM (SELECT last("readings_per_s") '
+        "AS \"readings_per_s\" FROM \"pipeline\" WHERE $timeFilter AND \"stage\" = 'streams' "
+        'GROUP BY "worker")'], w=5, h=4, unit="ops", options=_stat_options())
+    sensors = Panel("stat", "Sensors reporting", [
+        'SELECT sum("sensors") AS "sensors" FROM (SELECT last("sensors") AS "sensors" '
+        'FROM "city_1m" WHERE $timeFilter GROUP BY "domain")'],
+        w=5, h=4, options=_stat_options())
+    deadletter_rate = Panel("timeseries", "Dead letters/s by reason", [
+        'SELECT non_negative_derivative(last("count_total"), 1s) AS "per_s" FROM "deadletters" '
+        f'WHERE $timeFilter {TS}, "reason" fill(none)'],
+        w=10, h=8, unit="ops", interval="10s", aliases=["$tag_reason"])
+    return Dashboard(
+        "urbanbrain-city", "City overview", [
+            geomap, active,
+            readings, sensors,
+            city_stat("Mean AQI (US)", "environment", "aqi_us_mean",
+                      thresholds=aqi_thresholds(US_COLORS)),
+            city_stat("Congestion index", "traffic", "congestion_index_mean", "percentunit",
+                      thresholds=thresholds((None, "green"), (0.3, "orange"), (0.6, "red"))),
+            city_stat("Power load", "power", "load_mw_total", "MW"),
+            city_stat("Water flow", "water", "flow_ls_total", "L/s"),
+            deadletter_rate,
+            district_series("Congestion by district", "traffic", "congestion_index_mean",
+                            "percentunit", w=12),
+            district_series("AQI (US) by district", "environment", "aqi_us_mean", w=12,
+                            thresholds=aqi_thresholds(US_COLORS),
+                            custom={"thresholdsStyle": {"mode": "line+area"}}),
+        ],
+        [district_var()], ["overview"], description="The city at a glance.")
+
+
+# --- Traffic ---------------------------------------------------------------------------------
+
+def traffic() -> Dashboard:
+    los = Panel("table", "Level of service now (5 min)", [
+        'SELECT last("los") AS "los", last("congestion_index") AS "congestion_index", '
+        'last("speed_kmh") AS "speed_kmh", last("flow_vph") AS "flow_vph" FROM "traffic_index" '
+        f"WHERE $timeFilter AND \"window\" = '5m' AND {D} GROUP BY \"district\", \"sensor\""],
+        w=12, h=10, fmt="table", transformations=_table("congestion_index"))
+    return Dashboard("urbanbrain-traffic", "Traffic", [
+        city_stat("City congestion", "traffic", "congestion_index_mean", "percentunit"),
+        city_stat("City flow", "traffic", "flow_vph_total", "veh/h"),
+        city_stat("City mean speed", "traffic", "speed_kmh_mean", "velocitykmh"),
+        city_stat("Loops reporting", "traffic", "sensors"),
+        Panel("stat", "Worst level of service", [
+            'SELECT max("los_code") AS "los_code" FROM "traffic_index" WHERE $timeFilter '
+            f"AND \"window\" = '5m' AND {D} AND time > now() - 10m"], w=8, h=4,
+            options=_stat_options(),
+            thresholds=thresholds((None, "green"), (4, "orange"), (5, "red"))),
+        district_series("Congestion index by district", "traffic", "congestion_index_mean",
+                        "percentunit"),
+        district_series("Flow by district", "traffic", "flow_vph_total", "veh/h"),
+        district_series("Mean speed by district", "traffic", "speed_kmh_mean", "velocitykmh"),
+        los,
+        sensor_series("Speed by sensor (1 min windows)", "traffic_index", "speed_kmh",
+                      "velocitykmh", where="\"window\" = '1m'"),
+        sensor_series("Occupancy by sensor (raw)", "traffic", "occupancy_pct", "percent"),
+    ], [district_var(), sensor_var("traffic")], ["traffic"])
+
+
+# --- Environment -----------------------------------------------------------------------------
+
+def _aqi_series(title: str, standard: str, colors: tuple[str, ...]) -> Panel:
+    return Panel("timeseries", title, [
+        'SELECT mean("aqi") AS "aqi" FROM "aqi" WHERE $timeFilter '
+        f"AND \"standard\" = '{standard}' AND \"window\" = '5m' AND {D} "
+        f'{TS}, "district" fill(none)'],
+        w=12, aliases=["$tag_district"], thresholds=aqi_thresholds(colors),
+        custom={"thresholdsStyle": {"mode": "line+area"}})
+
+
+def environment() -> Dashboard:
+    aqi_now = Panel("table", "AQI now by sensor ($standard, 5 min)", [
+        'SELECT last("aqi") AS "aqi", last("category") AS "category", '
+        'last("primary") AS "primary", last("color") AS "color" FROM "aqi" '
+        f"WHERE $timeFilter AND \"standard\" = '$standard' AND \"window\" = '5m' AND {D} "
+        'GROUP BY "district", "sensor"'],
+        w=24, h=9, fmt="table", transformations=_table("aqi"),
+        thresholds=aqi_thresholds(US_COLORS),
+        overrides=[{"matcher": {"id": "byName", "options": "aqi"},
+                    "properties": [{"id": "custom.cellOptions",
+                                    "value": {"type": "color-background"}}]}])
+    return Dashboard("urbanbrain-environment", "Environment", [
+        city_stat("City AQI (US)", "environment", "aqi_us_max",
+                  thresholds=aqi_thresholds(US_COLORS),
+                  description="Worst sensor's US EPA AQI, 1-min window means."),
+        city_stat("City AQI (CN)", "environment", "aqi_cn_max",
+                  thresholds=aqi_thresholds(CN_COLORS),
+                  description="Worst sensor's HJ 633-2012 AQI, 1-min window means."),
+        city_stat("City PM2.5", "environment", "pm25_ugm3_mean", "conμgm3"),
+        city_stat("City noise", "environment", "noise_dba_mean", "dB"),
+        city_stat("Temperature", "environment", "temperature_c_mean", "celsius"),
+        city_stat("Humidity", "environment", "humidity_pct_mean", "percent"),
+        _aqi_series("AQI (US EPA) by district", "us", US_COLORS),
+        _aqi_series("AQI (China HJ 633) by district", "cn", CN_COLORS),
+        aqi_now,
+        district_series("PM2.5 by district", "environment", "pm25_ugm3_mean", "conμgm3"),
+        district_series("NO2 by district", "environment", "no2_ugm3_mean", "conμgm3"),
+        district_series("O3 by district", "environment", "o3_ugm3_mean", "conμgm3"),
+        district_series("Noise by district", "environment", "noise_dba_mean", "dB"),
+        sensor_series("PM2.5 by sensor (raw)", "environment", "pm25_ugm3", "conμgm3"),
+        sensor_series("PM10 by sensor (raw)", "environment", "pm10_ugm3", "conμgm3"),
+    ], [district_var(), sensor_var("environment"), standard_var()], ["environment"])
+
+
+# --- Water -----------------------------------------------------------------------------------
+
+def water() -> Dashboard:
+    return Dashboard("urbanbrain-water", "Water", [
+        city_stat("City flow", "water", "flow_ls_total", "L/s"),
+        city_stat("Mean pressure", "water", "pressure_kpa_mean", "pressurekpa"),
+        city_stat("Lowest pressure", "water", "pressure_kpa_min", "pressurekpa",
+                  thresholds=thresholds((None, "red"), (150, "orange"), (250, "green"))),
+        city_stat("Mean chlorine", "water", "chlorine_mgl_mean", "mg/L",
+                  thresholds=thresholds((None, "red"), (0.2, "green"), (2, "orange"))),
+        city_stat("Max turbidity", "water", "turbidity_ntu_max", "NTU",
+                  thresholds=thresholds((None, "green"), (1, "orange"), (4, "red"))),
+        city_stat("Meters reporting", "water", "sensors"),
+        district_series("Mean pressure by district", "water", "pressure_kpa_mean",
+                        "pressurekpa"),
+        district_series("Flow by district", "water", "flow_ls_total", "L/s"),
+        Panel("timeseries", "Volume through meters by district", [
+            'SELECT sum("volume_m3") AS "volume_m3" FROM "water_index" WHERE $timeFilter '
+            f"AND \"window\" = '1m' AND {D} {TS}, \"district\" fill(none)"],
+            w=12, unit="m3", aliases=["$tag_district"]),
+        sensor_series("Minimum pressure by sensor (1 min)", "water_index", "pressure_min_kpa",
+                      "pressurekpa", where="\"window\" = '1m'"),
+        sensor_series("Chlorine by sensor (raw)", "water", "chlorine_mgl", "mg/L"),
+        sensor_series("Turbidity by sensor (raw)", "water", "turbidity_ntu", "NTU"),
+    ], [district_var(), sensor_var("water")], ["water", "utilities"])
+
+
+# --- Power -----------------------------------------------------------------------------------
+
+def power() -> Dashboard:
+    return Dashboard("urbanbrain-power", "Power", [
+        city_stat("City load", "power", "load_mw_total", "MW"),
+        city_stat("Voltage deviation", "power", "voltage_deviation_pct_max", "percent",
+                  thresholds=thresholds((None, "green"), (5, "orange"), (10, "red"))),
+        city_stat("Frequency deviation", "power", "frequency_deviation_hz_max", "hertz",
+                  thresholds=thresholds((None, "green"), (0.2, "orange"), (0.5, "red"))),
+        city_stat("Mean frequency", "power", "frequency_hz_mean", "hertz"),
+        city_stat("Substations reporting", "power", "sensors"),
+        Panel("stat", "Peak load factor", [
+            'SELECT max("load_factor") AS "load_factor" FROM "power_index" WHERE $timeFilter '
+            f"AND \"window\" = '5m' AND {D}"], w=4, h=4, unit="percentunit",
+            options=_stat_options()),
+        district_series("Load by district", "power", "load_mw_total", "MW"),
+        district_series("Voltage deviation by district", "power",
+                        "voltage_deviation_pct_mean", "percent"),
+        district_series("Frequency deviation by district", "power",
+                        "frequency_deviation_hz_mean", "hertz"),
+        sensor_series("Load factor by sensor (5 min)", "power_index", "load_factor",
+                      "percentunit", where="\"window\" = '5m'"),
+        sensor_series("Frequency by sensor (raw)", "power", "frequency_hz", "hertz"),
+        sensor_series("Voltage by sensor (raw)", "power", "voltage_kv", "kvolt"),
+    ], [district_var(), sensor_var("power")], ["power", "utilities"])
+
+
+# --- Alerts ----------------------------------------------------------------------------------
+
+A = f'"alerts" WHERE $timeFilter AND {D} AND "severity" =~ /^$severity$/'
+
+
+def alerts() -> Dashboard:
+    firing_now = Panel("table", "Firing now", [
+        'SELECT last("active") AS "active", last("summary") AS "summary", '
+        'last("value") AS "value", last("starts_at_ms") AS "since" '
+        f'FROM {A} GROUP BY "rule", "severity", "district", "sensor"'],
+        w=24, h=9, fmt="table",
+        transformations=[
+            {"id": "merge", "options": {}},
+            {"id": "filterByValue", "options": {
+                "type": "include", "match": "all",
+                "filters": [{"fieldName": "active",
+                             "config": {"id": "equal", "options": {"value": 1}}}]}},
+            {"id": "organize", "options": {"excludeByName": {"Time": True, "active": True}}},
+            {"id": "sortBy", "options": {"sort": [{"field": "since", "desc": True}]}},
+        ],
+        overrides=[{"matcher": {"id": "byName", "options": "since"},
+                    "properties": [{"id": "unit", "value": "dateTimeAsIso"}]}])
+    return Dashboard("urbanbrain-alerts", "Alerts", [
+        Panel("stat", "Firing now", [
+            'SELECT sum("active") AS "active" FROM (SELECT last("active") AS "active" '
+            f'FROM {A} GROUP BY "rule", "district", "sensor")'],
+            w=6, h=4, options=_stat_options(),
+            thresholds=thresholds((None, "green"), (1, "orange"), (10, "red"))),
+        Panel("stat", "Resolved in range", [
+            f'SELECT count("duration_s") AS "resolved" FROM {A} AND "status" = \'resolved\''],
+            w=6, h=4, options=_stat_options()),
+        Panel("stat", "Median time to resolve", [
+            f'SELECT median("duration_s") AS "duration_s" FROM {A} AND "status" = \'resolved\''],
+            w=6, h=4, unit="s", options=_stat_options()),
+        Panel("stat", "Firings in range", [
+            f'SELECT count("active") AS "firings" FROM {A} AND "status" = \'firing\''],
+            w=6, h=4, options=_stat_options()),
+        firing_now,
+        Panel("timeseries", "Transitions by status", [
+            f'SELECT count("active") AS "transitions" FROM {A} {TS}, "status" fill(0)'],
+            w=12, aliases=["$tag_status"], custom={"drawStyle": "bars", "fillOpacity": 60}),
+        Panel("bargauge", "Top noisy rules", [
+            f'SELECT count("active") AS "firings" FROM {A} AND "status" = \'firing\' '
+            'GROUP BY "rule"'],
+            w=12, fmt="table", transformations=[
+                *_table("firings"), {"id": "limit", "options": {"limitField": 10}}],
+            options={"orientation": "horizontal", "displayMode": "gradient",
+                     "reduceOptions": {"calcs": ["lastNotNull"], "values": True,
+                                       "fields": ""}}),
+        Panel("table", "Time to resolve by rule", [
+            'SELECT mean("duration_s") AS "mean", max("duration_s") AS "max", '
+            f'count("duration_s") AS "resolved" FROM {A} AND "status" = \'resolved\' '
+            'GROUP BY "rule"'],
+            w=12, fmt="table", unit="s", transformations=_table("mean")),
+        Panel("table", "History", [
+            'SELECT "status", "rule", "severity", "district", "sensor", "summary", "value" '
+            f"FROM {A} ORDER BY time DESC LIMIT 500"],
+            w=12, fmt="table"),
+    ], [district_var(),
+        query_variable("severity", "Severity",
+                       'SHOW TAG VALUES FROM "alerts" WITH KEY = "severity"')],
+        ["alerts"], time_from="now-24h")
+
+
+# --- Pipeline health -------------------------------------------------------------------------
+
+P = '"pipeline" WHERE $timeFilter'
+STREAMS = "\"stage\" = 'streams'"
+INGEST = "\"stage\" = 'ingest'"
+
+
+def pipeline() -> Dashboard:
+    def ts(title: str, queries: list[str], aliases: list[str], unit: str = "",
+           w: int = 12) -> Panel:
+        return Panel("timeseries", title, queries, w=w, unit=unit, aliases=aliases,
+                     interval="10s")
+
+    return Dashboard("urbanbrain-pipeline", "Pipeline health", [
+        ts("Readings/s per stage", [
+            'SELECT non_negative_derivative(max("readings_total"), 1s) AS "readings_per_s" '
+            f'FROM {P} AND {INGEST} {TS}, "client" fill(none)',
+            f'SELECT mean("readings_per_s") AS "readings_per_s" FROM {P} AND {STREAMS} '
+            f'{TS}, "worker" fill(none)'],
+            ["ingest $tag_client", "streams $tag_worker"], "ops"),
+        ts("MQTT messages/s and Kafka records/s (ingest)", [
+            f'SELECT mean("messages_per_s") AS "messages_per_s" FROM {P} AND {INGEST} '
+            f'{TS}, "client" fill(none)',
+            'SELECT non_negative_derivative(max("kafka_records_total"), 1s) AS "records_per_s" '
+            f'FROM {P} AND {INGEST} {TS}, "client" fill(none)'],
+            ["messages $tag_client", "kafka records $tag_client"], "ops"),
+        ts("Dead letters/s by reason", [
+            'SELECT non_negative_derivative(last("count_total"), 1s) AS "per_s" '
+            f'FROM "deadletters" WHERE $timeFilter {TS}, "stage", "reason" fill(none)'],
+            ["$tag_stage $tag_reason"], "ops"),
+        Panel("table", "Dead letters by reason (since start)", [
+            'SELECT last("count_total") AS "count_total" FROM "deadletters" '
+            'WHERE $timeFilter GROUP BY "stage", "reason"'],
+            w=12, fmt="table", transformations=_table("count_total")),
+        ts("Sink write latency (InfluxDB batch)", [
+            f'SELECT mean("write_batch_ms") AS "mean", max("write_batch_ms") AS "max" '
+            f'FROM {P} AND {STREAMS} {TS} fill(none)'], ["", ""], "ms"),
+        ts("Sink retries and refused points", [
+            f'SELECT max("write_retries_total") AS "write_retries", '
+            f'max("refused_total") AS "refused" FROM {P} AND {STREAMS} {TS} fill(none)'],
+            [""], ""),
+        ts("Late readings/s (closed windows)", [
+            'SELECT non_negative_derivative(max("late_total"), 1s) AS "late_per_s" '
+            f'FROM {P} AND {STREAMS} {TS}, "worker" fill(none)'],
+            ["$tag_worker"], "ops"),
+        ts("Consumer lag (records)", [
+            f'SELECT max("lag_records") AS "lag_records" FROM {P} AND {STREAMS} '
+            f'{TS}, "worker" fill(none)'], ["$tag_worker"]),
+        ts("Agent batch time", [
+            f'SELECT mean("agent_batch_ms") AS "agent_batch_ms" FROM {P} AND {STREAMS} '
+            f'{TS}, "worker" fill(none)'], ["$tag_worker"], "ms"),
+        ts("Ingest in-flight messages", [
+            f'SELECT max("inflight") AS "inflight" FROM {P} AND {INGEST} '
+            f'{TS}, "client" fill(none)'], ["$tag_client"]),
+        ts("Points written/s (InfluxDB)", [
+            f'SELECT mean("points_per_s") AS "points_per_s" FROM {P} AND {STREAMS} '
+            f'{TS}, "worker" fill(none)'], ["$tag_worker"], "ops"),
+        ts("Windows and roll-ups", [
+            'SELECT non_negative_derivative(max("windows_emitted_total"), 1s) AS "windows", '
+            'non_negative_derivative(max("rollups_emitted_total"), 1s) AS "rollups" '
+            f'FROM {P} AND {STREAMS} {TS} fill(none)',
+            f'SELECT max("open_panes") AS "open_panes" FROM {P} AND {STREAMS} {TS} fill(none)'],
+            ["", ""], ""),
+    ], [], ["pipeline", "ops"], time_from="now-1h", refresh="10s")
+
+
+def dashboards() -> list[Dashboard]:
+    """All dashboards, in the order the folder lists them."""
+    return [city_overview(), traffic(), environment(), water(), power(), alerts(), pipeline()]

@@ -1,0 +1,303 @@
+"""Alert rules inside the Faust app: readings → rule engine → alerts topic/InfluxDB/MQTT/webhook.
+
+    readings.* ──▶ alert_sensors  (Evaluator scope=sensor, one per source topic-partition,
+        │          state: table ``alert-state``, changelog partition = source partition)
+        └─ regroup by district ──▶ <app id>-alerts-district-readings (key = district,
+                                   partition = murmur2(district))
+                                       ──▶ alert_districts (Evaluator scope=district, one per
+                                           partition, state: table ``alert-district-state``)
+    both ──▶ AlertOutputs: Kafka ``alerts`` · InfluxDB ``alerts`` · MQTT city/alerts/... · webhooks
+    timer ──▶ RuleWatcher.poll(): hot reload (a broken file keeps the old rule set)
+
+Why two stages: a sensor-scope rule needs one sensor's readings, which ingest keeps on one
+partition, so the evaluator can live next to its source partition. A district rule (mean
+over a district, "all sensors silent", composite over neighbours) needs every sensor of the
+district, and those sensors hash to *all* partitions; evaluating district rules per source
+partition would see a fraction of the district and fire on partial data (and N workers
+would each fire their own copy). So readings are re-keyed by district through an internal
+topic, where one partition holds all of a district's readings. Only readings are forwarded
+while the rule set has district rules.
+
+State: the evaluator hands out the JSON entries it changed (``take_changes``); they are
+written to the table under ``<topic>|<partition>|<key>`` with the source partition as the
+changelog partition, so the worker that gets the partition after a rebalance or restart
+recovers exactly that state and rebuilds the evaluator from it (``Evaluator.from_state``)
+the first time the partition is used in a new consumer generation. Outputs are sent before
+the state: a crash in between re-sends a transition (at least once), never loses one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing import Annotated
+
+import urbanbrain.rules
+from urbanbrain.influx import InfluxWriter
+from urbanbrain.kafka import ALERTS_TOPIC, READINGS_TOPICS
+from urbanbrain.reading import Partitioner, decode_batch, encode_batch
+from urbanbrain.rules import AlertEvent, Evaluator, RuleSet, RuleWatcher, load_registry_csv
+from urbanbrain.settings import Settings
+
+from .alerting_outputs import AlertOutputs
+from .state import TableStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RULES_PATH = Path(urbanbrain.rules.__file__).parent / "city"
+DISTRICT_TOPIC_SUFFIX = "alerts-district-readings"
+DISTRICT_SOURCE = "district"
+
+
+class AlertSettings(BaseSettings):
+    """``URBANBRAIN_ALERT_*``: where the rules are, where webhooks go, how often to reload."""
+
+    model_config = SettingsConfigDict(env_prefix="URBANBRAIN_ALERT_", extra="ignore",
+                                      frozen=True)
+
+    rules_path: Path = Field(DEFAULT_RULES_PATH, description="rule file or folder")
+    webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated Alertmanager-compatible receivers"
+    )
+    reload_interval_s: float = Field(5.0, gt=0, description="rule file poll interval")
+    external_url: str = Field("http://localhost:9093", description="externalURL in webhooks")
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [u.strip() for u in v.split(",") if u.strip()]
+        return v
+
+
+def _domain_of(topic: str) -> str | None:
+    return topic.split(".", 1)[1] if topic.startswith("readings.") else None
+
+
+class PartitionEvaluators:
+    """One :class:`Evaluator` per (source, partition), persisted to a key/value store.
+
+    ``source`` is a readings topic (sensor scope) or ``"district"``. Each evaluator sees
+    only the registry entries that belong to its partition, so absence rules ("registered
+    sensors that never reported") fire once, on the partition that owns the sensor or
+    district, not on every partition.
+    """
+
+    def __init__(self, scope: str, store: Any, registry: Mapping[str, Mapping[str, Any]],
+                 ruleset: Callable[[], RuleSet], partitions: int) -> None:
+        self.scope = scope
+        self.store = store
+        self.registry = registry
+        self.ruleset = ruleset
+        self.part = Partitioner(partitions)
+        self.live: dict[tuple[str, int], Evaluator] = {}
+        self.generation: Any = object()
+
+    def reset(self, generation: Any) -> None:
+        """A new consumer generation: partitions may have moved, rebuild lazily."""
+        self.live.clear()
+        self.generation = generation
+
+    def _registry_for(self, source: str, partition: int) -> dict[str, Mapping[str, Any]]:
+        if self.scope == "district":
+            return {s: a for s, a in self.registry.items()
+                    if a.get("district") is not None and self.part(str(a["district"])) == partition}
+        domain = _domain_of(source)
+        return {s: a for s, a in self.registry.items()
+                if a.get("domain") == domain and self.part(s) == partition}
+
+    def get(self, source: str, partition: int) -> tuple[Evaluator, list[AlertEvent]]:
+        """The evaluator, rebuilt from the store on first use; plus resolved events of
+        alerts whose rules disappeared while it was not live."""
+        key = (source, partition)
+        ev = self.live.get(key)
+        if ev is not None:
+            return ev, []
+        prefix = f"{source}|{partition}|"
+        items = [(k[len(prefix):], orjson.loads(v)) for k, v in self.store.items()
+                 if k.startswith(prefix)]
+        rs = self.ruleset()
+        reg = self._registry_for(source, partition)
+        ev = Evaluator.from_state(rs, reg, items, scope=self.scope)
+        events = ev.replace_ruleset(rs, ev.watermark) if items else []
+        if items:
+            log.info("alert state of %s[%d] rebuilt from %d entries", source, partition,
+                     len(items))
+        self.live[key] = ev
+        return ev, events
+
+    def persist(self, source: str, partition: int, ev: Evaluator) -> int:
+        changes = ev.take_changes()
+        prefix = f"{source}|{partition}|"
+        for k, v in changes.items():
+            if v is None:
+                self.store.delete(partition, prefix + k)
+            else:
+                self.store.put(partition, prefix + k, orjson.dumps(v))
+        return len(changes)
+
+    def process(self, source: str, partition: int,
+                readings: list[Mapping[str, Any]]) -> list[AlertEvent]:
+        """Observe, tick at the batch's max event time. State is *not* persisted yet:
+        call :meth:`persist` after the events are delivered."""
+        ev, events = self.get(source, partition)
+        if readings:
+            ev.observe(readings)
+            now = max(int(r["ts"]) for r in readings)
+            events += ev.tick(now)
+        return events
+
+    def reload(self, rs: RuleSet) -> list[tuple[str, int, list[AlertEvent]]]:
+        out = []
+        for (source, partition), ev in self.live.items():
+            out.append((source, partition, ev.replace_ruleset(rs, ev.watermark)))
+        return out
+
+
+def has_district_rules(rs: RuleSet) -> bool:
+    return any(r.scope == "district" for r in rs.rules)
+
+
+def by_district(readings: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in readings:
+        d = r.get("district")
+        if d:
+            out[str(d)].append(r)
+    return out
+
+
+def register_alerting(app: faust.App, settings: Settings, writer: InfluxWriter, *,
+                      own_writer: bool = False) -> None:
+    """Add the alerting agents, tables, reload timer and outputs to ``app``.
+
+    ``writer`` is shared with the caller; ``own_writer=True`` closes it when the app stops."""
+    cfg = AlertSettings()
+    registry: dict[str, Mapping[str, Any]] = {}
+    if settings.registry_path is not None:
+        try:
+            registry = load_registry_csv(settings.registry_path)
+        except OSError as exc:
+            log.warning("registry %s unreadable (%s): rules see readings only",
+                        settings.registry_path, exc)
+    # The registry is not given to the loader: its cross-checks (selectors matching no
+    # sensor, unknown districts) are `urbanbrain rules check --registry` lint, not a reason
+    # for a worker to refuse to start.
+    watcher = RuleWatcher([str(cfg.rules_path)], None)
+    log.info("alert rules: %d rules from %s", len(watcher.ruleset.rules), cfg.rules_path)
+    n = settings.kafka_partitions
+
+    readings_topic = app.topic(*READINGS_TOPICS, key_type=bytes, value_type=bytes,
+                               value_serializer="raw", key_serializer="raw")
+    district_topic = app.topic(f"{app.conf.id}-{DISTRICT_TOPIC_SUFFIX}", internal=True,
+                               partitions=n, key_type=bytes, value_type=bytes,
+                               key_serializer="raw", value_serializer="raw")
+    alerts_topic = app.topic(ALERTS_TOPIC, key_serializer="raw", value_serializer="raw")
+    sensor_table = app.Table("alert-state", key_type=str, value_type=bytes, partitions=n)
+    district_table = app.Table("alert-district-state", key_type=str, value_type=bytes,
+                               partitions=n)
+
+    outputs = AlertOutputs(settings, writer, alerts_topic, webhook_urls=cfg.webhook_urls,
+                           external_url=cfg.external_url, close_writer=own_writer)
+    app.service(outputs)  # type: ignore[arg-type]  # an instance is accepted too
+    sensors = PartitionEvaluators("sensor", TableStore(sensor_table), registry,
+                                  lambda: watcher.ruleset, n)
+    districts = PartitionEvaluators("district", TableStore(district_table), registry,
+                                    lambda: watcher.ruleset, n)
+    district_part = Partitioner(n)
+    app.urbanbrain_alerting = {  # type: ignore[attr-defined]
+        "sensors": sensors, "districts": districts, "outputs": outputs, "watcher": watcher,
+    }
+
+    def _generation(pe: PartitionEvaluators) -> None:
+        if pe.generation != app.consumer_generation_id:
+            pe.reset(app.consumer_generation_id)
+
+    @app.agent(readings_topic, name="alert_sensors")
+    async def alert_sensors(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                readings = decode_batch(event.value)
+            except ValueError:
+                continue  # streams' store_readings dead-letters malformed records
+            _generation(sensors)
+            events = sensors.process(msg.topic, msg.partition, readings)
+            await outputs.emit(events)
+            sensors.persist(msg.topic, msg.partition, sensors.live[(msg.topic, msg.partition)])
+            if has_district_rules(watcher.ruleset):
+                for district, rs in by_district(readings).items():
+                    await district_topic.send(key=district.encode(),
+                                              value=encode_batch(rs),  # type: ignore[arg-type]
+                                              partition=district_part(district))
+
+    @app.agent(district_topic, name="alert_districts")
+    async def alert_districts(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                readings = decode_batch(event.value)
+            except ValueError:
+                log.warning("undecodable district record at %s[%d]@%d", msg.topic,
+                            msg.partition, msg.offset)
+                continue
+            _generation(districts)
+            events = districts.process(DISTRICT_SOURCE, msg.partition, readings)
+            await outputs.emit(events)
+            districts.persist(DISTRICT_SOURCE, msg.partition,
+                              districts.live[(DISTRICT_SOURCE, msg.partition)])
+
+    @app.timer(cfg.reload_interval_s)
+    async def reload_rules() -> None:
+        changed, err = watcher.poll()
+        if err is not None:
+            log.error("alert rules NOT reloaded, keeping the previous set: %s", err)
+            return
+        if not changed:
+            return
+        log.info("alert rules reloaded: %d rules", len(watcher.ruleset.rules))
+        if app.rebalancing or app.in_recovery:
+            return  # evaluators are rebuilt with the new set after the rebalance
+        for pe in (sensors, districts):
+            _generation(pe)
+            for source, partition, events in pe.reload(watcher.ruleset):
+                await outputs.emit(events)
+                pe.persist(source, partition, pe.live[(source, partition)])
+
+
+def create_alerting_app(settings: Settings) -> faust.App:
+    """A Faust app that runs only the alerting part (own consumer group ``<id>-alerting``)."""
+    from .app import faust_config
+
+    app = faust.App(f"{settings.streams_app_id}-alerting", **faust_config(settings))
+    register_alerting(app, settings, InfluxWriter(settings), own_writer=True)
+    return app
+
+
+def main() -> None:
+    """``python -m urbanbrain.streams.alerting``: one alerting-only worker."""
+    import asyncio
+
+    from urbanbrain.kafka import ensure_topics
+
+    settings = Settings()
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(ensure_topics(settings))
+    finally:
+        loop.close()
+    app = create_alerting_app(settings)
+    worker = faust.Worker(app, loglevel="info", redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
