@@ -93,7 +93,7 @@ def city_overview() -> Dashboard:
         "geomap", "Sensors", [
             'SELECT last("lat") AS "lat", last("lon") AS "lon" FROM "sensors" '
             f'WHERE {D} GROUP BY "sensor", "district", "domain", "kind"'],
-        w=14, h=16, fmt="table", transformations=_table(),
+        w=14, h=14, fmt="table", transformations=_table(),
         description="Sensor positions from the device registry (measurement `sensors`, "
                     "written at startup by dashboards/registry_points.py).",
         options={
@@ -114,25 +114,24 @@ def city_overview() -> Dashboard:
             'SELECT sum("active") AS "active" FROM (SELECT last("active") AS "active" '
             f'FROM "alerts" WHERE $timeFilter AND {D} GROUP BY "rule", "district", "sensor") '
             'GROUP BY "district"'],
-        w=10, h=8, fmt="table", transformations=_table("active"),
+        w=10, h=14, fmt="table", transformations=_table("active"),
         thresholds=thresholds((None, "green"), (1, "orange"), (5, "red")),
         options={"orientation": "horizontal", "displayMode": "gradient",
                  "reduceOptions": {"calcs": ["lastNotNull"], "values": True, "fields": ""}})
-    readings = Panel("stat", "Readings/s (streams)", [
+    readings = Panel("stat", "Readings/s", [
         'SELECT sum("readings_per_s") AS "readings_per_s" FROM (SELECT last("readings_per_s") '
         "AS \"readings_per_s\" FROM \"pipeline\" WHERE $timeFilter AND \"stage\" = 'streams' "
-        'GROUP BY "worker")'], w=5, h=4, unit="ops", options=_stat_options())
+        'GROUP BY "worker")'], w=4, h=4, unit="ops", options=_stat_options())
     sensors = Panel("stat", "Sensors reporting", [
         'SELECT sum("sensors") AS "sensors" FROM (SELECT last("sensors") AS "sensors" '
         'FROM "city_1m" WHERE $timeFilter GROUP BY "domain")'],
-        w=5, h=4, options=_stat_options())
+        w=4, h=4, options=_stat_options())
     deadletter_rate = Panel("timeseries", "Dead letters/s by reason", [
         'SELECT non_negative_derivative(last("count_total"), 1s) AS "per_s" FROM "deadletters" '
         f'WHERE $timeFilter {TS}, "reason" fill(none)'],
-        w=10, h=8, unit="ops", interval="10s", aliases=["$tag_reason"])
+        w=8, h=8, unit="ops", interval="10s", aliases=["$tag_reason"])
     return Dashboard(
         "urbanbrain-city", "City overview", [
-            geomap, active,
             readings, sensors,
             city_stat("Mean AQI (US)", "environment", "aqi_us_mean",
                       thresholds=aqi_thresholds(US_COLORS)),
@@ -140,10 +139,11 @@ def city_overview() -> Dashboard:
                       thresholds=thresholds((None, "green"), (0.3, "orange"), (0.6, "red"))),
             city_stat("Power load", "power", "load_mw_total", "MW"),
             city_stat("Water flow", "water", "flow_ls_total", "L/s"),
+            geomap, active,
             deadletter_rate,
             district_series("Congestion by district", "traffic", "congestion_index_mean",
-                            "percentunit", w=12),
-            district_series("AQI (US) by district", "environment", "aqi_us_mean", w=12,
+                            "percentunit", w=8),
+            district_series("AQI (US) by district", "environment", "aqi_us_mean", w=8,
                             thresholds=aqi_thresholds(US_COLORS),
                             custom={"thresholdsStyle": {"mode": "line+area"}}),
         ],

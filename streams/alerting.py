@@ -78,6 +78,14 @@ class AlertSettings(BaseSettings):
         return v
 
 
+def eval_time(ev: Evaluator) -> int | None:
+    """The evaluator's latest event time: its watermark, or a later tick time (absence
+    rules tick past the last reading). Used as "now" for ``replace_ruleset``."""
+    ticks = list(getattr(ev, "_group_last", {}).values())  # no public accessor yet
+    times = [t for t in (ev.watermark, *ticks) if t is not None]
+    return max(times) if times else None
+
+
 def _domain_of(topic: str) -> str | None:
     return topic.split(".", 1)[1] if topic.startswith("readings.") else None
 
@@ -127,7 +135,7 @@ class PartitionEvaluators:
         rs = self.ruleset()
         reg = self._registry_for(source, partition)
         ev = Evaluator.from_state(rs, reg, items, scope=self.scope)
-        events = ev.replace_ruleset(rs, ev.watermark) if items else []
+        events = ev.replace_ruleset(rs, eval_time(ev)) if items else []
         if items:
             log.info("alert state of %s[%d] rebuilt from %d entries", source, partition,
                      len(items))
@@ -158,7 +166,7 @@ class PartitionEvaluators:
     def reload(self, rs: RuleSet) -> list[tuple[str, int, list[AlertEvent]]]:
         out = []
         for (source, partition), ev in self.live.items():
-            out.append((source, partition, ev.replace_ruleset(rs, ev.watermark)))
+            out.append((source, partition, ev.replace_ruleset(rs, eval_time(ev))))
         return out
 
 

@@ -349,7 +349,7 @@ def test_sniff() -> None:
 @pytest.mark.parametrize("fmt", ["json", "senml", "fiware"])
 def test_simulator_payloads_decode_to_the_simulated_readings(fmt: str) -> None:
     """Contract with simulators/formats.py: every format it emits decodes back exactly."""
-    sim_city = pytest.importorskip("urbanbrain.simulators.city")
+    import urbanbrain.simulators.city as sim_city
     from urbanbrain.simulators.engine import Simulation
     from urbanbrain.simulators.formats import make_encoder
     from urbanbrain.simulators.incidents import Schedule

@@ -14,8 +14,8 @@ from urbanbrain.simulators.formats import make_encoder
 from urbanbrain.simulators.incidents import Schedule
 from urbanbrain.simulators.record import frame_readings
 
-decoders = pytest.importorskip("urbanbrain.ingest.decoders")
-base = pytest.importorskip("urbanbrain.ingest.decoders.base")
+import urbanbrain.ingest.decoders as decoders  # noqa: E402
+import urbanbrain.ingest.decoders.base as base  # noqa: E402
 
 
 @pytest.mark.parametrize("fmt", ["json", "senml", "fiware"])
