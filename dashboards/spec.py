@@ -74,6 +74,22 @@ def sensor_series(title: str, measurement: str, field: str, unit: str = "", *,
         w=w, unit=unit, aliases=["$tag_sensor"], **kw)  # type: ignore[arg-type]
 
 
+def rate(measurement: str, field: str, alias: str, where: str = "",
+         by: tuple[str, ...] = ()) -> str:
+    """Per-second rate of a counter (per-process ``*_total``), averaged per interval.
+
+    The derivative runs on the raw points (one every report interval) in a subquery and
+    ``non_negative_`` drops counter resets at restarts; so a rate exists as soon as two
+    reports do, whatever ``$__interval`` is.
+    """
+    extra = f" AND {where}" if where else ""
+    tags = "".join(f', "{t}"' for t in by)
+    inner_by = f' GROUP BY {", ".join(chr(34) + t + chr(34) for t in by)}' if by else ""
+    return (f'SELECT mean("{alias}") AS "{alias}" FROM (SELECT non_negative_derivative('
+            f'"{field}", 1s) AS "{alias}" FROM "{measurement}" WHERE $timeFilter{extra}'
+            f"{inner_by}) WHERE $timeFilter {TS}{tags} fill(none)")
+
+
 def _stat_options() -> dict:
     return {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
             "colorMode": "value", "graphMode": "none", "textMode": "auto"}
@@ -127,9 +143,8 @@ def city_overview() -> Dashboard:
         'FROM "city_1m" WHERE $timeFilter GROUP BY "domain")'],
         w=4, h=4, options=_stat_options())
     deadletter_rate = Panel("timeseries", "Dead letters/s by reason", [
-        'SELECT non_negative_derivative(last("count_total"), 1s) AS "per_s" FROM "deadletters" '
-        f'WHERE $timeFilter {TS}, "reason" fill(none)'],
-        w=8, h=8, unit="ops", interval="10s", aliases=["$tag_reason"])
+        rate("deadletters", "count_total", "per_s", by=("stage", "reason"))],
+        w=8, h=8, unit="ops", interval="10s", aliases=["$tag_stage $tag_reason"])
     return Dashboard(
         "urbanbrain-city", "City overview", [
             readings, sensors,
@@ -357,20 +372,17 @@ def pipeline() -> Dashboard:
 
     return Dashboard("urbanbrain-pipeline", "Pipeline health", [
         ts("Readings/s per stage", [
-            'SELECT non_negative_derivative(max("readings_total"), 1s) AS "readings_per_s" '
-            f'FROM {P} AND {INGEST} {TS}, "client" fill(none)',
+            rate("pipeline", "readings_total", "readings_per_s", INGEST, ("client",)),
             f'SELECT mean("readings_per_s") AS "readings_per_s" FROM {P} AND {STREAMS} '
             f'{TS}, "worker" fill(none)'],
             ["ingest $tag_client", "streams $tag_worker"], "ops"),
         ts("MQTT messages/s and Kafka records/s (ingest)", [
             f'SELECT mean("messages_per_s") AS "messages_per_s" FROM {P} AND {INGEST} '
             f'{TS}, "client" fill(none)',
-            'SELECT non_negative_derivative(max("kafka_records_total"), 1s) AS "records_per_s" '
-            f'FROM {P} AND {INGEST} {TS}, "client" fill(none)'],
+            rate("pipeline", "kafka_records_total", "records_per_s", INGEST, ("client",))],
             ["messages $tag_client", "kafka records $tag_client"], "ops"),
         ts("Dead letters/s by reason", [
-            'SELECT non_negative_derivative(last("count_total"), 1s) AS "per_s" '
-            f'FROM "deadletters" WHERE $timeFilter {TS}, "stage", "reason" fill(none)'],
+            rate("deadletters", "count_total", "per_s", by=("stage", "reason"))],
             ["$tag_stage $tag_reason"], "ops"),
         Panel("table", "Dead letters by reason (since start)", [
             'SELECT last("count_total") AS "count_total" FROM "deadletters" '
@@ -384,8 +396,7 @@ def pipeline() -> Dashboard:
             f'max("refused_total") AS "refused" FROM {P} AND {STREAMS} {TS} fill(none)'],
             [""], ""),
         ts("Late readings/s (closed windows)", [
-            'SELECT non_negative_derivative(max("late_total"), 1s) AS "late_per_s" '
-            f'FROM {P} AND {STREAMS} {TS}, "worker" fill(none)'],
+            rate("pipeline", "late_total", "late_per_s", STREAMS, ("worker",))],
             ["$tag_worker"], "ops"),
         ts("Consumer lag (records)", [
             f'SELECT max("lag_records") AS "lag_records" FROM {P} AND {STREAMS} '
@@ -400,11 +411,10 @@ def pipeline() -> Dashboard:
             f'SELECT mean("points_per_s") AS "points_per_s" FROM {P} AND {STREAMS} '
             f'{TS}, "worker" fill(none)'], ["$tag_worker"], "ops"),
         ts("Windows and roll-ups", [
-            'SELECT non_negative_derivative(max("windows_emitted_total"), 1s) AS "windows", '
-            'non_negative_derivative(max("rollups_emitted_total"), 1s) AS "rollups" '
-            f'FROM {P} AND {STREAMS} {TS} fill(none)',
+            rate("pipeline", "windows_emitted_total", "windows_per_s", STREAMS, ("worker",)),
+            rate("pipeline", "rollups_emitted_total", "rollups_per_s", STREAMS, ("worker",)),
             f'SELECT max("open_panes") AS "open_panes" FROM {P} AND {STREAMS} {TS} fill(none)'],
-            ["", ""], ""),
+            ["windows/s $tag_worker", "roll-ups/s $tag_worker", "open panes"], ""),
     ], [], ["pipeline", "ops"], time_from="now-1h", refresh="10s")
 
 

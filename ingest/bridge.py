@@ -72,6 +72,36 @@ class _Message:
         self.dup = dup  # the broker's redelivery of a message it sent us before
 
 
+class _MemoTopicMapper(TopicMapper):
+    """A TopicMapper that remembers each topic's tags.
+
+    A city's topics repeat with every reading (one per sensor or gateway), and matching the
+    patterns was ~20% of the asyncio thread's time in bench/bench_ingest.py. The tag dicts
+    are shared, so callers must not mutate them (the normaliser only reads). Bounded: the
+    memo is dropped whole when full (cheap, and a bad topic flood cannot grow it).
+    """
+
+    def __init__(self, inner: TopicMapper, max_topics: int = 500_000) -> None:
+        self.patterns = inner.patterns
+        self._inner = inner
+        self._memo: dict[str, dict[str, str] | None] = {}
+        self._max = max_topics
+
+    def tags(self, topic: str) -> dict[str, str] | None:
+        try:
+            return self._memo[topic]
+        except KeyError:
+            pass
+        tags = self._inner.tags(topic)
+        if len(self._memo) >= self._max:
+            self._memo.clear()
+        self._memo[topic] = tags
+        return tags
+
+    def subscriptions(self) -> list[str]:
+        return self._inner.subscriptions()
+
+
 class IngestBridge:
     def __init__(
         self,
@@ -80,7 +110,7 @@ class IngestBridge:
         mapper: TopicMapper | None = None,
     ) -> None:
         self.settings = settings
-        self.mapper = mapper or TopicMapper()
+        self.mapper = _MemoTopicMapper(mapper or TopicMapper())
         self.normaliser = Normaliser(settings, registry or Registry(), self.mapper)
         self.partitioner = Partitioner(settings.kafka_partitions)
         self.stats = BridgeStats()

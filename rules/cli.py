@@ -1,4 +1,4 @@
-"""``urbanbrain rules check|test``: the engineer's loop for rule files.
+"""``urbanbrain rules check|test|backtest``: the engineer's loop for rule files.
 
 Exit codes: 0 ok, 1 problems found (errors in rule files, failing rule tests).
 """
@@ -78,6 +78,87 @@ def test(
         typer.echo(f"{failed} failure(s) in {total} test(s)", err=True)
         raise typer.Exit(1)
     typer.echo(f"{total} test(s) passed")
+
+
+def _duration_ms(text: str) -> int:
+    from urbanbrain.rules.durations import parse_duration
+
+    return int(parse_duration(text))
+
+
+@app.command()
+def backtest(
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="rule files, directories or globs")
+    ] = None,
+    scenario: Annotated[
+        str | None, typer.Option(help="simulator scenario, e.g. standard-week")
+    ] = None,
+    recording: Annotated[
+        Path | None, typer.Option(help="recording (.parquet/.csv/.jsonl, simulators/record.py)")
+    ] = None,
+    ground_truth: Annotated[
+        Path | None, typer.Option(help="ground truth (.jsonl/.csv) of the recording")
+    ] = None,
+    registry: Annotated[
+        Path | None, typer.Option(help="registry CSV of the recording (default: <stem>.registry.csv)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output directory (CSV, JSON, PNGs)")] = Path(
+        "backtest-out"
+    ),
+    days: Annotated[float | None, typer.Option(help="only the first N days")] = None,
+    tick: Annotated[
+        str | None, typer.Option(help="tick on a regular grid (e.g. 1m); default: each timestamp")
+    ] = None,
+    tolerance: Annotated[
+        str, typer.Option(help="how long after an incident's end a firing still counts")
+    ] = "30m",
+    plots: Annotated[bool, typer.Option(help="write a PNG per rule")] = True,
+) -> None:
+    """Replay a scenario or recording through the rules; precision/recall vs ground truth."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from urbanbrain.rules import backtest as bt
+
+    if (scenario is None) == (recording is None):
+        typer.echo("give exactly one of --scenario or --recording", err=True)
+        raise typer.Exit(2)
+    t0 = time.perf_counter()
+    if scenario is not None:
+        df, truth, reg = bt.scenario_inputs(scenario, days=days)
+    else:
+        if ground_truth is None:
+            typer.echo("--recording needs --ground-truth", err=True)
+            raise typer.Exit(2)
+        stem = recording.with_suffix("")
+        reg_path = registry or Path(f"{stem}.registry.csv")
+        if not reg_path.exists():
+            typer.echo(f"registry {reg_path} not found: pass --registry", err=True)
+            raise typer.Exit(2)
+        df, truth, reg = bt.recording_inputs(recording, ground_truth, reg_path, days=days)
+    load_s = time.perf_counter() - t0
+    res = bt.backtest(paths or [DEFAULT_RULES], df, truth, reg, out_dir=out,
+                      tick_every_ms=_duration_ms(tick) if tick else None,
+                      after_ms=_duration_ms(tolerance), plots=plots)
+    res.timing["load_s"] = load_s
+    table = Table(title=f"backtest: {res.n_readings:,} readings, {res.ticks:,} ticks")
+    for c in ("rule", "detects", "firings", "TP", "precision", "incidents", "recall",
+              "latency med/max", "note"):
+        table.add_column(c)
+    for s in res.scores:
+        note = s.status if s.status != "scored" else (f"missed {s.missed}" if s.missed else "")
+        table.add_row(s.alert, s.detects or "-", str(s.firings), str(s.tp_firings),
+                      bt.fmt(s.precision), f"{s.detected}/{s.incidents}", bt.fmt(s.recall),
+                      f"{bt.fmt(s.latency_median_s, '.0f')}/{bt.fmt(s.latency_max_s, '.0f')} s",
+                      note)
+    con = Console()
+    con.print(table)
+    con.print("timing: " + ", ".join(f"{k} {v:.1f}s" for k, v in res.timing.items()))
+    con.print(f"wrote {res.files.get('csv')}, {res.files.get('json')} and "
+              f"{sum(1 for k in res.files if k.startswith('plot:'))} plot(s) to {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def mqtt_client_id() -> str:
-    return f"urbanbrain-alerts-{socket.gethostname()}"
+    return f"urbanbrain-alerts-{socket.gethostname()}-{os.getpid()}"
 
 
 class AlertOutputs(Service):

@@ -7,6 +7,9 @@
            water_index, power_index ──▶ Kafka ``aggregates`` (rules engine)
                                       └──▶ <app id>-rollup-partials ──▶ rollup (table
                                            ``rollup-state``) ──▶ InfluxDB district_1m, city_1m
+    readings.* ──▶ alert_sensors (rules, sensor scope; table ``alert-state``)
+               └──▶ <app id>-alerts-district-readings ──▶ alert_districts (district scope)
+                    ──▶ alerts: Kafka ``alerts``, InfluxDB ``alerts``, MQTT city/alerts/..., webhooks
     every 5 s (configurable) ──▶ report_pipeline ──▶ InfluxDB pipeline
 
 Each Kafka record is a batch of readings of one partition (see DESIGN.md); agents take
@@ -33,6 +36,7 @@ from urbanbrain.reading import decode_batch, encode_batch
 from urbanbrain.registry import Registry
 from urbanbrain.settings import Settings
 
+from .alerting import register_alerting
 from .derive import IndexCalculator
 from .processor import WindowStage
 from .rollup_stage import RollupStage, points_to_lines
@@ -274,6 +278,7 @@ def create_app(settings: Settings) -> faust.App:
         )
         await writer.write([point])
 
+    register_alerting(app, ss, writer)
     return app
 
 

@@ -45,3 +45,12 @@ def component_env(stack: LocalStack, run_id: str, **extra: str) -> dict[str, str
     })
     env.update(extra)
     return env
+
+
+@pytest.fixture
+def private_stack(tmp_path: Path) -> Iterator[LocalStack]:
+    """Servers of this test alone, for tests whose event times must not meet others' data
+    (event-time state such as alert rules and windows) or that stop/kill a server."""
+    s = LocalStack(tmp_path / "stack").start()
+    yield s
+    s.stop()

@@ -91,7 +91,8 @@ groups:
 
 
 @pytest.mark.servers
-def test_alerts_fire_resolve_and_survive_restart(stack, run_id, components, tmp_path):
+def test_alerts_fire_resolve_and_survive_restart(private_stack, run_id, components, tmp_path):
+    stack = private_stack
     sensor, district = f"tl-{run_id}", f"d{run_id}"
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES.format(sensor=sensor, district=district))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ from urbanbrain.simulators.runner import run_simulation
 
 pytestmark = pytest.mark.servers
 
-RUN_ID = "dash0001"
+RUN_ID = "dash" + uuid.uuid4().hex[:6]
 MODELS = build()
 
 
@@ -87,7 +88,8 @@ def city_data(tmp_path_factory: pytest.TempPathFactory):
     try:
         reg_path = wd / "devices.csv"
         City.generate(42, "tiny").write_registry(reg_path)
-        env = component_env(stack, RUN_ID, URBANBRAIN_REGISTRY_PATH=str(reg_path))
+        env = component_env(stack, RUN_ID, URBANBRAIN_REGISTRY_PATH=str(reg_path),
+                            URBANBRAIN_DATA_DIR=str(wd / "var"))
         streams = Component("streams", ["streams", "worker", "-l", "info"], env,
                             wd / "streams.log").start()
         comps.append(streams)
@@ -109,7 +111,7 @@ def city_data(tmp_path_factory: pytest.TempPathFactory):
         reg = Registry.load(reg_path)
         body = "\n".join(_alert_lines(reg, now)).encode()
         req = urllib.request.Request(
-            f"{env['URBANBRAIN_INFLUX_URL']}/write?db={RUN_ID and env['URBANBRAIN_INFLUX_DB']}"
+            f"{env['URBANBRAIN_INFLUX_URL']}/write?db={env['URBANBRAIN_INFLUX_DB']}"
             "&precision=ms", data=body, method="POST")
         with urllib.request.urlopen(req, timeout=10):
             pass

@@ -124,6 +124,7 @@ def test_sigkill_mid_stream_loses_nothing(stack, run_id, components, tmp_path):
     publisher.join(120)
     assert not publisher.is_alive()
     assert killed_at < n, "the kill must happen in the middle of the stream"
+    assert "session present: True" in bridge.log(), "the restart must resume the session"
 
     expected = {key for _, _, key in msgs}
     keys = wait_all(bootstrap, run_id, expected, timeout=90)
@@ -186,7 +187,7 @@ def test_session_takeover_mid_stream_loses_nothing(stack, run_id, components, tm
     acked on the new one (their packet ids mean nothing there); the redeliveries count."""
     import paho.mqtt.client as mqtt
 
-    n = 10_000
+    n = 8_000
     bootstrap = stack.env()["URBANBRAIN_KAFKA_BOOTSTRAP"]
     bridge = ingest(stack, run_id, tmp_path)
     components.append(bridge.start())

@@ -1,0 +1,545 @@
+"""Backtest alert rules against a recording with ground truth (``urbanbrain rules backtest``).
+
+Why: a rule set is only as good as its precision and recall on incidents we know about.
+The simulator writes that knowledge down (incidents *and* injected sensor faults), so we
+replay its readings through the real :class:`Evaluator`, in event-time order, and compare
+the firing intervals with the ground truth.
+
+Pipeline:
+
+1. readings (long table of ``simulators/record.py``) -> one reading per (ts, sensor), plus
+   the indices the streams room would derive per reading (``congestion_index``,
+   ``speed_ratio`` for loops with the registry's free-flow speed, ``aqi_us`` for air-quality
+   stations), computed with the streams room's own formulas;
+2. batches of equal event time -> ``observe`` then ``tick(ts)`` (or a regular tick grid);
+3. firing/resolved transitions -> firing intervals per rule and instance;
+4. scoring (see :func:`score`): each rule maps to the ground-truth kinds it is meant to
+   detect (:data:`DETECTS`, overridable with a rule label ``detects: a,b``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from urbanbrain.rules.evaluator import Evaluator
+from urbanbrain.rules.model import (
+    AbsenceCond,
+    AnomalyCond,
+    CompositeCond,
+    RateCond,
+    Rule,
+    RuleSet,
+    ThresholdCond,
+)
+from urbanbrain.rules.registry import load_registry_csv
+
+MINUTE = 60_000
+
+#: Which ground-truth kinds each starter rule is meant to detect (alert name -> kinds).
+#: An empty tuple = no ground truth (only the firing count is reported). A rule label
+#: ``detects: "kind1,kind2"`` (or ``none``) overrides this table.
+DETECTS: dict[str, tuple[str, ...]] = {
+    "Congestion": ("congestion", "accident"),
+    "ProbableAccident": ("accident",),
+    "AirQualityUnhealthySensitive": ("pollution",),
+    "AirQualityUnhealthy": ("pollution",),
+    "AirQualityVeryUnhealthy": ("pollution",),
+    "PollutionEpisode": ("pollution",),
+    "PM25Anomaly": ("pollution",),
+    "WaterMainBurst": ("water_burst",),
+    "LowWaterPressure": ("water_burst",),
+    "PowerOutage": ("power_outage",),
+    "PowerDistrictSilent": (),
+    "VoltageOutOfBand": ("power_outage",),
+    "FrequencyOutOfBand": (),
+    "SensorSilent": ("fault.dropout", "power_outage"),
+    "SensorStuckPressure": ("fault.stuck",),
+    "SensorStuckVoltage": ("fault.stuck",),
+    "SensorStuckAirQuality": ("fault.stuck",),
+}
+
+
+def detects_of(rule: Rule) -> tuple[str, ...]:
+    lab = rule.labels.get("detects")
+    if lab is not None:
+        return tuple(k.strip() for k in str(lab).split(",") if k.strip() and k.strip() != "none")
+    return DETECTS.get(rule.alert, ())
+
+
+# --------------------------------------------------------------------------- data classes
+
+@dataclass
+class Firing:
+    rule: str
+    instance: str  # sensor id (sensor scope) or district
+    sensor: str | None
+    district: str
+    start_ms: int
+    end_ms: int
+    open: bool = False  # still firing at the end of the replay
+    matched: list[str] = field(default_factory=list)  # incident ids it overlaps
+
+
+@dataclass
+class RuleScore:
+    rule: str
+    alert: str
+    detects: str
+    status: str  # scored | no ground truth | no incidents
+    firings: int
+    tp_firings: int
+    precision: float | None
+    incidents: int
+    detected: int
+    recall: float | None
+    latency_median_s: float | None
+    latency_max_s: float | None
+    missed: str = ""
+    plot: str = ""
+
+
+@dataclass
+class BacktestResult:
+    scores: list[RuleScore]
+    firings: list[Firing]
+    incidents: list[Any]
+    timing: dict[str, float]
+    n_readings: int
+    ticks: int
+    span_ms: tuple[int, int]
+    files: dict[str, str] = field(default_factory=dict)
+    detail: dict[str, dict] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- readings
+
+def wide_readings(df: pd.DataFrame, registry: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Long table -> one row per (ts, sensor), metric columns, derived indices added."""
+    wide = df.pivot_table(index=["ts", "sensor_id"], columns="metric", values="value",
+                          aggfunc="last", observed=True)
+    wide.columns = [str(c) for c in wide.columns]
+    wide = wide.reset_index()
+    wide["sensor_id"] = wide["sensor_id"].astype(str)
+    wide.sort_values(["ts", "sensor_id"], kind="stable", inplace=True, ignore_index=True)
+    add_indices(wide, registry)
+    return wide
+
+
+def add_indices(wide: pd.DataFrame, registry: Mapping[str, Mapping[str, Any]]) -> None:
+    """Per-reading indices, as the streams room derives them (its formulas, in place)."""
+    from urbanbrain.streams import indices as ix
+
+    if "speed_kmh" in wide:
+        sids = wide["sensor_id"].to_numpy()
+        ff = np.array([_float(registry.get(s, {}).get("free_flow_kmh")) for s in sids])
+        rc = np.array([registry.get(s, {}).get("road_class") or "arterial" for s in sids],
+                      dtype=object)
+        ff = np.where(np.isfinite(ff) & (ff > 0), ff, ix.free_flow_speed(rc))
+        speed = wide["speed_kmh"].to_numpy(np.float64)
+        wide["congestion_index"] = ix.congestion_index(speed, free_flow_kmh=ff)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            wide["speed_ratio"] = np.where(ff > 0, speed / ff, np.nan)
+    if "pm25_ugm3" in wide:
+        def col(name: str) -> np.ndarray | None:
+            return wide[name].to_numpy(np.float64) if name in wide else None
+        rep = ix.aqi_us_report(
+            pm25_24h_ugm3=col("pm25_ugm3"), pm10_24h_ugm3=col("pm10_ugm3"),
+            o3_8h_ugm3=col("o3_ugm3"), o3_1h_ugm3=col("o3_ugm3"), co_8h_mgm3=col("co_mgm3"),
+            no2_1h_ugm3=col("no2_ugm3"),
+        )
+        aqi = np.asarray(rep.aqi, dtype=np.float64)
+        wide["aqi_us"] = np.where(wide["pm25_ugm3"].notna(), aqi, np.nan)
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def batches(wide: pd.DataFrame, registry: Mapping[str, Mapping[str, Any]]
+            ) -> Iterator[tuple[int, list[dict]]]:
+    """(ts, readings of that event time) in time order; NaN metrics left out."""
+    metrics = [c for c in wide.columns if c not in ("ts", "sensor_id")]
+    ts = wide["ts"].to_numpy(np.int64)
+    sids = wide["sensor_id"].tolist()
+    vals = wide[metrics].to_numpy(np.float64)
+    bounds = np.flatnonzero(np.diff(ts)) + 1
+    starts = [0, *bounds.tolist(), len(ts)]
+    for a, b in zip(starts, starts[1:]):
+        out = []
+        for i in range(a, b):
+            row = vals[i]
+            m = {metrics[j]: float(row[j]) for j in np.flatnonzero(~np.isnan(row))}
+            attrs = registry.get(sids[i], {})
+            out.append({"sensor_id": sids[i], "ts": int(ts[a]), "domain": attrs.get("domain"),
+                        "kind": attrs.get("kind"), "district": attrs.get("district"),
+                        "metrics": m})
+        yield int(ts[a]), out
+
+
+# --------------------------------------------------------------------------- replay
+
+def replay(ruleset: RuleSet, registry: Mapping[str, Mapping[str, Any]], wide: pd.DataFrame,
+           tick_every_ms: int | None = None) -> tuple[list[Firing], int]:
+    """Run the evaluator over the readings; firing intervals and the number of ticks."""
+    ev = Evaluator(ruleset, registry)
+    rules = {r.id: r for r in ruleset.rules}
+    open_: dict[tuple[str, str], Firing] = {}
+    done: list[Firing] = []
+    ticks = 0
+    last = None
+
+    def handle(events: list) -> None:
+        for e in events:
+            rule = rules.get(e.rule)
+            sensor = e.labels.get("sensor")
+            inst = sensor or e.labels.get("district", "")
+            key = (e.rule, e.fingerprint)
+            if e.status == "firing":
+                if key not in open_:
+                    open_[key] = Firing(rule.alert if rule else e.rule, inst, sensor,
+                                        e.labels.get("district", ""), int(e.starts_at),
+                                        int(e.at))
+            else:
+                f = open_.pop(key, None)
+                if f is not None:
+                    f.end_ms = int(e.ends_at if e.ends_at is not None else e.at)
+                    done.append(f)
+
+    next_tick = None
+    for ts, batch in batches(wide, registry):
+        if tick_every_ms:
+            if next_tick is None:
+                next_tick = ts
+            while next_tick < ts:  # grid ticks before this batch
+                handle(ev.tick(next_tick))
+                ticks += 1
+                next_tick += tick_every_ms
+        ev.observe(batch)
+        if not tick_every_ms:
+            handle(ev.tick(ts))
+            ticks += 1
+        last = ts
+    if tick_every_ms and last is not None:
+        handle(ev.tick(last))
+        ticks += 1
+    for f in open_.values():
+        f.end_ms = last if last is not None else f.start_ms
+        f.open = True
+        done.append(f)
+    done.sort(key=lambda f: (f.rule, f.start_ms, f.instance))
+    return done, ticks
+
+
+# --------------------------------------------------------------------------- scoring
+
+def rule_sees(rule: Rule, sid: str, registry: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether ``rule`` evaluates sensor ``sid`` (selector, and the metric it reads)."""
+    attrs = registry.get(sid)
+    if attrs is None or not rule.selector.matches(sid, attrs):
+        return False
+    metric, _, _ = _signal_metric(rule)
+    if metric is None:
+        return True
+    metric = metric.removesuffix("/rel")
+    have = attrs.get("metrics") or []
+    from urbanbrain.rules.names import INDEX_METRICS, metric_domain
+
+    if metric in INDEX_METRICS:
+        return metric_domain(metric) == attrs.get("domain")
+    return not have or metric in have
+
+
+def _matches_place(f: Firing, inc: Any) -> bool:
+    if f.sensor is not None:
+        return f.sensor in inc.sensors or f.sensor == inc.epicentre
+    return f.district == inc.district
+
+
+def score(ruleset: RuleSet, firings: Sequence[Firing], truth: Sequence[Any], *,
+          span: tuple[int, int], registry: Mapping[str, Mapping[str, Any]] | None = None, before_ms: int = 5 * MINUTE, after_ms: int = 30 * MINUTE
+          ) -> tuple[list[RuleScore], dict[str, dict]]:
+    """Per-rule precision, recall and detection latency.
+
+    A firing interval is a true positive when it overlaps ``[start - before, end + after]``
+    of an incident of one of the rule's kinds at the same place (sensor scope: the firing's
+    sensor is among the incident's ``sensors``; district scope: same district). ``after``
+    allows for windows and hysteresis that keep an alert up after the cause ended.
+    precision = TP firings / firings; recall = detected incidents / incidents of those
+    kinds that started inside the replayed span; latency = first matching firing start -
+    incident start.
+    """
+    by_rule: dict[str, list[Firing]] = defaultdict(list)
+    for f in firings:
+        by_rule[f.rule].append(f)
+    t0, t1 = span
+    out: list[RuleScore] = []
+    detail: dict[str, dict] = {}
+    for rule in ruleset.rules:
+        kinds = detects_of(rule)
+        fs = by_rule.get(rule.alert, [])
+        incs = [i for i in truth if i.kind in kinds and i.start_ms < t1 and i.end_ms > t0
+                and (registry is None or any(rule_sees(rule, s, registry) for s in i.sensors))]
+        for f in fs:
+            f.matched = [i.incident_id for i in incs if _matches_place(f, i)
+                         and f.start_ms <= i.end_ms + after_ms
+                         and f.end_ms >= i.start_ms - before_ms]
+        lat: dict[str, float] = {}
+        for i in incs:
+            starts = [f.start_ms for f in fs if i.incident_id in f.matched]
+            if starts:
+                lat[i.incident_id] = (min(starts) - i.start_ms) / 1000.0
+        # only incidents fully inside the span count for recall (a truncated one may
+        # legitimately be undetectable yet)
+        scored = [i for i in incs if i.start_ms >= t0 and i.start_ms < t1]
+        detected = [i for i in scored if i.incident_id in lat]
+        tp = sum(1 for f in fs if f.matched)
+        lats = [lat[i.incident_id] for i in detected]
+        if not kinds:
+            status = "no ground truth"
+        elif not scored:
+            status = "no incidents"
+        else:
+            status = "scored"
+        out.append(RuleScore(
+            rule=rule.id, alert=rule.alert, detects=",".join(kinds), status=status,
+            firings=len(fs), tp_firings=tp if kinds else 0,
+            precision=(tp / len(fs)) if (kinds and fs) else None,
+            incidents=len(scored), detected=len(detected),
+            recall=(len(detected) / len(scored)) if scored else None,
+            latency_median_s=statistics.median(lats) if lats else None,
+            latency_max_s=max(lats) if lats else None,
+            missed=",".join(i.incident_id for i in scored if i.incident_id not in lat
+                            and not i.kind.startswith("fault.")),
+        ))
+        per_kind = {}
+        for k in kinds:
+            ks = [i for i in scored if i.kind == k]
+            per_kind[k] = {"incidents": len(ks),
+                           "detected": sum(1 for i in ks if i.incident_id in lat)}
+        detail[rule.alert] = {"per_kind": per_kind, "latency_s": lat}
+    return out, detail
+
+
+# --------------------------------------------------------------------------- plots
+
+def _signal_metric(rule: Rule) -> tuple[str | None, list[float], list[float]]:
+    """(metric, trigger lines, clear lines) to draw for a rule."""
+    c = rule.condition
+    if isinstance(c, (ThresholdCond, RateCond)):
+        lv = c.level
+        probe = c.probe
+    elif isinstance(c, CompositeCond):
+        lv = c.parts[0].level
+        probe = c.parts[0].probe
+    elif isinstance(c, AnomalyCond):
+        return c.probe.metric, [], []
+    else:  # absence
+        return None, [], []
+    vals = list(lv.value) if isinstance(lv.value, tuple) else [lv.value]
+    clr = [] if lv.clear is None else (list(lv.clear) if isinstance(lv.clear, tuple)
+                                      else [lv.clear])
+    if isinstance(c, RateCond) or (isinstance(c, CompositeCond)
+                                   and isinstance(c.parts[0], RateCond)):
+        return probe.metric, [], []  # a rate: lines are not in the metric's unit
+    if probe.relative_attr is not None:
+        return probe.metric + "/rel", vals, clr
+    return probe.metric, vals, clr
+
+
+def _pick_sensor(rule: Rule, fs: list[Firing], incs: list[Any],
+                 registry: Mapping[str, Mapping[str, Any]], wide: pd.DataFrame) -> str | None:
+    for f in fs:
+        if f.matched and f.sensor:
+            return f.sensor
+    matched = {m for f in fs for m in f.matched}
+    for i in incs:
+        if i.incident_id in matched or not fs:
+            cand = [i.epicentre] + list(i.sensors) if i.epicentre else list(i.sensors)
+            for s in cand:
+                if rule.selector.matches(s, registry.get(s, {})):
+                    return s
+    if fs:
+        counts: dict[str, int] = defaultdict(int)
+        for f in fs:
+            if f.sensor:
+                counts[f.sensor] += 1
+        if counts:
+            return max(counts, key=counts.get)
+        d = fs[0].district
+        for s, a in registry.items():
+            if a.get("district") == d and rule.selector.matches(s, a):
+                return s
+    for s, a in registry.items():
+        if rule.selector.matches(s, a):
+            return s
+    return None
+
+
+def plot_rule(path: Path, rule: Rule, fs: list[Firing], truth: Sequence[Any],
+              registry: Mapping[str, Mapping[str, Any]], wide: pd.DataFrame,
+              span: tuple[int, int]) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = detects_of(rule)
+    incs = [i for i in truth if i.kind in kinds and i.start_ms < span[1] and i.end_ms > span[0]]
+    sensor = _pick_sensor(rule, fs, incs, registry, wide)
+    metric, lines, clears = _signal_metric(rule)
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    title = f"{rule.alert} — {sensor or '(no sensor)'}"
+    rows = wide[wide["sensor_id"] == sensor] if sensor else wide.iloc[0:0]
+    t = pd.to_datetime(rows["ts"], unit="ms", utc=True) if len(rows) else None
+    if metric is None:  # absence: gap since the previous reading
+        if len(rows):
+            gaps = np.diff(rows["ts"].to_numpy(), prepend=rows["ts"].iloc[0]) / 60_000.0
+            ax.step(t, gaps, where="post", lw=0.8, label="minutes since previous reading")
+            cond = rule.condition
+            if isinstance(cond, AbsenceCond):
+                lines = [cond.silent_for_ms / 60_000.0]
+    else:
+        base = metric.removesuffix("/rel")
+        if len(rows) and base in rows:
+            y = rows[base].to_numpy(np.float64)
+            if metric.endswith("/rel"):
+                c = rule.condition
+                probe = c.parts[0].probe if isinstance(c, CompositeCond) else c.probe
+                div = _float(registry.get(sensor, {}).get(probe.relative_attr))
+                if not np.isfinite(div):
+                    std = probe.relative_standard
+                    div = (min(std, key=lambda lv: abs(lv - np.nanmedian(y))) if std
+                           else probe.relative_default or 1.0)
+                y = y / div
+                base += f" / {probe.relative_attr}"
+            ax.plot(t, y, lw=0.7, label=base)
+    for v in lines:
+        ax.axhline(v, color="red", ls="--", lw=0.9)
+    for v in clears:
+        ax.axhline(v, color="orange", ls=":", lw=0.9)
+    lab_i = lab_f = True
+    for i in incs:
+        if sensor is None or sensor in i.sensors or (not i.sensors) or any(
+                f.matched and i.incident_id in f.matched and f.sensor is None for f in fs):
+            ax.axvspan(pd.to_datetime(i.start_ms, unit="ms", utc=True),
+                       pd.to_datetime(i.end_ms, unit="ms", utc=True), color="green",
+                       alpha=0.2, label="incident" if lab_i else None)
+            lab_i = False
+    for f in fs:
+        if f.sensor == sensor or (f.sensor is None and f.district ==
+                                  registry.get(sensor or "", {}).get("district")):
+            ax.axvspan(pd.to_datetime(f.start_ms, unit="ms", utc=True),
+                       pd.to_datetime(max(f.end_ms, f.start_ms + MINUTE), unit="ms", utc=True),
+                       color="red", alpha=0.25, label="firing" if lab_f else None)
+            lab_f = False
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper right", fontsize=7)
+    ax.set_xlim(pd.to_datetime(span[0], unit="ms", utc=True),
+                pd.to_datetime(span[1], unit="ms", utc=True))
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return sensor
+
+
+# --------------------------------------------------------------------------- driver
+
+def backtest(rule_paths: Sequence[str], readings: pd.DataFrame, truth: Sequence[Any],
+             registry_csv: str | Path, *, out_dir: str | Path | None = None,
+             tick_every_ms: int | None = None, before_ms: int = 5 * MINUTE,
+             after_ms: int = 30 * MINUTE, plots: bool = True) -> BacktestResult:
+    """Replay ``readings`` (long table) through the rules and score against ``truth``."""
+    timing: dict[str, float] = {}
+    t = time.perf_counter()
+    registry = load_registry_csv(registry_csv)
+    ruleset = RuleSet.load(list(rule_paths), registry)
+    wide = wide_readings(readings, registry)
+    timing["prepare_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    firings, ticks = replay(ruleset, registry, wide, tick_every_ms)
+    timing["replay_s"] = time.perf_counter() - t
+    span = (int(wide["ts"].min()), int(wide["ts"].max())) if len(wide) else (0, 0)
+    scores, detail = score(ruleset, firings, truth, span=span, registry=registry,
+                           before_ms=before_ms,
+                           after_ms=after_ms)
+    res = BacktestResult(scores, firings, list(truth), timing, len(wide), ticks, span,
+                         detail=detail)
+    if out_dir is not None:
+        t = time.perf_counter()
+        write_outputs(res, ruleset, registry, wide, Path(out_dir), plots=plots)
+        timing["outputs_s"] = time.perf_counter() - t
+    return res
+
+
+def write_outputs(res: BacktestResult, ruleset: RuleSet, registry: Mapping[str, Any],
+                  wide: pd.DataFrame, out: Path, *, plots: bool = True) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    by_rule: dict[str, list[Firing]] = defaultdict(list)
+    for f in res.firings:
+        by_rule[f.rule].append(f)
+    if plots:
+        for rule, sc in zip(ruleset.rules, res.scores):
+            p = out / f"{rule.alert}.png"
+            plot_rule(p, rule, by_rule.get(rule.alert, []), res.incidents, registry, wide,
+                      res.span_ms)
+            sc.plot = p.name
+            res.files[f"plot:{rule.alert}"] = str(p)
+    csv_path = out / "backtest.csv"
+    with csv_path.open("w", newline="") as fh:
+        cols = list(RuleScore.__dataclass_fields__)
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for s in res.scores:
+            w.writerow(asdict(s))
+    json_path = out / "backtest.json"
+    json_path.write_text(json.dumps({
+        "span_ms": list(res.span_ms), "readings": res.n_readings, "ticks": res.ticks,
+        "timing": res.timing, "scores": [asdict(s) for s in res.scores],
+        "detail": res.detail, "firings": [asdict(f) for f in res.firings],
+    }, indent=1, default=str))
+    res.files["csv"] = str(csv_path)
+    res.files["json"] = str(json_path)
+
+
+def scenario_inputs(name: str, days: float | None = None
+                    ) -> tuple[pd.DataFrame, list[Any], Path]:
+    """(readings, ground truth, registry CSV path) of a named simulator scenario."""
+    from urbanbrain.simulators.scenario import generate_offline
+
+    data = generate_offline(name, days=days)
+    reg = Path(tempfile.mkdtemp(prefix="ub-backtest-")) / "registry.csv"
+    data.city.write_registry(reg)
+    return data.readings, data.ground_truth, reg
+
+
+def recording_inputs(path: str | Path, ground_truth: str | Path, registry: str | Path,
+                     days: float | None = None) -> tuple[pd.DataFrame, list[Any], Path]:
+    from urbanbrain.simulators.incidents import read_ground_truth
+    from urbanbrain.simulators.record import read_table
+
+    df = read_table(path)
+    if days is not None and len(df):
+        t0 = int(df["ts"].min())
+        df = df[df["ts"] < t0 + int(days * 86_400_000)]
+    return df, read_ground_truth(ground_truth), Path(registry)
+
+
+def fmt(v: float | None, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
