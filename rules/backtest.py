@@ -133,7 +133,7 @@ def wide_readings(df: pd.DataFrame, registry: Mapping[str, Mapping[str, Any]]) -
     wide.columns = [str(c) for c in wide.columns]
     wide = wide.reset_index()
     wide["sensor_id"] = wide["sensor_id"].astype(str)
-    wide.sort_values(["ts", "sensor_id"], kind="stable", inplace=True, ignore_index=True)
+    wide = wide.sort_values(["ts", "sensor_id"], kind="stable", ignore_index=True)
     add_indices(wide, registry)
     return wide
 

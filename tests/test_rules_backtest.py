@@ -20,7 +20,7 @@ groups:
         kind: threshold
         selector: {domain: water}
         metric: pressure_kpa
-        condition: {op: '<', value: 150, clear: 180}
+        condition: {op: '<', value: 300, clear: 330}
         labels: {severity: critical, detects: water_burst}
       - alert: Silent
         kind: absence
