@@ -243,7 +243,12 @@ class IngestBridge:
 
         writer = InfluxWriter(self.settings, max_backoff_s=every_s)
         last_received, last_t = 0, time.monotonic()
+        from urbanbrain.dashboards.registry_points import registry_points
+
         reg_mtime = self._registry_mtime()
+        # The sensors' coordinates go to InfluxDB (`sensors`) for the city map, at start
+        # and after every reload of the registry.
+        registry_dirty = bool(self.normaliser.registry)
         try:
             while True:
                 await asyncio.sleep(every_s)
@@ -252,6 +257,7 @@ class IngestBridge:
                     reg_mtime = mtime
                     try:
                         self.normaliser.registry = load_registry(self.settings)
+                        registry_dirty = bool(self.normaliser.registry)
                         log.info("registry reloaded: %d sensors", len(self.normaliser.registry))
                     except (OSError, ValueError) as exc:
                         log.error("registry reload failed, keeping the old one: %s", exc)
@@ -278,8 +284,13 @@ class IngestBridge:
                          {"count_total": n}, ts)
                     for reason, n in st.reasons.items()
                 ]
+                sent_registry = registry_dirty
+                if registry_dirty:
+                    points += registry_points(self.normaliser.registry.values(), ts)
                 try:
                     await asyncio.wait_for(writer.write(points), timeout=every_s)
+                    if sent_registry:
+                        registry_dirty = False
                 except asyncio.TimeoutError:
                     log.warning("pipeline metrics not written: InfluxDB slow or down")
         finally:

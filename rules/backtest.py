@@ -281,7 +281,8 @@ def score(ruleset: RuleSet, firings: Sequence[Firing], truth: Sequence[Any], *,
     sensor is among the incident's ``sensors``; district scope: same district). ``after``
     allows for windows and hysteresis that keep an alert up after the cause ended.
     precision = TP firings / firings; recall = detected incidents / incidents of those
-    kinds that started inside the replayed span; latency = first matching firing start -
+    kinds that started inside the replayed span (and touch a sensor the rule
+    evaluates); latency = first matching firing start -
     incident start.
     """
     by_rule: dict[str, list[Firing]] = defaultdict(list)

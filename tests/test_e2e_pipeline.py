@@ -103,3 +103,54 @@ def test_readings_reach_influx_and_rejects_reach_deadletters(stack, run_id, comp
     binary = next(r for r in letters if r["reason"] == "not_utf8")
     assert binary["payload"] is None and binary["payload_b64"]
     assert all(r["message"] for r in letters)
+
+
+def test_ingest_enriches_from_registry_and_publishes_sensor_locations(
+        stack, run_id, components, tmp_path):
+    from urbanbrain.registry import Registry, Sensor
+
+    district = f"reg{run_id}"
+    reg = Registry()
+    for i in range(5):
+        sid = f"aq-{run_id}-{i}"
+        reg[sid] = Sensor(sid, "environment", "air_quality", district, round(45.7 + i / 100, 4), 4.8,
+                          frozenset({"pm25_ugm3"}))
+    reg.save(tmp_path / "registry.csv")
+    env = component_env(stack, run_id, URBANBRAIN_REGISTRY_PATH=str(tmp_path / "registry.csv"),
+                        URBANBRAIN_INGEST_UNKNOWN_SENSORS="reject")
+    ingest = Component("ingest", ["ingest"], env, tmp_path / "ingest.log").start()
+    components.append(ingest)
+    ingest.wait_for_log("MQTT subscribed", timeout=30)
+    pub = Publisher(stack.mqtt.port)
+    now = int(time.time() * 1000)
+    # The topic says another district and kind: the registry is authoritative.
+    pub.publish(f"city/elsewhere/environment/sensor/aq-{run_id}-3",
+                {"ts": now, "metrics": {"pm25_ugm3": 12.5}})
+    pub.publish(f"city/{district}/environment/air_quality/aq-{run_id}-unknown",
+                {"ts": now, "metrics": {"pm25_ugm3": 12.5}})
+    pub.close()
+    bootstrap = stack.env()["URBANBRAIN_KAFKA_BOOTSTRAP"]
+
+    def readings() -> list[dict]:
+        from urbanbrain.reading import decode_batch
+        return [r for _, v in read_topic(bootstrap, "readings.environment")
+                for r in decode_batch(v) if r["sensor_id"].startswith(f"aq-{run_id}")]
+
+    got = wait_until(readings, 20, what="the registered reading in Kafka")
+    assert len(got) == 1
+    r = got[0]
+    assert (r["district"], r["kind"], r["lat"], r["lon"]) == (district, "air_quality", 45.73, 4.8)
+    letters = wait_until(lambda: [orjson.loads(v) for _, v in read_topic(bootstrap, "readings.deadletter")
+                                  if f"aq-{run_id}-unknown".encode() in v], 20, what="dead letter")
+    assert [d["reason"] for d in letters] == ["unknown_sensor"]
+    influx = Influx(stack.env()["URBANBRAIN_INFLUX_URL"], f"test_{run_id}")
+
+    def locations() -> list[dict]:
+        try:
+            return influx.rows(f"SELECT lat, lon FROM sensors WHERE district = '{district}'")
+        except AssertionError:  # database not created yet
+            return []
+
+    rows = wait_until(locations, 20, what="sensor locations in InfluxDB")
+    assert sorted((row["lat"], row["lon"]) for row in rows) == [
+        (round(45.7 + i / 100, 4), 4.8) for i in range(5)]
