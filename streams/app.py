@@ -213,11 +213,13 @@ def create_app(settings: Settings) -> faust.App:
                 for p in rendered.partials:
                     await partials_topic.send(key=p["domain"].encode(), value=orjson.dumps(p))
                 closed_any = closed_any or bool(res.after_puts or res.deletes)
-            if closed_any:
-                # Outputs must be durable before the mark says the window is done.
-                await app.producer.flush()
+            # Table deltas and outputs must be in Kafka before the marks say a window is
+            # done, and everything before Faust acks these events (after this body).
+            await _flush_durably(app)
             for topic, partition, res, _ in results:
                 stage.finish(partition, res)
+            if closed_any:
+                await _flush_durably(app)
             stats.records += len(events)
             stats.readings += len(readings)
             stats.refused += len(bad) + len(refused)
@@ -280,6 +282,20 @@ def create_app(settings: Settings) -> faust.App:
 
     register_alerting(app, ss, writer)
     return app
+
+
+async def _flush_durably(app: faust.App) -> None:
+    """Drain Faust's producer buffer, then aiokafka's.
+
+    ``Producer.flush()`` gives up on its buffer after a 0.1 s pause in sending (see
+    faust.transport.producer.ProducerBuffer.flush_atmost), so under CPU pressure a table
+    write could still sit in the buffer when the offsets are committed; a SIGKILL then
+    loses window state. Loop until the buffer is really empty.
+    """
+    buffer = app.producer.buffer
+    while buffer.size:
+        await buffer.flush()
+    await app.producer.flush()
 
 
 def _lag(app: faust.App) -> float | None:
