@@ -83,6 +83,7 @@ class _MemoTopicMapper(TopicMapper):
 
     def __init__(self, inner: TopicMapper, max_topics: int = 500_000) -> None:
         self.patterns = inner.patterns
+        self.ignore = inner.ignore
         self._inner = inner
         self._memo: dict[str, dict[str, str] | None] = {}
         self._max = max_topics

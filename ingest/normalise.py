@@ -84,6 +84,7 @@ class Normaliser:
     decoders: list[Decoder] = field(default_factory=all_decoders)
     dedup_window_ms: int = 60_000
     rejected: Counter = field(default_factory=Counter)
+    ignored: int = 0
 
     def __post_init__(self) -> None:
         self._dedup = _Deduplicator(self.dedup_window_ms)
@@ -108,6 +109,9 @@ class Normaliser:
     def _process(
         self, topic: str, payload: bytes, received_ms: int
     ) -> tuple[list[Reading], list[DeadLetter]]:
+        if self.mapper.ignore and self.mapper.ignored(topic):
+            self.ignored += 1
+            return [], []
         limit = self.settings.ingest_max_payload_bytes
         if len(payload) > limit:
             raise Reject(Reason.TOO_LARGE, f"payload of {len(payload)} bytes exceeds {limit}")

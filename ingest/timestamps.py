@@ -8,8 +8,15 @@ from datetime import datetime, timezone
 from urbanbrain.ingest.rejects import Reason, Reject
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the double range (Python's json makes those)
+        return False
+
+
 def ms_from_epoch_seconds(value: float) -> int:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not _finite(value):
         raise Reject(Reason.BAD_TIMESTAMP, f"timestamp {value!r} is not a finite number")
     return int(round(value * 1000.0))
 
@@ -31,6 +38,6 @@ def ms_from_any(value: object) -> int:
         return ms_from_iso(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Reject(Reason.BAD_TIMESTAMP, f"timestamp of type {type(value).__name__}")
-    if not math.isfinite(value):
-        raise Reject(Reason.BAD_TIMESTAMP, f"timestamp {value!r} is not finite")
+    if not _finite(value):
+        raise Reject(Reason.BAD_TIMESTAMP, "timestamp is not a finite number")
     return int(value)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Topics ingest subscribes to but must not treat as readings: our own alert stream.
+DEFAULT_IGNORE = ("city/alerts/{*}",)
+
 DEFAULT_PATTERNS = (
     "city/{district}/{domain}/pack/{gateway}",
     "city/{district}/{domain}/{kind}/{sensor_id}",
@@ -58,8 +61,17 @@ class TopicPattern:
 
 
 class TopicMapper:
-    def __init__(self, patterns: tuple[str, ...] | list[str] = DEFAULT_PATTERNS) -> None:
+    def __init__(
+        self,
+        patterns: tuple[str, ...] | list[str] = DEFAULT_PATTERNS,
+        ignore: tuple[str, ...] | list[str] = DEFAULT_IGNORE,
+    ) -> None:
         self.patterns = [TopicPattern.parse(p) for p in patterns]
+        self.ignore = [TopicPattern.parse(p) for p in ignore]
+
+    def ignored(self, topic: str) -> bool:
+        """True for topics that are not readings (acked and counted, never dead-lettered)."""
+        return any(p.match(topic) is not None for p in self.ignore)
 
     def tags(self, topic: str) -> dict[str, str] | None:
         for p in self.patterns:

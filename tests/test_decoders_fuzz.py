@@ -413,3 +413,11 @@ def test_json_reading_huge_int() -> None:
     with pytest.raises(Reject) as exc:
         dec.decode({"metrics": {"speed_kmh": 10**400}}, "city/d/traffic/loop/tl-1")
     assert exc.value.reason is Reason.OUT_OF_RANGE
+
+
+def test_json_reading_huge_int_timestamp() -> None:
+    """Found by the fuzz test: an int timestamp beyond the double range is a bad timestamp."""
+    dec = next(d for d in DECODERS if d.name == "json")
+    with pytest.raises(Reject) as exc:
+        dec.decode({"ts": 10**400, "metrics": {"speed_kmh": 1}}, "city/d/traffic/loop/tl-1")
+    assert exc.value.reason is Reason.BAD_TIMESTAMP

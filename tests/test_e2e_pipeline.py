@@ -154,3 +154,17 @@ def test_ingest_enriches_from_registry_and_publishes_sensor_locations(
     rows = wait_until(locations, 20, what="sensor locations in InfluxDB")
     assert sorted((row["lat"], row["lon"]) for row in rows) == [
         (round(45.7 + i / 100, 4), 4.8) for i in range(5)]
+
+
+def test_alert_topics_are_not_readings():
+    """Alerts published under city/alerts/... reach ingest's subscription: skipped, not refused."""
+    from urbanbrain.ingest.normalise import Normaliser
+    from urbanbrain.settings import Settings
+
+    n = Normaliser(Settings())
+    now = int(time.time() * 1000)
+    assert n.process("city/alerts/centre/critical/Outage", b'{"status": "firing"}', now) == ([], [])
+    assert n.ignored == 1
+    readings, dead = n.process("city/centre/power/substation/ps-1",
+                               b'{"metrics": {"load_mw": 3.5}}', now)
+    assert len(readings) == 1 and not dead
