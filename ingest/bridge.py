@@ -24,7 +24,6 @@ import asyncio
 import logging
 import queue
 import signal
-import ssl
 import threading
 import time
 from collections import Counter, defaultdict
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 import orjson
 import paho.mqtt.client as mqtt
 
+from urbanbrain.mqtt import apply_security
 from urbanbrain.ingest.normalise import DeadLetter, Normaliser
 from urbanbrain.ingest.rejects import Reason
 from urbanbrain.ingest.topics import TopicMapper
@@ -136,17 +136,7 @@ class IngestBridge:
             protocol=mqtt.MQTTv311,
             manual_ack=True,
         )
-        if s.mqtt_username:
-            client.username_pw_set(
-                s.mqtt_username, s.mqtt_password.get_secret_value() if s.mqtt_password else None
-            )
-        if s.mqtt_tls:
-            client.tls_set(
-                ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
-                certfile=str(s.mqtt_cert_file) if s.mqtt_cert_file else None,
-                keyfile=str(s.mqtt_key_file) if s.mqtt_key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        apply_security(client, s)
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect

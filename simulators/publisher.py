@@ -10,7 +10,6 @@ paho's queue without bound.
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from urbanbrain.mqtt import apply_security
 from urbanbrain.settings import Settings
 
 
@@ -83,14 +83,7 @@ class MqttPool:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              clean_session=True)
         conn = _Conn(client, limit)
-        if s.mqtt_username:
-            client.username_pw_set(
-                s.mqtt_username, s.mqtt_password.get_secret_value() if s.mqtt_password else None)
-        if s.mqtt_tls:
-            client.tls_set(ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
-                           certfile=str(s.mqtt_cert_file) if s.mqtt_cert_file else None,
-                           keyfile=str(s.mqtt_key_file) if s.mqtt_key_file else None,
-                           cert_reqs=ssl.CERT_REQUIRED)
+        apply_security(client, s)
         client.max_inflight_messages_set(max(20, limit))
         client.max_queued_messages_set(0)
 

@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from urbanbrain.mqtt import apply_security
 from urbanbrain.simulators.city import KIND_ORDER, KINDS, City
 from urbanbrain.simulators.engine import Frame
 
@@ -288,13 +289,7 @@ class MqttRecorder:
         self.topic = topic or f"{settings.mqtt_topic_prefix}/#"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"urbanbrain-recorder-{time.monotonic_ns() % 10**8}")
-        if settings.mqtt_username:
-            self.client.username_pw_set(
-                settings.mqtt_username,
-                settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
-        if settings.mqtt_tls:
-            ca = settings.mqtt_ca_file
-            self.client.tls_set(ca_certs=str(ca) if ca else None)
+        apply_security(self.client, settings)
         qos_ = qos
 
         def on_connect(c, userdata, flags, rc, props):  # noqa: ANN001

@@ -19,7 +19,6 @@ import asyncio
 import logging
 import os
 import socket
-import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from mode import Service
 
+from urbanbrain.mqtt import apply_security
 from urbanbrain.rules import AlertEvent, influx_line, mqtt_message, webhook_payloads
 from urbanbrain.settings import Settings
 
@@ -82,18 +82,7 @@ class AlertOutputs(Service):
             s = self.settings
             c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=mqtt_client_id(),
                             protocol=mqtt.MQTTv311)
-            if s.mqtt_username:
-                c.username_pw_set(
-                    s.mqtt_username,
-                    s.mqtt_password.get_secret_value() if s.mqtt_password else None,
-                )
-            if s.mqtt_tls:
-                c.tls_set(
-                    ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
-                    certfile=str(s.mqtt_cert_file) if s.mqtt_cert_file else None,
-                    keyfile=str(s.mqtt_key_file) if s.mqtt_key_file else None,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                )
+            apply_security(c, s)
             c.max_queued_messages_set(0)  # queue while disconnected; paho reconnects
             c.reconnect_delay_set(0.2, 10)
             c.on_connect = lambda *a: log.info("alerts MQTT connected")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from urbanbrain.simulators.city import City
 from urbanbrain.simulators.engine import Simulation
