@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -75,13 +76,14 @@ def main() -> None:
         t_all = time.monotonic() - t0
         out = {
             "format": args.format, "size": args.size, "readings": sent, "stored": n,
+            "alert_rules": os.environ.get("URBANBRAIN_ALERT_RULES_PATH", "rules/city (starter set)"),
             "publish_s": round(t_pub, 2), "end_to_end_s": round(t_all, 2),
             "offered_readings_per_s": round(sent / t_pub), "end_to_end_readings_per_s": round(n / t_all),
         }
         print(json.dumps(out, indent=2))
         res = ROOT / "bench" / "results"
         res.mkdir(parents=True, exist_ok=True)
-        (res / f"e2e-{args.format}.json").write_text(json.dumps(out, indent=2) + "\n")
+        (res / f"e2e-{args.format}{'-norules' if 'URBANBRAIN_ALERT_RULES_PATH' in os.environ else ''}.json").write_text(json.dumps(out, indent=2) + "\n")
     finally:
         for c in comps:
             c.stop()
