@@ -20,19 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness import Component, Influx  # noqa: E402
+from harness import Component  # noqa: E402
 
 from urbanbrain.localstack import LocalStack  # noqa: E402
 from urbanbrain.settings import Settings  # noqa: E402
+from urbanbrain.up import count_raw_points  # noqa: E402
 from urbanbrain.simulators.runner import run_simulation  # noqa: E402
-
-
-def stored(influx: Influx) -> int:
-    total = 0
-    for domain in ("traffic", "environment", "water", "power"):
-        for s in influx.query(f'SELECT count(*) FROM "{domain}" GROUP BY kind'):
-            total += max((v for v in s["values"][0][1:] if isinstance(v, int)), default=0)
-    return total
 
 
 def main() -> None:
@@ -65,11 +58,10 @@ def main() -> None:
                                 fmt=args.format, incidents=False, connections=2)
         t_pub = time.monotonic() - t0
         sent = result.progress.readings
-        influx = Influx(env["URBANBRAIN_INFLUX_URL"], "bench")
         n = 0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            n = stored(influx)
+            n = count_raw_points(env["URBANBRAIN_INFLUX_URL"], "bench")
             if n >= sent:
                 break
             time.sleep(0.5)

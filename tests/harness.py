@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
+
+from urbanbrain.components import Component as BaseComponent
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.2,
@@ -36,35 +32,12 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-@dataclass
-class Component:
-    """An urbanbrain command running as a subprocess, with its log."""
-
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen | None = None
-
-    def start(self) -> Component:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "urbanbrain.cli", *self.args],
-                env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        return self
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+class Component(BaseComponent):
+    """A component whose readiness a test waits for in its log."""
 
     def wait_for_log(self, text: str, timeout: float = 60.0, count: int = 1) -> None:
         def seen() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
+            if self.exited:
                 raise AssertionError(
                     f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-4000:]}"
                 )
@@ -74,21 +47,6 @@ class Component:
             wait_until(seen, timeout, what=f"{self.name} to log {text!r}")
         except AssertionError:
             raise AssertionError(f"{self.name} never logged {text!r}:\n{self.log()[-4000:]}")
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(5)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
 
 
 class Influx:

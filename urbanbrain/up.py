@@ -9,9 +9,6 @@ as real subprocesses, exactly as in production; the simulator runs in this proce
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -24,43 +21,15 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from urbanbrain.components import Component
 from urbanbrain.localstack import LocalStack
 from urbanbrain.settings import Settings
 
 console = Console()
 
 
-@dataclass
-class Proc:
-    name: str
-    proc: subprocess.Popen
-    log_path: Path
-
-    def log_has(self, text: str) -> bool:
-        try:
-            return text in self.log_path.read_text(errors="replace")
-        except OSError:
-            return False
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-
-def _spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Proc:
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{name}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "urbanbrain.cli", *args], env={**os.environ, **env},
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    return Proc(name, proc, log_path)
+def _spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Component:
+    return Component(name, args, env, logs / f"{name}.log").start(fresh_log=True)
 
 
 @dataclass
@@ -144,7 +113,7 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
     city = City.generate(seed, size)
     city.write_registry(registry)
     console.print(f"  city: seed {seed}, size {size}, {len(city.sensors)} sensors → {registry}")
-    procs: list[Proc] = []
+    procs: list[Component] = []
     stop = threading.Event()
     snap = Snapshot()
     try:
@@ -181,7 +150,7 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
                     snap.stages, snap.dead_letters = _pipeline_state(influx_url, settings.influx_db)
                     live.update(_table(snap, time.monotonic() - t0, duration))
                     for p in procs:
-                        if p.proc.poll() is not None:
+                        if p.exited:
                             raise RuntimeError(f"{p.name} exited; see {p.log_path}")
                 # drain: wait until streams stored what ingest forwarded (or 20 s)
                 drain_start = time.monotonic()
@@ -201,8 +170,8 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
     finally:
         stop.set()
         for p in reversed(procs):
-            p.stop()
-        stored = _count_points(env.get("URBANBRAIN_INFLUX_URL", settings.influx_url),
+            p.stop(timeout=20)
+        stored = count_raw_points(env.get("URBANBRAIN_INFLUX_URL", settings.influx_url),
                                settings.influx_db)
         stack.stop()
     console.print(
@@ -214,20 +183,21 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
     return 0 if stored > 0 else 1
 
 
-def _wait_ready(procs: list[Proc], timeout: float = 90.0) -> None:
+def _wait_ready(procs: list[Component], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     wanted = {p.name: ("MQTT connected" if p.name == "ingest" else "Ready") for p in procs}
     while time.monotonic() < deadline:
         for p in procs:
-            if p.proc.poll() is not None:
+            if p.exited:
                 raise RuntimeError(f"{p.name} exited with {p.proc.returncode}; see {p.log_path}")
-        if all(p.log_has(wanted[p.name]) for p in procs):
+        if all(wanted[p.name] in p.log() for p in procs):
             return
         time.sleep(0.2)
     raise RuntimeError("components not ready after 90 s; see the logs in " + str(procs[0].log_path.parent))
 
 
-def _count_points(url: str, db: str) -> int:
+def count_raw_points(url: str, db: str) -> int:
+    """Raw readings stored: per kind, the largest field count (kinds differ in fields)."""
     total = 0
     for domain in ("traffic", "environment", "water", "power"):
         for s in _influx_query(url, db, f'SELECT count(*) FROM "{domain}" GROUP BY kind'):
