@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from harness import Component  # noqa: E402
 
+from urbanbrain.dashboards.queries import InfluxQL  # noqa: E402
 from urbanbrain.localstack import LocalStack  # noqa: E402
 from urbanbrain.settings import Settings  # noqa: E402
 from urbanbrain.up import count_raw_points  # noqa: E402
@@ -61,7 +62,7 @@ def main() -> None:
         n = 0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            n = count_raw_points(env["URBANBRAIN_INFLUX_URL"], "bench")
+            n = count_raw_points(InfluxQL(env["URBANBRAIN_INFLUX_URL"], "bench"))
             if n >= sent:
                 break
             time.sleep(0.5)

@@ -11,17 +11,15 @@ from __future__ import annotations
 import os
 import threading
 import time
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from urbanbrain.components import Component
+from urbanbrain.dashboards.queries import InfluxQL, QueryError
 from urbanbrain.localstack import LocalStack
 from urbanbrain.settings import Settings
 
@@ -41,19 +39,17 @@ class Snapshot:
     dead_letters: dict[str, int] = field(default_factory=dict)
 
 
-def _influx_query(url: str, db: str, q: str) -> list[dict]:
-    params = urllib.parse.urlencode({"q": q, "db": db, "epoch": "ms"})
+def _influx_query(client: InfluxQL, q: str) -> list[dict]:
+    """Series of ``q``; nothing while InfluxDB is unreachable (progress is best effort)."""
     try:
-        with urllib.request.urlopen(f"{url}/query?{params}", timeout=2) as resp:
-            body = orjson.loads(resp.read())
-    except OSError:
+        return client.query(q)
+    except QueryError:
         return []
-    return body.get("results", [{}])[0].get("series", [])
 
 
-def _pipeline_state(url: str, db: str) -> tuple[dict[str, dict], dict[str, int]]:
+def _pipeline_state(client: InfluxQL) -> tuple[dict[str, dict], dict[str, int]]:
     stages: dict[str, dict] = {}
-    for s in _influx_query(url, db, "SELECT last(*) FROM pipeline WHERE time > now() - 1h "
+    for s in _influx_query(client, "SELECT last(*) FROM pipeline WHERE time > now() - 1h "
                                     "GROUP BY stage, worker, client"):
         row = dict(zip(s["columns"], s["values"][0]))
         stage = s["tags"].get("stage", "?")
@@ -62,7 +58,7 @@ def _pipeline_state(url: str, db: str) -> tuple[dict[str, dict], dict[str, int]]
             if k.startswith("last_") and isinstance(v, (int, float)):
                 merged[k[5:]] = merged.get(k[5:], 0) + v
     dead: dict[str, int] = {}
-    for s in _influx_query(url, db, "SELECT last(count_total) FROM deadletters "
+    for s in _influx_query(client, "SELECT last(count_total) FROM deadletters "
                                     "WHERE time > now() - 1h GROUP BY reason"):
         dead[s["tags"]["reason"]] = int(s["values"][0][1])
     return stages, dead
@@ -142,12 +138,12 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
         )
         t0 = time.monotonic()
         sim.start()
-        influx_url = env.get("URBANBRAIN_INFLUX_URL", settings.influx_url)
+        influx = _client(settings, env)
         with Live(_table(snap, 0, duration), console=console, refresh_per_second=2) as live:
             try:
                 while sim.is_alive():
                     sim.join(1.0)
-                    snap.stages, snap.dead_letters = _pipeline_state(influx_url, settings.influx_db)
+                    snap.stages, snap.dead_letters = _pipeline_state(influx)
                     live.update(_table(snap, time.monotonic() - t0, duration))
                     for p in procs:
                         if p.exited:
@@ -156,7 +152,7 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
                 drain_start = time.monotonic()
                 while time.monotonic() < drain_start + 30:
                     time.sleep(1.0)
-                    snap.stages, snap.dead_letters = _pipeline_state(influx_url, settings.influx_db)
+                    snap.stages, snap.dead_letters = _pipeline_state(influx)
                     live.update(_table(snap, time.monotonic() - t0, duration))
                     ing = snap.stages.get("ingest", {})
                     st = snap.stages.get("streams", {}).get("readings_total", -1)
@@ -171,8 +167,7 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
         stop.set()
         for p in reversed(procs):
             p.stop(timeout=20)
-        stored = count_raw_points(env.get("URBANBRAIN_INFLUX_URL", settings.influx_url),
-                               settings.influx_db)
+        stored = count_raw_points(_client(settings, env))
         stack.stop()
     console.print(
         f"[bold]done[/]: simulator sent {snap.sent:,} readings; InfluxDB holds {stored:,} "
@@ -196,11 +191,17 @@ def _wait_ready(procs: list[Component], timeout: float = 90.0) -> None:
     raise RuntimeError("components not ready after 90 s; see the logs in " + str(procs[0].log_path.parent))
 
 
-def count_raw_points(url: str, db: str) -> int:
+def _client(settings: Settings, env: dict[str, str]) -> InfluxQL:
+    password = settings.influx_password.get_secret_value() if settings.influx_password else None
+    return InfluxQL(env.get("URBANBRAIN_INFLUX_URL", settings.influx_url), settings.influx_db,
+                    settings.influx_username, password)
+
+
+def count_raw_points(client: InfluxQL) -> int:
     """Raw readings stored: per kind, the largest field count (kinds differ in fields)."""
     total = 0
     for domain in ("traffic", "environment", "water", "power"):
-        for s in _influx_query(url, db, f'SELECT count(*) FROM "{domain}" GROUP BY kind'):
+        for s in _influx_query(client, f'SELECT count(*) FROM "{domain}" GROUP BY kind'):
             counts = [v for v in s["values"][0][1:] if isinstance(v, int)]
             total += max(counts, default=0)
     return total
