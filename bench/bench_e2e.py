@@ -1,10 +1,19 @@
-"""End-to-end throughput: simulator → MQTT → ingest → Kafka → Faust → InfluxDB.
+"""End to end: simulator → MQTT → ingest → Kafka → Faust → InfluxDB (+ alerts).
 
-A script, not a test: ``python bench/bench_e2e.py [--format senml|json] [--minutes 30]``.
-Starts its own local servers, ingest and one Faust worker (real subprocesses), publishes a
-simulated city as fast as the publisher can (event times ending at "now"), and measures
-how long until every reading is stored as a raw point in InfluxDB. Writes
-``bench/results/e2e-<format>.json``.
+A script, not a test. Two modes, both on real servers started in a temp dir:
+
+* **throughput** (default): publish a simulated city as fast as the publisher can (event
+  times ending at "now") and time until every reading is a raw point in InfluxDB. The
+  backlog this builds in MQTT/Kafka is drained at the pipeline's own speed, so the
+  number is the sustained rate, not the offered one.
+* **paced** (``--rate R``): offer R readings/s in real time (``interval_s`` = sensors / R,
+  event time = wall time) for ``--seconds``, and read the freshness histograms the
+  worker writes to ``pipeline`` (event time → raw point acknowledged by InfluxDB; rule
+  evaluation time → alert handed to Kafka) plus memory and consumer lag over time. This
+  is the latency and soak mode.
+
+``python bench/bench_e2e.py [--format senml|json] [--workers 2] [--ingest 2] [--rate 20000
+--seconds 600] [--no-rules] [--profile]``. Writes ``bench/results/e2e-<label>.json``.
 """
 
 from __future__ import annotations
@@ -12,75 +21,366 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness import Component  # noqa: E402
 
+from urbanbrain import latency  # noqa: E402
 from urbanbrain.dashboards.queries import InfluxQL  # noqa: E402
 from urbanbrain.localstack import LocalStack  # noqa: E402
 from urbanbrain.settings import Settings  # noqa: E402
-from urbanbrain.up import count_raw_points  # noqa: E402
+from urbanbrain.simulators.city import City  # noqa: E402
 from urbanbrain.simulators.runner import run_simulation  # noqa: E402
+from urbanbrain.up import count_raw_points  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+STARTER_RULES = ROOT / "rules" / "city"
+#: a rule that fires and resolves often under normal traffic, so a paced run has enough
+#: alerts to give a latency distribution (the starter rules fire only on incidents)
+BENCH_RULE = """\
+groups:
+  - name: bench
+    rules:
+      - alert: BenchSlowTraffic
+        kind: threshold
+        selector: {domain: traffic, kind: loop}
+        metric: speed_kmh
+        window: 1m
+        aggregate: last
+        condition: {op: '<', value: 25, clear: 30}
+        labels: {severity: info}
+        annotations:
+          summary: 'speed {{ $value }} km/h at {{ $labels.sensor }}'
+"""
+
+
+@dataclass
+class E2EConfig:
+    fmt: str = "senml"
+    size: str = "large"
+    minutes: float = 20.0  # throughput mode: simulated minutes
+    interval_s: float = 60.0  # throughput mode: each sensor reports every interval_s
+    rate: float | None = None  # paced mode: offered readings/s
+    seconds: float = 60.0  # paced mode: how long
+    workers: int = 1
+    ingest: int = 1
+    rules: bool = True
+    profile: bool = False
+    label: str = ""
+
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        mode = f"paced{int(self.rate)}" if self.rate else "throughput"
+        if not self.rate and self.interval_s != 60:
+            mode += f"{self.interval_s:g}s"
+        return (f"e2e-{self.fmt}-{mode}-w{self.workers}-i{self.ingest}"
+                f"{'' if self.rules else '-norules'}")
+
+
+@dataclass
+class ProcSampler:
+    """CPU seconds and RSS of our processes, sampled from /proc (no psutil needed)."""
+
+    pids: dict[str, int]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    @staticmethod
+    def _read(pid: int) -> tuple[float, float] | None:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu = (int(stat[11]) + int(stat[12])) / tick
+        return cpu, rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def sample(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"t": time.monotonic()}
+        for name, pid in self.pids.items():
+            v = self._read(pid)
+            if v is not None:
+                row[name] = {"cpu_s": v[0], "rss_mb": round(v[1], 1)}
+        self.samples.append(row)
+        return row
+
+    def cpu_per_item(self, first: dict[str, Any], last: dict[str, Any], n: int) -> dict[str, float]:
+        """CPU microseconds per reading and process: comparable on a busy machine, where
+        the rates are not."""
+        return {k: round((last[k]["cpu_s"] - first[k]["cpu_s"]) * 1e6 / max(n, 1), 1)
+                for k in self.pids if k in first and k in last}
+
+    def cpu_share(self, first: dict[str, Any], last: dict[str, Any]) -> dict[str, float]:
+        """Cores used per process between two samples (1.0 = one core busy)."""
+        dt = max(last["t"] - first["t"], 1e-9)
+        return {n: round((last[n]["cpu_s"] - first[n]["cpu_s"]) / dt, 2)
+                for n in self.pids if n in first and n in last}
+
+
+class Pipeline:
+    """Servers plus our components, started for one run and always stopped."""
+
+    def __init__(self, cfg: E2EConfig, work: Path) -> None:
+        self.cfg, self.work = cfg, work
+        self.stack = LocalStack(work / "stack").start()
+        self.env = {**self.stack.env(), "URBANBRAIN_INFLUX_DB": "bench",
+                    "URBANBRAIN_DATA_DIR": str(work),
+                    "URBANBRAIN_REGISTRY_PATH": str(work / "registry.csv"),
+                    "URBANBRAIN_STREAMS_REPORT_INTERVAL_S": "1"}
+        rules_dir = work / "rules"
+        if cfg.rules:
+            shutil.copytree(STARTER_RULES, rules_dir)
+            (rules_dir / "bench.yaml").write_text(BENCH_RULE)
+        else:
+            rules_dir.mkdir()
+            (rules_dir / "none.yaml").write_text("groups: []\n")
+        self.env["URBANBRAIN_ALERT_RULES_PATH"] = str(rules_dir)
+        if cfg.ingest > 1:
+            self.env["URBANBRAIN_MQTT_SHARED_GROUP"] = "bench"
+        self.settings = Settings(**{k[len("URBANBRAIN_"):].lower(): v
+                                    for k, v in self.env.items()
+                                    if k[len("URBANBRAIN_"):].lower() in Settings.model_fields})
+        self.components: list[Component] = []
+        for i in range(cfg.ingest):
+            env = {**self.env, "URBANBRAIN_MQTT_CLIENT_ID": f"bench-ingest-{i}"}
+            self.components.append(Component(f"ingest{i}", ["ingest", "-l", "info"], env,
+                                             work / f"ingest{i}.log"))
+        for i in range(cfg.workers):
+            self.components.append(Component(f"streams{i}", ["streams", "worker", "-l", "info"],
+                                             self.env, work / f"streams{i}.log"))
+        self.influx = InfluxQL(self.env["URBANBRAIN_INFLUX_URL"], "bench")
+
+    def start(self) -> None:
+        for c in self.components:
+            c.start()
+        deadline = time.monotonic() + 90
+        workers = [c for c in self.components if c.name.startswith("streams")]
+        ingests = [c for c in self.components if c.name.startswith("ingest")]
+        while time.monotonic() < deadline:
+            ready_w = all("ASSIGNMENT" in w.log() for w in workers)
+            # with N workers, the last assignment must give every worker partitions
+            if len(workers) > 1:
+                ready_w = ready_w and all(
+                    '"partitions":{}' not in w.log().rsplit("ASSIGNMENT", 1)[-1] for w in workers)
+            ready_i = all("MQTT connected" in i.log() for i in ingests)
+            if ready_w and ready_i:
+                time.sleep(2 if len(workers) > 1 else 0.5)
+                return
+            for c in self.components:
+                if c.exited:
+                    raise RuntimeError(f"{c.name} exited:\n{c.log()[-3000:]}")
+            time.sleep(0.3)
+        raise RuntimeError("pipeline not ready in 90 s")
+
+    def pids(self) -> dict[str, int]:
+        out = {c.name: c.proc.pid for c in self.components if c.proc is not None}
+        for name in ("mqtt", "kafka", "influx"):
+            server = getattr(self.stack, name)
+            if server is not None and server.proc is not None:
+                out[name] = server.proc.pid
+        return out
+
+    def stored(self) -> int:
+        return count_raw_points(self.influx)
+
+    def pipeline_rows(self, stage: str) -> list[dict[str, Any]]:
+        """Last ``pipeline`` point of each worker for ``stage``."""
+        series = self.influx.query(
+            f"SELECT * FROM pipeline WHERE stage = '{stage}' GROUP BY worker "
+            "ORDER BY time DESC LIMIT 1")
+        rows = []
+        for s in series:
+            cols = s["columns"]
+            rows.append(dict(zip(cols, s["values"][0])))
+        return rows
+
+    def histogram(self, stage: str) -> np.ndarray:
+        """Cumulative freshness counts summed over workers."""
+        total = np.zeros(len(latency.BOUNDS_MS) + 1)
+        for row in self.pipeline_rows(stage):
+            total += latency.from_fields(row)
+        return total
+
+    def stop(self) -> None:
+        for c in reversed(self.components):
+            c.stop()
+        self.stack.stop()
+
+
+def _py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen | None:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        print("py-spy not installed: no profile", file=sys.stderr)
+        return None
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "-o", str(out),
+                             "--duration", str(int(seconds)), "--rate", "50", "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _quantiles(cum: np.ndarray) -> dict[str, float | None]:
+    q = latency.quantiles(cum, latency.BOUNDS_MS, (0.5, 0.95, 0.99))
+    return {"n": int(cum[-1]), **{k: (round(v) if v is not None else None)
+                                  for k, v in zip(("p50_ms", "p95_ms", "p99_ms"), q)}}
+
+
+def _slope_per_min(ts: list[float], ys: list[float]) -> float | None:
+    if len(ts) < 3:
+        return None
+    return float(np.polyfit(np.asarray(ts) / 60.0, np.asarray(ys, dtype=float), 1)[0])
+
+
+def run_throughput(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, Any]:
+    start_ms = int(time.time() * 1000 - cfg.minutes * 60_000)
+    first = sampler.sample()
+    t0 = time.monotonic()
+    prof = []
+    if cfg.profile:
+        for name, pid in p.pids().items():
+            if name.startswith(("streams", "ingest")):
+                prof.append(_py_spy(pid, p.work / f"{name}.pyspy.txt", 120))
+    result = run_simulation(p.settings, seed=7, size=cfg.size, speed=0, rate=None,
+                            start_ms=start_ms, sim_duration_s=cfg.minutes * 60,
+                            interval_s=cfg.interval_s, fmt=cfg.fmt, incidents=False,
+                            connections=2)
+    t_pub = time.monotonic() - t0
+    sent = result.progress.readings
+    n, last_n, last_change = 0, -1, time.monotonic()
+    while time.monotonic() - last_change < 60:
+        n = p.stored()
+        if n >= sent:
+            break
+        if n != last_n:
+            last_n, last_change = n, time.monotonic()
+        time.sleep(2.0)  # counting scans the whole database: don't load influxd for it
+    t_all = time.monotonic() - t0
+    last = sampler.sample()
+    for pr in prof:
+        if pr is not None:
+            pr.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            pr.wait(30)
+    return {
+        "readings": sent, "stored": n, "lost": sent - n,
+        "publish_s": round(t_pub, 2), "end_to_end_s": round(t_all, 2),
+        "offered_readings_per_s": round(sent / t_pub),
+        "end_to_end_readings_per_s": round(n / t_all),
+        "cores_used": sampler.cpu_share(first, last),
+        "cpu_us_per_reading": sampler.cpu_per_item(first, last, n),
+    }
+
+
+def run_paced(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, Any]:
+    assert cfg.rate
+    sensors = len(City.generate(7, cfg.size).sensors)
+    interval_s = sensors / cfg.rate
+    stop = threading.Event()
+    box: dict[str, Any] = {}
+
+    def publish() -> None:
+        box["result"] = run_simulation(p.settings, seed=7, size=cfg.size, speed=1.0, rate=None,
+                                       interval_s=interval_s, duration_s=cfg.seconds,
+                                       fmt=cfg.fmt, incidents=False, connections=2,
+                                       stop_event=stop)
+
+    pub = threading.Thread(target=publish, daemon=True)
+    t0 = time.monotonic()
+    pub.start()
+    warmup = min(30.0, cfg.seconds / 4)
+    time.sleep(warmup)  # first seconds: JIT-free, but caches, table creation, connections
+    h0_stored, h0_alerts = p.histogram("streams"), p.histogram("alerts")
+    first = sampler.sample()
+    timeline = []
+    while pub.is_alive():
+        time.sleep(5)
+        row = sampler.sample()
+        lag = [r.get("lag_records") for r in p.pipeline_rows("streams")]
+        timeline.append({"t": round(row["t"] - t0, 1),
+                         "rss_mb": {k: v["rss_mb"] for k, v in row.items() if k != "t"},
+                         "lag_records": sum(x or 0 for x in lag)})
+    pub.join()
+    last = sampler.sample()
+    sent = box["result"].progress.readings
+    deadline = time.monotonic() + 120
+    n = p.stored()
+    while n < sent and time.monotonic() < deadline:
+        time.sleep(1)
+        n = p.stored()
+    time.sleep(2.5)  # the next pipeline report carries the last observations
+    stored_h = latency.delta(p.histogram("streams"), h0_stored)
+    alert_h = latency.delta(p.histogram("alerts"), h0_alerts)
+    ts = [r["t"] for r in timeline]
+    worker_rss = [sum(v for k, v in r["rss_mb"].items() if k.startswith("streams"))
+                  for r in timeline]
+    return {
+        "offered_readings_per_s": cfg.rate, "interval_s": round(interval_s, 4),
+        "seconds": cfg.seconds, "readings": sent, "stored": n, "lost": sent - n,
+        "achieved_publish_per_s": round(sent / max(last["t"] - t0, 1e-9)),
+        "latency_event_to_stored": _quantiles(stored_h),
+        "latency_evaluation_to_alert": _quantiles(alert_h),
+        "cores_used": sampler.cpu_share(first, last),
+        "cpu_us_per_reading": sampler.cpu_per_item(first, last, n),
+        "worker_rss_mb_slope_per_min": _slope_per_min(ts, worker_rss),
+        "lag_records_slope_per_min": _slope_per_min(ts, [r["lag_records"] for r in timeline]),
+        "max_lag_records": max((r["lag_records"] for r in timeline), default=None),
+        "timeline": timeline,
+    }
+
+
+def run_e2e(cfg: E2EConfig) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="ub-bench-e2e-"))
+    City.generate(7, cfg.size).write_registry(work / "registry.csv")
+    p = Pipeline(cfg, work)
+    try:
+        p.start()
+        sampler = ProcSampler(p.pids())
+        body = run_paced(p, cfg, sampler) if cfg.rate else run_throughput(p, cfg, sampler)
+        out = {"name": cfg.name(), "config": asdict(cfg), **body,
+               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if cfg.profile:
+            out["profiles"] = [str(f) for f in work.glob("*.pyspy.txt")]
+        return out
+    finally:
+        p.stop()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--format", default="senml", choices=["senml", "json", "fiware"])
     ap.add_argument("--size", default="large")
-    ap.add_argument("--minutes", type=float, default=30, help="simulated minutes (1 tick/min)")
-    ap.add_argument("--profile", action="store_true", help="py-spy the worker if available")
+    ap.add_argument("--minutes", type=float, default=20, help="throughput: simulated minutes")
+    ap.add_argument("--interval", type=float, default=60,
+                    help="throughput: seconds between a sensor's readings")
+    ap.add_argument("--rate", type=float, help="paced mode: offered readings/s")
+    ap.add_argument("--seconds", type=float, default=60, help="paced mode: duration")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--ingest", type=int, default=1)
+    ap.add_argument("--no-rules", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="py-spy ingest and workers")
+    ap.add_argument("--label", default="")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="ub-bench-e2e-"))
-    stack = LocalStack(work / "stack").start()
-    env = {**stack.env(), "URBANBRAIN_INFLUX_DB": "bench", "URBANBRAIN_DATA_DIR": str(work),
-           "URBANBRAIN_REGISTRY_PATH": str(work / "registry.csv")}
-    settings = Settings(**{k[len("URBANBRAIN_"):].lower(): v for k, v in env.items()})
-    comps = [
-        Component("ingest", ["ingest", "-l", "info"], env, work / "ingest.log"),
-        Component("streams", ["streams", "worker", "-l", "warning"], env, work / "streams.log"),
-    ]
-    try:
-        from urbanbrain.simulators.city import City
-
-        City.generate(7, args.size).write_registry(work / "registry.csv")
-        for c in comps:
-            c.start()
-        time.sleep(8)  # ingest connect + Faust group join (~3 s on tansu)
-        start_ms = int(time.time() * 1000 - args.minutes * 60_000)
-        t0 = time.monotonic()
-        result = run_simulation(settings, seed=7, size=args.size, speed=0, rate=None,
-                                start_ms=start_ms, sim_duration_s=args.minutes * 60,
-                                fmt=args.format, incidents=False, connections=2)
-        t_pub = time.monotonic() - t0
-        sent = result.progress.readings
-        n = 0
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            n = count_raw_points(InfluxQL(env["URBANBRAIN_INFLUX_URL"], "bench"))
-            if n >= sent:
-                break
-            time.sleep(0.5)
-        t_all = time.monotonic() - t0
-        out = {
-            "format": args.format, "size": args.size, "readings": sent, "stored": n,
-            "alert_rules": os.environ.get("URBANBRAIN_ALERT_RULES_PATH", "rules/city (starter set)"),
-            "publish_s": round(t_pub, 2), "end_to_end_s": round(t_all, 2),
-            "offered_readings_per_s": round(sent / t_pub), "end_to_end_readings_per_s": round(n / t_all),
-        }
-        print(json.dumps(out, indent=2))
-        res = ROOT / "bench" / "results"
-        res.mkdir(parents=True, exist_ok=True)
-        (res / f"e2e-{args.format}{'-norules' if 'URBANBRAIN_ALERT_RULES_PATH' in os.environ else ''}.json").write_text(json.dumps(out, indent=2) + "\n")
-    finally:
-        for c in comps:
-            c.stop()
-        stack.stop()
+    cfg = E2EConfig(fmt=args.format, size=args.size, minutes=args.minutes,
+                    interval_s=args.interval, rate=args.rate,
+                    seconds=args.seconds, workers=args.workers, ingest=args.ingest,
+                    rules=not args.no_rules, profile=args.profile, label=args.label)
+    out = run_e2e(cfg)
+    shown = {k: v for k, v in out.items() if k != "timeline"}
+    print(json.dumps(shown, indent=2))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{cfg.name()}.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

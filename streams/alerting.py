@@ -15,8 +15,8 @@ over a district, "all sensors silent", composite over neighbours) needs every se
 district, and those sensors hash to *all* partitions; evaluating district rules per source
 partition would see a fraction of the district and fire on partial data (and N workers
 would each fire their own copy). So readings are re-keyed by district through an internal
-topic, where one partition holds all of a district's readings. Only readings are forwarded
-while the rule set has district rules.
+topic, where one partition holds all of a district's readings. Only readings a district
+rule could use (by domain and kind, :class:`DistrictInterest`) are forwarded.
 
 State: the evaluator hands out the JSON entries it changed (``take_changes``); they are
 written to the table under ``<topic>|<partition>|<key>`` with the source partition as the
@@ -29,6 +29,7 @@ the state: a crash in between re-sends a transition (at least once), never loses
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -48,13 +49,15 @@ from urbanbrain.rules import AlertEvent, Evaluator, RuleSet, RuleWatcher, load_r
 from urbanbrain.settings import Settings
 
 from .alerting_outputs import AlertOutputs
-from .state import TableStore
+from .decoded import DecodedBatches
+from .state import TableStore, flush_durably
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RULES_PATH = Path(urbanbrain.rules.__file__).parent / "city"
 DISTRICT_TOPIC_SUFFIX = "alerts-district-readings"
 DISTRICT_SOURCE = "district"
+DISTRICT_RECORD_READINGS = 500  # as ingest's batch_max: records stay far below 1 MB
 
 
 class AlertSettings(BaseSettings):
@@ -68,6 +71,9 @@ class AlertSettings(BaseSettings):
         default_factory=list, description="comma-separated Alertmanager-compatible receivers"
     )
     reload_interval_s: float = Field(5.0, gt=0, description="rule file poll interval")
+    state_checkpoint_s: float = Field(
+        10.0, ge=0, description="write per-sensor rule state at most this often (0: every batch)"
+    )
     external_url: str = Field("http://localhost:9093", description="externalURL in webhooks")
 
     @field_validator("webhook_urls", mode="before")
@@ -100,8 +106,11 @@ class PartitionEvaluators:
     """
 
     def __init__(self, scope: str, store: Any, registry: Mapping[str, Mapping[str, Any]],
-                 ruleset: Callable[[], RuleSet], partitions: int) -> None:
+                 ruleset: Callable[[], RuleSet], partitions: int,
+                 checkpoint_s: float = 0.0) -> None:
         self.scope = scope
+        self.checkpoint_s = checkpoint_s
+        self._checkpointed: dict[tuple[str, int], float] = {}
         self.store = store
         self.registry = registry
         self.ruleset = ruleset
@@ -142,8 +151,20 @@ class PartitionEvaluators:
         self.live[key] = ev
         return ev, events
 
-    def persist(self, source: str, partition: int, ev: Evaluator) -> int:
-        changes = ev.take_changes()
+    def persist(self, source: str, partition: int, ev: Evaluator, *, force: bool = False) -> int:
+        """Write changed state: alert lifecycle entries always (so a restart neither
+        re-sends nor forgets a transition), per-sensor sample entries only every
+        ``checkpoint_s``. Why: a sensor entry holds its whole rule window (minutes of
+        samples) and changes with every reading; writing it per batch made the changelog
+        the worker's largest cost. The price, on a crash only: up to ``checkpoint_s`` of
+        samples are missing from the recovered windows (revocation and shutdown force a
+        full write, see :meth:`persist_all`)."""
+        now = time.monotonic()
+        key = (source, partition)
+        full = force or now - self._checkpointed.get(key, 0.0) >= self.checkpoint_s
+        if full:
+            self._checkpointed[key] = now
+        changes = ev.take_changes(sensors=full)
         prefix = f"{source}|{partition}|"
         for k, v in changes.items():
             if v is None:
@@ -163,6 +184,11 @@ class PartitionEvaluators:
             events += ev.tick(now)
         return events
 
+    def persist_all(self) -> int:
+        """Full write of every live evaluator (partitions revoked, worker stopping)."""
+        return sum(self.persist(src, part, ev, force=True)
+                   for (src, part), ev in list(self.live.items()))
+
     def reload(self, rs: RuleSet) -> list[tuple[str, int, list[AlertEvent]]]:
         out = []
         for (source, partition), ev in self.live.items():
@@ -170,8 +196,47 @@ class PartitionEvaluators:
         return out
 
 
-def has_district_rules(rs: RuleSet) -> bool:
-    return any(r.scope == "district" for r in rs.rules)
+class DistrictInterest:
+    """Which readings a district rule could use, by domain and kind (cached per rule set).
+
+    Why: forwarding every reading through the district topic costs an encode, a Kafka
+    round trip and a decode per reading; the starter set's district rules only look at
+    traffic loops and power meters, so everything else would be forwarded to be ignored.
+    A selector on other attributes (district, sensors, registry columns) is not
+    prefiltered: the evaluator still applies the full selector."""
+
+    def __init__(self) -> None:
+        self._rs: RuleSet | None = None
+        self._any_kind: set[str | None] = set()  # domains (None = any) with an any-kind rule
+        self._kinds: set[tuple[str | None, str]] = set()
+
+    def _build(self, rs: RuleSet) -> None:
+        self._rs = rs
+        self._any_kind, self._kinds = set(), set()
+        for r in rs.rules:
+            if r.scope != "district":
+                continue
+            sel = r.selector
+            for d in (sel.domain or {None}):
+                if sel.kind is None:
+                    self._any_kind.add(d)
+                else:
+                    self._kinds.update((d, k) for k in sel.kind)
+
+    def domain(self, rs: RuleSet, domain: str | None) -> bool:
+        if rs is not self._rs:
+            self._build(rs)
+        return bool({domain, None} & self._any_kind) or any(
+            d in (domain, None) for d, _ in self._kinds)
+
+    def select(self, rs: RuleSet, domain: str | None,
+               readings: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        if rs is not self._rs:
+            self._build(rs)
+        if {domain, None} & self._any_kind:
+            return readings
+        kinds = {k for d, k in self._kinds if d in (domain, None)}
+        return [r for r in readings if r.get("kind") in kinds]
 
 
 def by_district(readings: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -183,11 +248,42 @@ def by_district(readings: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping
     return out
 
 
+def _take_settings(settings: Settings) -> tuple[int, float]:
+    """Records per agent batch and the longest wait to fill one (the streams' settings)."""
+    from .settings import StreamsSettings
+
+    ss = StreamsSettings.from_base(settings)
+    return ss.streams_take_records, ss.streams_take_within_s
+
+
+def _by_partition(events: Iterable[Any], decoded: DecodedBatches | None = None
+                  ) -> dict[tuple[str, int], list[Mapping[str, Any]]]:
+    """Readings of a batch of Kafka events, per source (topic, partition), in offset order.
+
+    Why batches: :meth:`Evaluator.tick` costs O(sensors of the partition); ticking once
+    per Kafka record made alerting the worker's bottleneck. One tick per partition per
+    batch (at most ``streams_take_within_s`` of delay) keeps the cost per reading flat.
+    Undecodable records are skipped here: ``store_readings`` dead-letters them.
+    """
+    out: dict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
+    for event in events:
+        msg = event.message
+        try:
+            readings = (decoded.get(msg.topic, msg.partition, msg.offset, event.value)
+                        if decoded is not None else decode_batch(event.value))
+        except ValueError:
+            log.debug("undecodable record at %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+            continue
+        out[(msg.topic, msg.partition)].extend(readings)
+    return out
+
+
 def register_alerting(app: faust.App, settings: Settings, writer: InfluxWriter, *,
-                      own_writer: bool = False) -> None:
+                      own_writer: bool = False, decoded: DecodedBatches | None = None) -> None:
     """Add the alerting agents, tables, reload timer and outputs to ``app``.
 
-    ``writer`` is shared with the caller; ``own_writer=True`` closes it when the app stops."""
+    ``writer`` is shared with the caller; ``own_writer=True`` closes it when the app stops.
+    ``decoded``: the cache shared with another agent reading the same topics."""
     cfg = AlertSettings()
     registry: dict[str, Mapping[str, Any]] = {}
     if settings.registry_path is not None:
@@ -217,9 +313,9 @@ def register_alerting(app: faust.App, settings: Settings, writer: InfluxWriter, 
                            external_url=cfg.external_url, close_writer=own_writer)
     app.service(outputs)  # type: ignore[arg-type]  # an instance is accepted too
     sensors = PartitionEvaluators("sensor", TableStore(sensor_table), registry,
-                                  lambda: watcher.ruleset, n)
+                                  lambda: watcher.ruleset, n, cfg.state_checkpoint_s)
     districts = PartitionEvaluators("district", TableStore(district_table), registry,
-                                    lambda: watcher.ruleset, n)
+                                    lambda: watcher.ruleset, n, cfg.state_checkpoint_s)
     district_part = Partitioner(n)
     app.urbanbrain_alerting = {  # type: ignore[attr-defined]
         "sensors": sensors, "districts": districts, "outputs": outputs, "watcher": watcher,
@@ -229,39 +325,45 @@ def register_alerting(app: faust.App, settings: Settings, writer: InfluxWriter, 
         if pe.generation != app.consumer_generation_id:
             pe.reset(app.consumer_generation_id)
 
+    take_n, take_within = _take_settings(settings)
+    interest = DistrictInterest()
+
     @app.agent(readings_topic, name="alert_sensors")
     async def alert_sensors(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            msg = event.message
-            try:
-                readings = decode_batch(event.value)
-            except ValueError:
-                continue  # streams' store_readings dead-letters malformed records
+        async for events in stream.take_events(take_n, within=take_within):
             _generation(sensors)
-            events = sensors.process(msg.topic, msg.partition, readings)
-            await outputs.emit(events)
-            sensors.persist(msg.topic, msg.partition, sensors.live[(msg.topic, msg.partition)])
-            if has_district_rules(watcher.ruleset):
-                for district, rs in by_district(readings).items():
-                    await district_topic.send(key=district.encode(),
-                                              value=encode_batch(rs),  # type: ignore[arg-type]
-                                              partition=district_part(district))
+            ruleset = watcher.ruleset
+            for (topic, partition), readings in _by_partition(events, decoded).items():
+                out = sensors.process(topic, partition, readings)
+                await outputs.emit(out)
+                sensors.persist(topic, partition, sensors.live[(topic, partition)])
+                domain = _domain_of(topic)
+                if interest.domain(ruleset, domain):
+                    wanted = interest.select(ruleset, domain, readings)
+                    for district, rs in by_district(wanted).items():
+                        for i in range(0, len(rs), DISTRICT_RECORD_READINGS):
+                            await district_topic.send(
+                                key=district.encode(),
+                                value=encode_batch(rs[i:i + DISTRICT_RECORD_READINGS]),  # type: ignore[arg-type]
+                                partition=district_part(district))
 
     @app.agent(district_topic, name="alert_districts")
     async def alert_districts(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            msg = event.message
-            try:
-                readings = decode_batch(event.value)
-            except ValueError:
-                log.warning("undecodable district record at %s[%d]@%d", msg.topic,
-                            msg.partition, msg.offset)
-                continue
+        async for events in stream.take_events(take_n, within=take_within):
             _generation(districts)
-            events = districts.process(DISTRICT_SOURCE, msg.partition, readings)
-            await outputs.emit(events)
-            districts.persist(DISTRICT_SOURCE, msg.partition,
-                              districts.live[(DISTRICT_SOURCE, msg.partition)])
+            for (_, partition), readings in _by_partition(events).items():
+                out = districts.process(DISTRICT_SOURCE, partition, readings)
+                await outputs.emit(out)
+                districts.persist(DISTRICT_SOURCE, partition,
+                                  districts.live[(DISTRICT_SOURCE, partition)])
+
+    @app.on_partitions_revoked.connect
+    async def checkpoint_on_revoke(sender: Any, revoked: set, **kwargs: Any) -> None:
+        # The next owner of these partitions starts from the table: give it everything.
+        n_keys = sensors.persist_all() + districts.persist_all()
+        if n_keys:
+            await flush_durably(app)
+            log.info("alert state checkpointed on revocation: %d entries", n_keys)
 
     @app.timer(cfg.reload_interval_s)
     async def reload_rules() -> None:

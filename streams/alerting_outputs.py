@@ -19,6 +19,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from mode import Service
 
+from urbanbrain.latency import LatencyHistogram
 from urbanbrain.mqtt import apply_security
 from urbanbrain.rules import AlertEvent, influx_line, mqtt_message, webhook_payloads
 from urbanbrain.settings import Settings
@@ -68,6 +70,8 @@ class AlertOutputs(Service):
         self._mqtt: mqtt.Client | None = None
         self._session: aiohttp.ClientSession | None = None
         self._inflight: list[mqtt.MQTTMessageInfo] = []
+        #: evaluation event time (``at``) → handed to Kafka; ``emitted_ms`` header per record
+        self.latency = LatencyHistogram()
         self.sent = {"kafka": 0, "influx": 0, "mqtt": 0, "webhook": 0, "webhook_failed": 0}
         super().__init__(**kwargs)
 
@@ -121,10 +125,13 @@ class AlertOutputs(Service):
         """Deliver ``events``: awaits Kafka and InfluxDB, hands MQTT/webhooks off."""
         if not events:
             return
+        now = int(time.time() * 1000)
+        emitted = [("emitted_ms", str(now).encode())]
         for ev in events:
             await self.alerts_topic.send(key=ev.fingerprint.encode(),
-                                         value=orjson.dumps(ev.to_dict()))
+                                         value=orjson.dumps(ev.to_dict()), headers=emitted)
             self.sent["kafka"] += 1
+        self.latency.observe([ev.at for ev in events], now)
         refused = await self.writer.write([influx_line(ev) for ev in events])
         for text, why in refused or ():
             log.warning("alert point refused by InfluxDB: %s (%s)", text[:200], why)

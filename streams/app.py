@@ -29,19 +29,22 @@ from typing import Any
 import faust
 import orjson
 
+from urbanbrain import gctune
 from urbanbrain.influx import InfluxWriter
+from urbanbrain.latency import LatencyHistogram
 from urbanbrain.kafka import AGGREGATES_TOPIC, DEADLETTER_TOPIC, READINGS_TOPICS
 from urbanbrain.lineprotocol import ReadingLineEncoder, line
-from urbanbrain.reading import decode_batch, encode_batch
+from urbanbrain.reading import encode_batch
 from urbanbrain.registry import Registry
 from urbanbrain.settings import Settings
 
 from .alerting import register_alerting
+from .decoded import DecodedBatches
 from .derive import IndexCalculator
 from .processor import WindowStage
 from .rollup_stage import RollupStage, points_to_lines
 from .settings import StreamsSettings
-from .state import TableStore
+from .state import TableStore, flush_durably
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,8 @@ class StreamsStats:
         self.last_readings = 0
         self.last_points = 0
         self.batch_ms = 0.0
+        #: event time → InfluxDB acknowledged the raw point
+        self.stored_latency = LatencyHistogram()
 
 
 def _load_registry(settings: Settings) -> Registry | None:
@@ -142,6 +147,7 @@ def create_app(settings: Settings) -> faust.App:
     calc = IndexCalculator(_load_registry(ss), default_road_class=ss.streams_default_road_class,
                            nominal_kv=ss.streams_nominal_kv, nominal_hz=ss.streams_nominal_hz)
     stage = WindowStage(ss, TableStore(window_table), calc)
+    decoded = DecodedBatches(consumers=2)  # store_readings + alert_sensors
     rollups = RollupStage(TableStore(rollup_table), expected_sources=ss.kafka_partitions,
                           grace_s=ss.streams_rollup_grace_s,
                           retention_ms=int(ss.streams_rollup_retention_s * 1000))
@@ -171,7 +177,7 @@ def create_app(settings: Settings) -> faust.App:
             for event in events:
                 msg = event.message
                 try:
-                    batch = decode_batch(event.value)
+                    batch = decoded.get(msg.topic, msg.partition, msg.offset, event.value)
                 except ValueError as exc:
                     stats.bad_records += 1
                     await deadletters.send(value=orjson.dumps({
@@ -184,6 +190,7 @@ def create_app(settings: Settings) -> faust.App:
             # 1. raw readings
             lines, bad = encoder.encode(readings)
             refused = await writer.write(lines)
+            stats.stored_latency.observe([r["ts"] for r in readings], _now_ms())
             for r, why in bad:
                 await deadletters.send(value=_sink_dead_letter(r, why))
             for text, why in refused:
@@ -215,11 +222,11 @@ def create_app(settings: Settings) -> faust.App:
                 closed_any = closed_any or bool(res.after_puts or res.deletes)
             # Table deltas and outputs must be in Kafka before the marks say a window is
             # done, and everything before Faust acks these events (after this body).
-            await _flush_durably(app)
+            await flush_durably(app)
             for topic, partition, res, _ in results:
                 stage.finish(partition, res)
             if closed_any:
-                await _flush_durably(app)
+                await flush_durably(app)
             stats.records += len(events)
             stats.readings += len(readings)
             stats.refused += len(bad) + len(refused)
@@ -261,10 +268,12 @@ def create_app(settings: Settings) -> faust.App:
         w = writer.stats
         points_rate = (w.points - stats.last_points) / dt
         stats.last_report, stats.last_readings, stats.last_points = now, stats.readings, w.points
-        point = line(
+        lat = stats.stored_latency
+        points = [line(
             "pipeline",
             {"stage": "streams", "worker": worker_id},
             {
+                **lat.fields(), **lat.interval_quantiles(),
                 "readings_total": stats.readings, "readings_per_s": rate,
                 "records_total": stats.records, "refused_total": stats.refused,
                 "points_total": w.points, "points_per_s": points_rate,
@@ -277,25 +286,19 @@ def create_app(settings: Settings) -> faust.App:
                 "lag_records": _lag(app),
             },
             _now_ms(),
-        )
-        await writer.write([point])
+        )]
+        alerting = getattr(app, "urbanbrain_alerting", None)
+        if alerting is not None:
+            alat = alerting["outputs"].latency
+            points.append(line("pipeline", {"stage": "alerts", "worker": worker_id},
+                               {**alat.fields(), **alat.interval_quantiles(),
+                                **{f"sent_{k}_total": v
+                                   for k, v in alerting["outputs"].sent.items()}},
+                               _now_ms()))
+        await writer.write(points)
 
-    register_alerting(app, ss, writer)
+    register_alerting(app, ss, writer, decoded=decoded)
     return app
-
-
-async def _flush_durably(app: faust.App) -> None:
-    """Drain Faust's producer buffer, then aiokafka's.
-
-    ``Producer.flush()`` gives up on its buffer after a 0.1 s pause in sending (see
-    faust.transport.producer.ProducerBuffer.flush_atmost), so under CPU pressure a table
-    write could still sit in the buffer when the offsets are committed; a SIGKILL then
-    loses window state. Loop until the buffer is really empty.
-    """
-    buffer = app.producer.buffer
-    while buffer.size:
-        await buffer.flush()
-    await app.producer.flush()
 
 
 def _lag(app: faust.App) -> float | None:
@@ -355,5 +358,6 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     finally:
         loop.close()
     app = create_app(settings)
+    gctune.tune()
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()

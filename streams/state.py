@@ -59,3 +59,17 @@ class DictStore:
 
     def items(self) -> Iterator[tuple[str, bytes]]:
         return iter(list(self.data.items()))
+
+
+async def flush_durably(app: Any) -> None:
+    """Drain Faust's producer buffer, then aiokafka's.
+
+    ``Producer.flush()`` gives up on its buffer after a 0.1 s pause in sending (see
+    faust.transport.producer.ProducerBuffer.flush_atmost), so under CPU pressure a table
+    write could still sit in the buffer when the offsets are committed; a SIGKILL then
+    loses window state. Loop until the buffer is really empty.
+    """
+    buffer = app.producer.buffer
+    while buffer.size:
+        await buffer.flush()
+    await app.producer.flush()
