@@ -662,13 +662,20 @@ class Evaluator:
         st = self._alerts.get(rule_id, {}).get(inst)
         return _copy_alert(st) if st else None
 
-    def take_changes(self) -> dict[str, dict[str, Any] | None]:
+    def take_changes(self, *, sensors: bool = True) -> dict[str, dict[str, Any] | None]:
         """State entries changed since the last call: key -> JSON dict (None = delete).
 
-        Write them to a changelog-backed table; :meth:`from_state` rebuilds from it."""
-        out = {k: self._value(k) for k in sorted(self._dirty)}
-        self._dirty.clear()
-        return out
+        Write them to a changelog-backed table; :meth:`from_state` rebuilds from it.
+        ``sensors=False`` hands out alert lifecycle and meta entries only and keeps the
+        per-sensor sample entries (the big, frequently changing ones) for a later call, so
+        a caller can checkpoint those less often than it records alert transitions."""
+        if sensors:
+            keys = sorted(self._dirty)
+            self._dirty.clear()
+        else:
+            keys = sorted(k for k in self._dirty if not k.startswith("s|"))
+            self._dirty.difference_update(keys)
+        return {k: self._value(k) for k in keys}
 
     def state_dict(self) -> dict[str, dict[str, Any]]:
         """Everything, as key -> JSON dict (same keys as :meth:`take_changes`)."""
