@@ -41,7 +41,7 @@ class StreamsSettings(Settings):
     streams_report_interval_s: float = Field(
         5.0, gt=0, description="how often the worker writes its ``pipeline`` point"
     )
-    streams_take_records: int = Field(50, ge=1, description="Kafka records per agent batch")
+    streams_take_records: int = Field(200, ge=1, description="Kafka records per agent batch")
     streams_take_within_s: float = Field(0.2, gt=0, description="max wait to fill a batch")
 
     @classmethod

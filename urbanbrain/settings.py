@@ -79,7 +79,7 @@ class Settings(BaseSettings):
 
     # --- ingest -----------------------------------------------------------------------
     ingest_batch_max: int = Field(500, ge=1, description="readings per Kafka record at most")
-    ingest_linger_ms: int = Field(50, ge=0, description="wait this long to fill a batch")
+    ingest_linger_ms: int = Field(100, ge=0, description="wait this long to fill a batch")
     ingest_max_inflight: int = Field(
         20_000, ge=1, description="MQTT messages received but not yet acked (backpressure)"
     )

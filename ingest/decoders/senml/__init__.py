@@ -17,7 +17,7 @@ from typing import Any
 
 from urbanbrain.ingest.decoders.base import DecodedReading, Decoder, register
 from urbanbrain.ingest.rejects import Reason, Reject
-from urbanbrain.ingest.units import accepts_identity, conversion, convert, senml_unit
+from urbanbrain.ingest.units import Conversion, accepts_identity, conversion, senml_unit
 from urbanbrain.metrics import METRICS
 
 #: RFC 8428 §4.1: the version this decoder implements (a pack may say less, never more).
@@ -158,29 +158,31 @@ class SenMLDecoder(Decoder):
             if "bv" in rec:
                 bv = _num(rec["bv"], "bv", i, Reason.NOT_FINITE)
 
-            present = [k for k in _VALUE_FIELDS if k in rec]
-            if len(present) > 1:
-                raise Reject(Reason.SCHEMA, f"record {i} has more than one value: {present}")
-            if not present or present[0] != "v":
+            if "v" not in rec or "vs" in rec or "vb" in rec or "vd" in rec:
+                present = [k for k in _VALUE_FIELDS if k in rec]
+                if len(present) > 1:
+                    raise Reject(Reason.SCHEMA, f"record {i} has more than one value: {present}")
                 # base-only record, sum-only record, or a string/boolean/data value: no reading
                 continue
             name = bn + rec.get("n", "")
-            if not name:
-                raise Reject(Reason.SCHEMA, f"record {i} has neither a name nor a base name")
-            if not _NAME_RE.match(name):
-                raise Reject(
-                    Reason.INVALID_ID,
-                    f"record {i}: name {name[:80]!r} breaks RFC 8428 §4.5.1's character set",
-                )
             value = bv + _num(rec["v"], "v", i, Reason.NOT_FINITE)
             if not math.isfinite(value):
                 raise Reject(Reason.NOT_FINITE, f"record {i}: bv + v overflows")
             ts = _time(bt + _num(rec.get("t", 0.0), "t", i, Reason.BAD_TIMESTAMP), now_ms, i)
             unit = rec.get("u", bu)
 
-            sensor, what, out = _classify(name, unit, value, topic_sensor, i)
+            sensor, what, conv = _resolve(name, unit, topic_sensor, i)
             if what is None:
                 continue
+            if conv is None:
+                out = _coordinate(what, value, i)
+            elif conv.identity:
+                out = value
+            else:
+                out = conv.apply(value)
+                if not math.isfinite(out):
+                    raise Reject(Reason.NOT_FINITE,
+                                 f"record {i}: {what} = {value!r} {unit} is not a finite number")
             key = (sensor, ts)
             g = groups.get(key)
             if g is None:
@@ -208,8 +210,25 @@ class SenMLDecoder(Decoder):
         return readings
 
 
+_EXACT_TYPES: dict[str, tuple[type, ...]] = {
+    **{k: (str,) for k in _STRING}, **{k: (int, float) for k in _NUMBER}, "vb": (bool,),
+}
+
+
 def _check_fields(rec: dict, i: int) -> None:
-    """Field types per RFC 8428 Table 1; labels ending in '_' must be understood (§4.4)."""
+    """Field types per RFC 8428 Table 1; labels ending in '_' must be understood (§4.4).
+
+    Fast path: JSON gives exact types, so one dict lookup and a ``type() in`` per field
+    decide the common case; anything else (``bver``, unknown labels, a wrong type) takes
+    the full check, which also words the error."""
+    for key, val in rec.items():
+        want = _EXACT_TYPES.get(key)
+        if want is None or type(val) not in want:
+            _check_fields_fully(rec, i)
+            return
+
+
+def _check_fields_fully(rec: dict, i: int) -> None:
     for key, val in rec.items():
         if not isinstance(key, str):
             raise Reject(Reason.SCHEMA, f"record {i} has a non-string label")
@@ -259,10 +278,34 @@ def _split(name: str) -> tuple[str | None, str]:
     return name[:idx], name[idx + 1 :]
 
 
-def _classify(
-    name: str, unit: str | None, value: float, topic_sensor: str | None, i: int
-) -> tuple[str | None, str | None, float]:
-    """(sensor id, canonical metric | 'lat' | 'lon' | None to skip, value in canonical unit)."""
+_Resolved = tuple[str | None, str | None, Conversion | None]
+_RESOLVED: dict[tuple[str, str | None, str | None], _Resolved] = {}
+
+
+def _resolve(name: str, unit: str | None, topic_sensor: str | None, i: int) -> _Resolved:
+    """(sensor id, canonical metric | 'lat' | 'lon' | None to skip, conversion or None for
+    a coordinate), memoised: a city repeats the same few thousand (name, unit) pairs in
+    every pack, and resolving one costs ~20 dict lookups and a regex. Only successful
+    resolutions are kept (a Reject is raised again, with this record's index)."""
+    key = (name, unit, topic_sensor)
+    hit = _RESOLVED.get(key)
+    if hit is not None:
+        return hit
+    if not name:
+        raise Reject(Reason.SCHEMA, f"record {i} has neither a name nor a base name")
+    if not _NAME_RE.match(name):
+        raise Reject(
+            Reason.INVALID_ID,
+            f"record {i}: name {name[:80]!r} breaks RFC 8428 §4.5.1's character set",
+        )
+    hit = _classify(name, unit, topic_sensor, i)
+    if len(_RESOLVED) < 200_000:
+        _RESOLVED[key] = hit
+    return hit
+
+
+def _classify(name: str, unit: str | None, topic_sensor: str | None, i: int) -> _Resolved:
+    """(sensor id, canonical metric | 'lat' | 'lon' | None to skip, conversion)."""
     head, tail = _split(name)
     low = tail.lower()
     named = tail in METRICS or low in NAME_ALIASES or low in LOCATION_NAMES
@@ -273,12 +316,11 @@ def _classify(
     sym = senml_unit(unit) if unit is not None else None
 
     if unit in ("lat", "lon"):
-        return sensor, unit, _coordinate(unit, value, i)
+        return sensor, unit, None
     if unit in HOUSEKEEPING_UNITS:
-        return sensor, None, value
+        return sensor, None, None
     if low in LOCATION_NAMES and unit is None:
-        axis = LOCATION_NAMES[low]
-        return sensor, axis, _coordinate(axis, value, i)
+        return sensor, LOCATION_NAMES[low], None
     if unit is not None and sym is None:
         raise Reject(Reason.UNKNOWN_METRIC, f"record {i}: unit {unit!r} of {name!r} is unknown")
 
@@ -289,22 +331,32 @@ def _classify(
                 f"record {i}: unit {unit!r} contradicts {tail} (unit {METRICS[tail].unit}); "
                 "send the metric's own unit or none",
             )
-        return sensor, tail, convert(tail, None, value)
+        return sensor, tail, _checked(tail, None)
     if low in NAME_ALIASES:
         for metric, default in NAME_ALIASES[low]:
             use = sym if sym is not None else default
             if conversion(metric, use) is not None:
-                return sensor, metric, convert(metric, use, value)
+                return sensor, metric, _checked(metric, use)
         raise Reject(
             Reason.UNKNOWN_METRIC, f"record {i}: {tail!r} in {unit!r} maps to no catalogue metric"
         )
     if sym is not None and sym in UNIT_ONLY:
         metric = UNIT_ONLY[sym]
-        return sensor, metric, convert(metric, sym, value)
+        return sensor, metric, _checked(metric, sym)
     raise Reject(
         Reason.UNKNOWN_METRIC,
         f"record {i}: {name!r} (unit {unit!r}) is not a metric we know",
     )
+
+
+def _checked(metric: str, symbol: str | None) -> Conversion:
+    """The conversion :func:`convert` would apply (same Rejects for unknown pairings)."""
+    if metric not in METRICS:
+        raise Reject(Reason.UNKNOWN_METRIC, f"metric {metric!r} is not in the catalogue")
+    conv = conversion(metric, symbol)
+    if conv is None:
+        raise Reject(Reason.UNKNOWN_METRIC, f"unit {symbol!r} is not a unit of {metric}")
+    return conv
 
 
 def _coordinate(axis: str, value: float, i: int) -> float:
