@@ -23,6 +23,8 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
+import orjson
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -132,12 +134,73 @@ def in_process(records: list, take: int = 50) -> tuple[float, str]:
     return n / elapsed, out.getvalue()
 
 
+def stages(records: list, take: int = 200, checkpoint_every: int = 50) -> dict[str, float]:
+    """CPU microseconds per reading of each stage of the agent batch, alert rules included
+    (starter set, one evaluator per partition, ticked once per batch; sensor state
+    checkpointed every ``checkpoint_every`` batches as the worker does every 10 s)."""
+    from urbanbrain.rules import Evaluator
+    from urbanbrain.rules.loader import load_rules
+    from urbanbrain.streams.alerting import DEFAULT_RULES_PATH
+
+    rs = load_rules([str(DEFAULT_RULES_PATH)])
+    values = [(t, p, encode_batch(b)) for t, p, b in records]
+    stage = WindowStage(StreamsSettings(streams_lateness_s=60), DictStore(), IndexCalculator(None))
+    encoder = ReadingLineEncoder()
+    evaluators: dict = {}
+    offsets: dict = defaultdict(int)
+    cost: dict[str, float] = defaultdict(float)
+    clock = time.process_time
+    n = 0
+    for b, i in enumerate(range(0, len(values), take)):
+        t0 = clock()
+        by_tp: dict = defaultdict(list)
+        readings = []
+        for topic, part, v in values[i:i + take]:
+            batch = decode_batch(v)
+            readings.extend(batch)
+            by_tp[(topic, part)].append((offsets[(topic, part)], batch))
+            offsets[(topic, part)] += 1
+        t1 = clock()
+        encoder.encode(readings)
+        t2 = clock()
+        for (topic, part), recs in by_tp.items():
+            res = stage.process(topic, part, recs)
+            stage.render(topic, part, res)
+            stage.finish(part, res)
+        t3 = clock()
+        for (topic, part), recs in by_tp.items():
+            ev = evaluators.get((topic, part))
+            if ev is None:
+                ev = evaluators[(topic, part)] = Evaluator(rs, {}, scope="sensor")
+            rd = [r for _, batch in recs for r in batch]
+            ev.observe(rd)
+        t4 = clock()
+        for (topic, part), recs in by_tp.items():
+            ev = evaluators[(topic, part)]
+            ev.tick(max(r["ts"] for _, batch in recs for r in batch))
+        t5 = clock()
+        for ev in evaluators.values():
+            changes = ev.take_changes(sensors=b % checkpoint_every == 0)
+            for v in changes.values():
+                orjson.dumps(v)
+        t6 = clock()
+        for k, dt in (("decode", t1 - t0), ("raw_lines", t2 - t1), ("windows", t3 - t2),
+                      ("rules_observe", t4 - t3), ("rules_tick", t5 - t4),
+                      ("rules_state", t6 - t5)):
+            cost[k] += dt
+        n += len(readings)
+    out = {k: round(v * 1e6 / n, 2) for k, v in cost.items()}
+    out["total"] = round(sum(cost.values()) * 1e6 / n, 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--readings", type=int, default=500_000)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--sensors", type=int, default=2500, help="per domain")
     ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--stages-only", action="store_true", help="per-stage CPU costs only")
     args = ap.parse_args()
     records = make(args.readings, args.sensors, args.batch)
     n = sum(len(b) for _, _, b in records)
@@ -147,6 +210,9 @@ def main() -> None:
             res = end_to_end(records, n, Path(tmp))
         for k, v in res.items():
             print(f"  {k}: {v:,.1f}" if isinstance(v, float) else f"  {k}: {v}")
+    print("CPU µs per reading by stage (in process, no I/O):", stages(records))
+    if args.stages_only:
+        return
     rate, profile = in_process(records)
     print(f"in-process CPU path (no I/O, under cProfile): {rate:,.0f} readings/s")
     print(profile)

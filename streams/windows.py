@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
-import pandas as pd
 
-from .aggregates import decode_delta, deltas, encode_delta, flatten, merge
+from .aggregates import Frame, decode_delta, deltas, encode_delta, flatten, merge
 
 PANE_MS = 60_000
 
@@ -38,7 +37,7 @@ class ClosedWindow:
     size: str  # "1m" (tumbling) or "5m" (hopping, advancing by 1 min)
     start: int
     end: int
-    frame: pd.DataFrame
+    frame: Frame
 
 
 @dataclass(slots=True)
@@ -62,8 +61,8 @@ class PartitionWindows:
         self.prefix = f"{topic}|{partition}|"
         self.pane_ms, self.hop, self.lateness_ms = pane_ms, hop_panes, lateness_ms
         self.max_empty = max_empty_panes
-        self.deltas: dict[int, dict[int, pd.DataFrame]] = {}  # pane → offset → delta
-        self.closed: dict[int, pd.DataFrame] = {}  # merged closed panes kept for hopping
+        self.deltas: dict[int, dict[int, Frame]] = {}  # pane → offset → delta
+        self.closed: dict[int, Frame] = {}  # merged closed panes kept for hopping
         self.emitted_until: int | None = None  # every pane ending at or before it is closed
         self.max_ts: int | None = None
         self.meta: dict[str, tuple[str, str]] = {}  # sensor → (district, kind)
