@@ -48,6 +48,7 @@ from urbanbrain.simulators.runner import run_simulation  # noqa: E402
 from urbanbrain.up import count_raw_points  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+PACED_TICK_S = 0.5
 STARTER_RULES = ROOT / "rules" / "city"
 #: a rule that fires and resolves often under normal traffic, so a paced run has enough
 #: alerts to give a latency distribution (the starter rules fire only on incidents)
@@ -71,7 +72,7 @@ groups:
 @dataclass
 class E2EConfig:
     fmt: str = "senml"
-    size: str = "large"
+    size: str | int | None = None  # None: "large" for throughput, rate × PACED_TICK_S if paced
     minutes: float = 20.0  # throughput mode: simulated minutes
     interval_s: float = 60.0  # throughput mode: each sensor reports every interval_s
     rate: float | None = None  # paced mode: offered readings/s
@@ -81,6 +82,13 @@ class E2EConfig:
     rules: bool = True
     profile: bool = False
     label: str = ""
+
+    def city_size(self) -> str | int:
+        """Paced runs size the city so one tick is PACED_TICK_S of load: the simulator
+        sends every sensor at the same tick time, and a tick's burst waits for itself."""
+        if self.size is not None:
+            return int(self.size) if str(self.size).isdigit() else self.size
+        return max(120, round(self.rate * PACED_TICK_S)) if self.rate else "large"
 
     def name(self) -> str:
         if self.label:
@@ -253,7 +261,7 @@ def run_throughput(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[st
         for name, pid in p.pids().items():
             if name.startswith(("streams", "ingest")):
                 prof.append(_py_spy(pid, p.work / f"{name}.pyspy.txt", 120))
-    result = run_simulation(p.settings, seed=7, size=cfg.size, speed=0, rate=None,
+    result = run_simulation(p.settings, seed=7, size=cfg.city_size(), speed=0, rate=None,
                             start_ms=start_ms, sim_duration_s=cfg.minutes * 60,
                             interval_s=cfg.interval_s, fmt=cfg.fmt, incidents=False,
                             connections=2)
@@ -285,14 +293,17 @@ def run_throughput(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[st
 
 def run_paced(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, Any]:
     assert cfg.rate
-    sensors = len(City.generate(7, cfg.size).sensors)
+    sensors = len(City.generate(7, cfg.city_size()).sensors)
     interval_s = sensors / cfg.rate
     stop = threading.Event()
     box: dict[str, Any] = {}
 
     def publish() -> None:
-        box["result"] = run_simulation(p.settings, seed=7, size=cfg.size, speed=1.0, rate=None,
+        # start_ms = now exactly: the default aligns to the interval, i.e. up to one
+        # interval in the past, which would read as latency
+        box["result"] = run_simulation(p.settings, seed=7, size=cfg.city_size(), speed=1.0, rate=None,
                                        interval_s=interval_s, duration_s=cfg.seconds,
+                                       start_ms=int(time.time() * 1000),
                                        fmt=cfg.fmt, incidents=False, connections=2,
                                        stop_event=stop)
 
@@ -342,7 +353,7 @@ def run_paced(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, An
 
 def run_e2e(cfg: E2EConfig) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ub-bench-e2e-"))
-    City.generate(7, cfg.size).write_registry(work / "registry.csv")
+    City.generate(7, cfg.city_size()).write_registry(work / "registry.csv")
     p = Pipeline(cfg, work)
     try:
         p.start()
@@ -360,7 +371,8 @@ def run_e2e(cfg: E2EConfig) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--format", default="senml", choices=["senml", "json", "fiware"])
-    ap.add_argument("--size", default="large")
+    ap.add_argument("--size", default=None, help="city size (default: large, or rate × 0.5 s "
+                    "of sensors when paced)")
     ap.add_argument("--minutes", type=float, default=20, help="throughput: simulated minutes")
     ap.add_argument("--interval", type=float, default=60,
                     help="throughput: seconds between a sensor's readings")

@@ -5,7 +5,9 @@ before the broker does; messages keep their topic, so per-sensor order is preser
 within a connection — the pipeline orders by event time anyway. Backpressure: each
 connection has at most ``max_outstanding`` messages handed to paho and not yet confirmed
 (PUBACK at QoS 1, written at QoS 0), so a slow broker slows us down instead of growing
-paho's queue without bound.
+paho's queue without bound. The default window is 200, not thousands: paho scans its whole
+in-flight table on every PUBACK, so one connection managed ~6.4k messages/s with 2,000
+outstanding and ~16k/s with 200 (bench/bench_limits.py).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class MqttPool:
     """``connections`` paho clients publishing round-robin."""
 
     def __init__(self, settings: Settings, *, connections: int = 1, qos: int = 1,
-                 client_id_prefix: str = "urbanbrain-sim", max_outstanding: int = 2000,
+                 client_id_prefix: str = "urbanbrain-sim", max_outstanding: int = 200,
                  connect_timeout_s: float = 10.0) -> None:
         if qos not in (0, 1, 2):
             raise ValueError("qos must be 0, 1 or 2")

@@ -46,6 +46,7 @@ from urbanbrain.influx import InfluxWriter
 from urbanbrain.kafka import ALERTS_TOPIC, READINGS_TOPICS
 from urbanbrain.reading import Partitioner, decode_batch, encode_batch
 from urbanbrain.rules import AlertEvent, Evaluator, RuleSet, RuleWatcher, load_registry_csv
+from urbanbrain.rules.model import AbsenceCond
 from urbanbrain.settings import Settings
 
 from .alerting_outputs import AlertOutputs
@@ -209,13 +210,17 @@ class DistrictInterest:
         self._rs: RuleSet | None = None
         self._any_kind: set[str | None] = set()  # domains (None = any) with an any-kind rule
         self._kinds: set[tuple[str | None, str]] = set()
+        self._metrics: set[str] = set()
 
     def _build(self, rs: RuleSet) -> None:
         self._rs = rs
-        self._any_kind, self._kinds = set(), set()
+        self._any_kind, self._kinds, self._metrics = set(), set(), set()
         for r in rs.rules:
             if r.scope != "district":
                 continue
+            self._metrics.update(r.retention_ms())
+            if isinstance(r.condition, AbsenceCond) and r.condition.metric:
+                self._metrics.add(r.condition.metric)
             sel = r.selector
             for d in (sel.domain or {None}):
                 if sel.kind is None:
@@ -237,6 +242,15 @@ class DistrictInterest:
             return readings
         kinds = {k for d, k in self._kinds if d in (domain, None)}
         return [r for r in readings if r.get("kind") in kinds]
+
+    def slim(self, readings: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Only what the district evaluator reads: identity, time and the metrics district
+        rules use (a reading without them still says "seen" to absence rules)."""
+        want = self._metrics
+        return [{"sensor_id": r["sensor_id"], "ts": r["ts"], "domain": r.get("domain"),
+                 "kind": r.get("kind"), "district": r.get("district"),
+                 "metrics": {m: v for m, v in (r.get("metrics") or {}).items() if m in want}}
+                for r in readings]
 
 
 def by_district(readings: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -339,7 +353,7 @@ def register_alerting(app: faust.App, settings: Settings, writer: InfluxWriter, 
                 sensors.persist(topic, partition, sensors.live[(topic, partition)])
                 domain = _domain_of(topic)
                 if interest.domain(ruleset, domain):
-                    wanted = interest.select(ruleset, domain, readings)
+                    wanted = interest.slim(interest.select(ruleset, domain, readings))
                     for district, rs in by_district(wanted).items():
                         for i in range(0, len(rs), DISTRICT_RECORD_READINGS):
                             await district_topic.send(
