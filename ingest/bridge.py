@@ -6,8 +6,9 @@ persistent session (fixed client id, clean_session=False), so a crash anywhere b
 receive and produce means the broker redelivers: duplicates are possible, loss is not.
 
 Threads: paho's network loop runs in its own thread and only appends to a queue; one
-asyncio task drains the queue every ``linger`` into per-(topic, partition) Kafka records,
-waits for Kafka's acks, then PUBACKs in arrival order. A semaphore bounds the messages
+asyncio task drains the queue (``linger`` when idle, at most ``ingest_drain_bytes`` a step)
+into per-(topic, partition) Kafka records, waits for Kafka's acks, then PUBACKs in arrival
+order; the next step is normalised while the previous one waits for its acks. A semaphore bounds the messages
 received but not yet acked; when it is exhausted the paho thread blocks, stops reading its
 socket, and TCP pushes back on the broker.
 
@@ -204,16 +205,28 @@ class IngestBridge:
         self._client.loop_start()
         linger = s.ingest_linger_ms / 1000
         reporter = asyncio.create_task(self._report_loop())
+        # Two batches in flight: while Kafka acknowledges batch k, batch k+1 is normalised
+        # and sent. MQTT acks still go out in arrival order (batch k's before k+1's).
+        previous: asyncio.Future | None = None
         try:
             while not self._stop.is_set():
-                batch = self._drain()
+                batch = self._drain(max_bytes=s.ingest_drain_bytes)
                 if batch:
-                    await self._forward(producer, batch)
+                    sent = await self._send(producer, batch)
+                    if previous is not None:
+                        await previous
+                    previous = asyncio.ensure_future(self._complete(*sent))
                 else:
+                    if previous is not None:
+                        await previous
+                        previous = None
+                        continue
                     try:
                         await asyncio.wait_for(self._stop.wait(), timeout=linger)
                     except asyncio.TimeoutError:
                         pass
+            if previous is not None:
+                await previous
         finally:
             reporter.cancel()
             self._client.disconnect()
@@ -287,12 +300,18 @@ class IngestBridge:
         finally:
             await writer.close()
 
-    def _drain(self, limit: int = 20_000) -> list[_Message]:
+    def _drain(self, limit: int = 20_000, max_bytes: int = 1 << 20) -> list[_Message]:
+        """What is queued, up to ``limit`` messages or ``max_bytes`` of payload. Bounded so
+        a backlog flows through in steady steps: one huge gulp would keep Kafka (and the
+        workers behind it) idle while it is normalised, then flood them."""
         out: list[_Message] = []
         get = self._queue.get_nowait
+        size = 0
         try:
-            while len(out) < limit:
-                out.append(get())
+            while len(out) < limit and size < max_bytes:
+                m = get()
+                out.append(m)
+                size += len(m.payload)
         except queue.Empty:
             pass
         return out
@@ -309,10 +328,13 @@ class IngestBridge:
                      len(batch) - len(live))
         return live
 
-    async def _forward(self, producer, batch: list[_Message]) -> None:  # noqa: ANN001
+    async def _send(self, producer, batch: list[_Message]  # noqa: ANN001
+                    ) -> tuple[list[_Message], list, int, int]:
+        """Normalise ``batch`` and hand its records to the producer; returns what
+        :meth:`_complete` needs to wait for Kafka and then acknowledge MQTT."""
         batch = self._drop_stale(batch)
         if not batch:
-            return
+            return batch, [], 0, 0
         by_part: dict[tuple[str, int], list[Reading]] = defaultdict(list)
         dead: list[DeadLetter] = []
         process = self.normaliser.process
@@ -344,6 +366,12 @@ class IngestBridge:
             key = (d.get("sensor_id") or d["topic"]).encode("utf-8", "replace")
             futures.append(await producer.send(DEADLETTER_TOPIC, orjson.dumps(d), key=key))
             self.stats.reasons[d["reason"]] += 1
+        return batch, futures, n_readings, len(dead)
+
+    async def _complete(self, batch: list[_Message], futures: list, n_readings: int,
+                        n_dead: int) -> None:
+        if not batch:
+            return
         # Kafka acknowledged everything (or this raises and nothing is acked: redelivery).
         await asyncio.gather(*futures)
         ack = self._client.ack
@@ -362,7 +390,7 @@ class IngestBridge:
         st = self.stats
         st.received += len(batch)
         st.readings += n_readings
-        st.dead_letters += len(dead)
+        st.dead_letters += n_dead
         st.records += len(futures)
         st.acked += len(batch)
 

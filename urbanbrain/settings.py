@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # --- ingest -----------------------------------------------------------------------
     ingest_batch_max: int = Field(500, ge=1, description="readings per Kafka record at most")
     ingest_linger_ms: int = Field(100, ge=0, description="wait this long to fill a batch")
+    ingest_drain_bytes: int = Field(
+        1 << 20, ge=1, description="payload bytes normalised per step (a backlog flows in steps)"
+    )
     ingest_max_inflight: int = Field(
         20_000, ge=1, description="MQTT messages received but not yet acked (backpressure)"
     )
