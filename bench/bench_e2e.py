@@ -277,6 +277,12 @@ def run_throughput(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[st
         time.sleep(2.0)  # counting scans the whole database: don't load influxd for it
     t_all = time.monotonic() - t0
     last = sampler.sample()
+    phases: dict[str, float] = {}
+    for row in p.pipeline_rows("streams"):
+        for k, v in row.items():
+            if k.startswith("agent_") and k.endswith("_s_total") and v is not None:
+                name = k[len("agent_"):-len("_s_total")]
+                phases[name] = phases.get(name, 0) + v
     for pr in prof:
         if pr is not None:
             pr.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
@@ -288,6 +294,7 @@ def run_throughput(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[st
         "end_to_end_readings_per_s": round(n / t_all),
         "cores_used": sampler.cpu_share(first, last),
         "cpu_us_per_reading": sampler.cpu_per_item(first, last, n),
+        "store_agent_phase_s": {k: round(v, 2) for k, v in phases.items()},
     }
 
 

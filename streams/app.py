@@ -19,6 +19,7 @@ InfluxDB outage turns into consumer lag and never into lost points.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -109,6 +110,8 @@ class StreamsStats:
         self.last_readings = 0
         self.last_points = 0
         self.batch_ms = 0.0
+        #: seconds spent per phase of store_readings (cumulative): where a batch's time goes
+        self.phase_s: dict[str, float] = defaultdict(float)
         #: event time → InfluxDB acknowledged the raw point
         self.stored_latency = LatencyHistogram()
 
@@ -187,14 +190,14 @@ def create_app(settings: Settings) -> faust.App:
                     continue
                 readings.extend(batch)
                 by_tp[(msg.topic, msg.partition)].append((msg.offset, batch))
-            # 1. raw readings
+            # 1. raw readings: the write runs while the windows are computed (influxd works
+            #    on it meanwhile); it is awaited before anything is acknowledged
             lines, bad = encoder.encode(readings)
-            refused = await writer.write(lines)
-            stats.stored_latency.observe([r["ts"] for r in readings], _now_ms())
+            t1 = time.perf_counter()
+            raw_write = asyncio.ensure_future(writer.write(lines))
+            await asyncio.sleep(0)  # let the request start before the CPU-bound part
             for r, why in bad:
                 await deadletters.send(value=_sink_dead_letter(r, why))
-            for text, why in refused:
-                await deadletters.send(value=_refused_letter(text, why))
             # 2. windows: deltas go to the table first, outputs next, marks/tombstones last
             results = []
             out_lines: list[str] = []
@@ -208,9 +211,8 @@ def create_app(settings: Settings) -> faust.App:
                 for sensor, why in rendered.refused:
                     await deadletters.send(value=_refused_letter(sensor, why))
                 results.append((topic, partition, res, rendered))
-            if out_lines:
-                for text, why in await writer.write(out_lines):
-                    await deadletters.send(value=_refused_letter(text, why))
+            t2 = time.perf_counter()
+            window_write = asyncio.ensure_future(writer.write(out_lines)) if out_lines else None
             closed_any = False
             for topic, partition, res, rendered in results:
                 recs = rendered.records
@@ -220,9 +222,22 @@ def create_app(settings: Settings) -> faust.App:
                 for p in rendered.partials:
                     await partials_topic.send(key=p["domain"].encode(), value=orjson.dumps(p))
                 closed_any = closed_any or bool(res.after_puts or res.deletes)
-            # Table deltas and outputs must be in Kafka before the marks say a window is
-            # done, and everything before Faust acks these events (after this body).
+            # 3. everything durable (Kafka: table deltas, aggregates, partials; InfluxDB: raw
+            #    and window points, all in flight together) before the marks say a window
+            #    is done, and the marks before Faust acks these events (after this body).
+            t3 = time.perf_counter()
             await flush_durably(app)
+            t4 = time.perf_counter()
+            refused = await raw_write
+            stats.stored_latency.observe([r["ts"] for r in readings], _now_ms())
+            for text, why in refused:
+                await deadletters.send(value=_refused_letter(text, why))
+            win_refused = await window_write if window_write is not None else []
+            for text, why in win_refused:
+                await deadletters.send(value=_refused_letter(text, why))
+            if refused or win_refused:
+                await flush_durably(app)  # dead letters of refused lines
+            t5 = time.perf_counter()
             for topic, partition, res, _ in results:
                 stage.finish(partition, res)
             if closed_any:
@@ -230,7 +245,15 @@ def create_app(settings: Settings) -> faust.App:
             stats.records += len(events)
             stats.readings += len(readings)
             stats.refused += len(bad) + len(refused)
-            stats.batch_ms = (time.perf_counter() - t0) * 1000
+            t6 = time.perf_counter()
+            stats.batch_ms = (t6 - t0) * 1000
+            ph = stats.phase_s
+            ph["decode_encode"] += t1 - t0
+            ph["windows"] += t2 - t1
+            ph["send"] += t3 - t2
+            ph["kafka_flush"] += t4 - t3
+            ph["influx_wait"] += t5 - t4
+            ph["marks"] += t6 - t5
 
     @app.agent(partials_topic)
     async def rollup(stream: faust.StreamT) -> None:
@@ -279,6 +302,7 @@ def create_app(settings: Settings) -> faust.App:
                 "points_total": w.points, "points_per_s": points_rate,
                 "write_retries_total": w.retries, "write_batch_ms": w.last_batch_ms,
                 "agent_batch_ms": stats.batch_ms,
+                **{f"agent_{k}_s_total": v for k, v in stats.phase_s.items()},
                 "late_total": stage.stats.late, "windows_emitted_total": stage.stats.windows,
                 "partials_total": stage.stats.partials, "open_panes": stage.open_panes,
                 "rollups_emitted_total": rollups.stats.emitted,

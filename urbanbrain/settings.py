@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     influx_token: SecretStr | None = None
     influx_org: str = "-"
     influx_batch_points: int = Field(5000, ge=1)
+    influx_write_concurrency: int = Field(2, ge=1, description="requests in flight per write")
     influx_timeout_s: float = 10.0
 
     # --- ingest -----------------------------------------------------------------------
