@@ -77,6 +77,14 @@ def run(quick: bool, skip_peer: bool) -> dict[str, Any]:
     runs["senml-norules"] = e2e("senml-norules", "senml", rules=False)
     runs["senml-2workers"] = e2e("senml-2workers", "senml", workers=2)
     runs["senml-2ingest"] = e2e("senml-2ingest", "senml", ingest=2)
+    # the load of the first baseline (one reading per sensor per minute: ~3 window/index
+    # points per reading), to compare with the numbers from before the optimisation work
+    console.rule("end to end: senml-1min (baseline load)")
+    base = bench_e2e.run_e2e(bench_e2e.E2EConfig(fmt="senml", size="large", interval_s=60,
+                                                 minutes=10 if quick else 20,
+                                                 label="senml-1min"))
+    console.print({k: v for k, v in base.items() if k not in ("timeline", "config")})
+    runs["senml-1min"] = base
     out["e2e"] = runs
 
     if not skip_peer:
