@@ -48,7 +48,6 @@ from urbanbrain.simulators.runner import run_simulation  # noqa: E402
 from urbanbrain.up import count_raw_points  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-PACED_TICK_S = 0.5
 STARTER_RULES = ROOT / "rules" / "city"
 #: a rule that fires and resolves often under normal traffic, so a paced run has enough
 #: alerts to give a latency distribution (the starter rules fire only on incidents)
@@ -62,10 +61,35 @@ groups:
         metric: speed_kmh
         window: 1m
         aggregate: last
-        condition: {op: '<', value: 25, clear: 30}
+        condition: {op: '<', value: 35, clear: 40}
         labels: {severity: info}
         annotations:
           summary: 'speed {{ $value }} km/h at {{ $labels.sensor }}'
+"""
+
+#: the two thresholds of the Node-RED peer's flow (bench/peers/nodered/flow.json)
+PEER_RULES = """\
+groups:
+  - name: peer
+    rules:
+      - alert: TrafficJam
+        kind: threshold
+        selector: {domain: traffic}
+        metric: speed_kmh
+        window: 1m
+        aggregate: last
+        condition: {op: '<', value: 10}
+        labels: {severity: warning}
+        annotations: {summary: 'speed {{ $value }} km/h'}
+      - alert: PM25High
+        kind: threshold
+        selector: {domain: environment}
+        metric: pm25_ugm3
+        window: 1m
+        aggregate: last
+        condition: {op: '>', value: 55}
+        labels: {severity: warning}
+        annotations: {summary: 'PM2.5 {{ $value }}'}
 """
 
 
@@ -76,19 +100,21 @@ class E2EConfig:
     minutes: float = 20.0  # throughput mode: simulated minutes
     interval_s: float = 60.0  # throughput mode: each sensor reports every interval_s
     rate: float | None = None  # paced mode: offered readings/s
+    tick_s: float = 0.5  # paced mode without a size: one tick (a burst) is this much load
     seconds: float = 60.0  # paced mode: how long
     workers: int = 1
     ingest: int = 1
     rules: bool = True
+    peer_flow: bool = False  # Node-RED's flow: raw points + its two threshold rules, no windows
     profile: bool = False
     label: str = ""
 
     def city_size(self) -> str | int:
-        """Paced runs size the city so one tick is PACED_TICK_S of load: the simulator
+        """Paced runs size the city so one tick is ``tick_s`` of load: the simulator
         sends every sensor at the same tick time, and a tick's burst waits for itself."""
         if self.size is not None:
             return int(self.size) if str(self.size).isdigit() else self.size
-        return max(120, round(self.rate * PACED_TICK_S)) if self.rate else "large"
+        return max(120, round(self.rate * self.tick_s)) if self.rate else "large"
 
     def name(self) -> str:
         if self.label:
@@ -97,7 +123,7 @@ class E2EConfig:
         if not self.rate and self.interval_s != 60:
             mode += f"{self.interval_s:g}s"
         return (f"e2e-{self.fmt}-{mode}-w{self.workers}-i{self.ingest}"
-                f"{'' if self.rules else '-norules'}")
+                f"{'' if self.rules else '-norules'}{'-peerflow' if self.peer_flow else ''}")
 
 
 @dataclass
@@ -151,7 +177,11 @@ class Pipeline:
                     "URBANBRAIN_REGISTRY_PATH": str(work / "registry.csv"),
                     "URBANBRAIN_STREAMS_REPORT_INTERVAL_S": "1"}
         rules_dir = work / "rules"
-        if cfg.rules:
+        if cfg.peer_flow:
+            rules_dir.mkdir()
+            (rules_dir / "peer.yaml").write_text(PEER_RULES)
+            self.env["URBANBRAIN_STREAMS_WINDOWS"] = "false"
+        elif cfg.rules:
             shutil.copytree(STARTER_RULES, rules_dir)
             (rules_dir / "bench.yaml").write_text(BENCH_RULE)
         else:
@@ -332,11 +362,13 @@ def run_paced(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, An
     pub.join()
     last = sampler.sample()
     sent = box["result"].progress.readings
-    deadline = time.monotonic() + 120
-    n = p.stored()
-    while n < sent and time.monotonic() < deadline:
-        time.sleep(1)
+    n, last_n, last_change = p.stored(), -1, time.monotonic()
+    while n < sent and time.monotonic() - last_change < 60:  # lost = no progress for 60 s
+        time.sleep(2)
         n = p.stored()
+        if n != last_n:
+            last_n, last_change = n, time.monotonic()
+    drain_s = time.monotonic() - last["t"]
     time.sleep(2.5)  # the next pipeline report carries the last observations
     stored_h = latency.delta(p.histogram("streams"), h0_stored)
     alert_h = latency.delta(p.histogram("alerts"), h0_alerts)
@@ -345,7 +377,8 @@ def run_paced(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, An
                   for r in timeline]
     return {
         "offered_readings_per_s": cfg.rate, "interval_s": round(interval_s, 4),
-        "seconds": cfg.seconds, "readings": sent, "stored": n, "lost": sent - n,
+        "seconds": cfg.seconds, "city_sensors": sensors, "readings": sent, "stored": n,
+        "lost": sent - n, "drain_after_publish_s": round(drain_s, 1),
         "achieved_publish_per_s": round(sent / max(last["t"] - t0, 1e-9)),
         "latency_event_to_stored": _quantiles(stored_h),
         "latency_evaluation_to_alert": _quantiles(alert_h),
@@ -388,13 +421,16 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--ingest", type=int, default=1)
     ap.add_argument("--no-rules", action="store_true")
+    ap.add_argument("--peer-flow", action="store_true",
+                    help="raw points + the Node-RED peer's two thresholds, no windows")
     ap.add_argument("--profile", action="store_true", help="py-spy ingest and workers")
     ap.add_argument("--label", default="")
     args = ap.parse_args()
     cfg = E2EConfig(fmt=args.format, size=args.size, minutes=args.minutes,
                     interval_s=args.interval, rate=args.rate,
                     seconds=args.seconds, workers=args.workers, ingest=args.ingest,
-                    rules=not args.no_rules, profile=args.profile, label=args.label)
+                    rules=not args.no_rules, peer_flow=args.peer_flow,
+                    profile=args.profile, label=args.label)
     out = run_e2e(cfg)
     shown = {k: v for k, v in out.items() if k != "timeline"}
     print(json.dumps(shown, indent=2))

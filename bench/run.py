@@ -6,8 +6,8 @@ Runs, one after the other on this machine's real servers (each case starts its o
 2. end to end, throughput: SenML packs and single-reading JSON, with the alert rules on;
    the same SenML load without rules; scaling with 2 Faust workers / 2 ingest replicas;
 3. the Node-RED peer on the same SenML and JSON loads;
-4. a paced soak at 70 % of the sustained SenML rate: latency distributions (event time →
-   stored point, rule evaluation → alert), memory and consumer lag over time.
+4. paced runs: latency at 50 % of the sustained SenML rate (event time → stored point,
+   rule evaluation → alert), and a soak at 70 %: memory and consumer lag over time.
 
 Writes ``bench/results/summary.json`` and the tables between the markers in
 ``docs/PERFORMANCE.md``. Numbers on a 2-core machine shared by load generator, brokers,
@@ -75,6 +75,8 @@ def run(quick: bool, skip_peer: bool) -> dict[str, Any]:
     runs["senml"] = e2e("senml", "senml")
     runs["json"] = e2e("json", "json")
     runs["senml-norules"] = e2e("senml-norules", "senml", rules=False)
+    runs["senml-peerflow"] = e2e("senml-peerflow", "senml", peer_flow=True)
+    runs["json-peerflow"] = e2e("json-peerflow", "json", peer_flow=True)
     runs["senml-2workers"] = e2e("senml-2workers", "senml", workers=2)
     runs["senml-2ingest"] = e2e("senml-2ingest", "senml", ingest=2)
     # the load of the first baseline (one reading per sensor per minute: ~3 window/index
@@ -102,10 +104,18 @@ def run(quick: bool, skip_peer: bool) -> dict[str, Any]:
             console.print(out["peer"][fmt])
 
     sustained = runs["senml"]["end_to_end_readings_per_s"]
+    # Latency: half the sustained rate, a city sized so each simulator tick (all sensors at
+    # one event time) is 0.5 s of load, 90 s.
+    rate = round(0.5 * sustained, -2)
+    console.rule(f"latency: {rate:.0f} readings/s for 90 s")
+    out["latency"] = bench_e2e.run_e2e(bench_e2e.E2EConfig(
+        fmt="senml", rate=rate, seconds=60 if quick else 90, label="latency"))
+    # Soak: 70 %, the largest city (20,000 sensors, each reporting every 20,000/rate s):
+    # rule windows hold samples per sensor, so sensor count and frequency shape memory.
     rate = round(0.7 * sustained, -2)
     console.rule(f"soak: {rate:.0f} readings/s for {plan['soak_s']} s")
-    out["soak"] = bench_e2e.run_e2e(bench_e2e.E2EConfig(fmt="senml", rate=rate,
-                                                        seconds=plan["soak_s"], label="soak"))
+    out["soak"] = bench_e2e.run_e2e(bench_e2e.E2EConfig(
+        fmt="senml", rate=rate, size="xl", seconds=plan["soak_s"], label="soak"))
     return out
 
 
@@ -134,16 +144,23 @@ def tables(res: dict[str, Any]) -> str:
                      f"{cpu.get('influx', 0):.0f} |")
     peer = res.get("peer") or {}
     if peer:
+        def rate(r: dict[str, Any]) -> str:
+            return _fmt(r["end_to_end_readings_per_s"])
+
         lines += ["", "| same load through | SenML readings/s | JSON readings/s |", "|---|---|---|",
-                  f"| urbanbrain (rules, windows, indices, Kafka) | "
-                  f"{_fmt(e2e['senml']['end_to_end_readings_per_s'])} | "
-                  f"{_fmt(e2e['json']['end_to_end_readings_per_s'])} |",
-                  f"| Node-RED {peer['senml']['versions']['node-red']} (decode, threshold, "
-                  f"InfluxDB batch) | {_fmt(peer['senml']['end_to_end_readings_per_s'])} | "
-                  f"{_fmt(peer['json']['end_to_end_readings_per_s'])} |"]
-        ratio = e2e["senml"]["end_to_end_readings_per_s"] / max(
-            peer["senml"]["end_to_end_readings_per_s"], 1)
-        lines += ["", f"urbanbrain / Node-RED (SenML): **{ratio:.2f}×**."]
+                  f"| Node-RED {peer['senml']['versions']['node-red']} (decode, 2 thresholds, "
+                  f"InfluxDB batch) | {rate(peer['senml'])} | {rate(peer['json'])} |"]
+        if "senml-peerflow" in e2e:
+            lines.append(f"| urbanbrain, the same flow (validation, Kafka, raw points, the same 2 "
+                         f"threshold rules; no windows) | {rate(e2e['senml-peerflow'])} | "
+                         f"{rate(e2e['json-peerflow'])} |")
+        lines.append(f"| urbanbrain, everything (windows, indices, roll-ups, 18 rules) | "
+                     f"{rate(e2e['senml'])} | {rate(e2e['json'])} |")
+        for key in ("senml-peerflow", "senml"):
+            if key in e2e:
+                ratio = e2e[key]["end_to_end_readings_per_s"] / max(
+                    peer["senml"]["end_to_end_readings_per_s"], 1)
+                lines += ["", f"urbanbrain ({key}) / Node-RED, SenML: **{ratio:.2f}×**."]
     lines += ["", "| limit (each alone) | rate | urbanbrain SenML as a share |", "|---|---|---|"]
     senml_rate = e2e["senml"]["end_to_end_readings_per_s"]
     if mqtt_pack:
@@ -155,21 +172,31 @@ def tables(res: dict[str, Any]) -> str:
     if influx:
         lines.append(f"| InfluxDB line protocol, 5 000-point batches | {_fmt(influx)} points/s | "
                      f"{100 * senml_rate / influx:.0f} % (raw points only) |")
-    soak = res.get("soak")
-    if soak:
-        st, al = soak["latency_event_to_stored"], soak["latency_evaluation_to_alert"]
-        lines += ["", f"Soak: {_fmt(soak['offered_readings_per_s'])} readings/s offered (70 % of "
-                  f"the sustained SenML rate) for {soak['seconds']:.0f} s, "
-                  f"{_fmt(soak['readings'])} readings, {soak['lost']} lost.", "",
+    for key, what in (("latency", "50 %"), ("soak", "70 %")):
+        r = res.get(key)
+        if not r:
+            continue
+        st, al = r["latency_event_to_stored"], r["latency_evaluation_to_alert"]
+        lines += ["", f"**{key}**: {_fmt(r['offered_readings_per_s'])} readings/s offered ({what} "
+                  f"of the sustained SenML rate) for {r['seconds']:.0f} s from "
+                  f"{_fmt(r.get('city_sensors'))} sensors (one reading each every "
+                  f"{r['interval_s']} s), {_fmt(r['readings'])} readings, {r['lost']} lost, "
+                  f"drained {r.get('drain_after_publish_s', '?')} s after the last publish.", "",
                   "| latency | n | p50 | p95 | p99 |", "|---|---|---|---|---|",
                   f"| event time → raw point stored | {_fmt(st['n'])} | {_fmt(st['p50_ms'])} ms | "
                   f"{_fmt(st['p95_ms'])} ms | {_fmt(st['p99_ms'])} ms |",
                   f"| rule evaluation → alert in Kafka | {_fmt(al['n'])} | {_fmt(al['p50_ms'])} ms | "
                   f"{_fmt(al['p95_ms'])} ms | {_fmt(al['p99_ms'])} ms |", "",
-                  f"Worker memory slope: {soak['worker_rss_mb_slope_per_min'] or 0:+.2f} MB/min; "
-                  f"consumer lag slope: {soak['lag_records_slope_per_min'] or 0:+.1f} records/min "
-                  f"(max {soak['max_lag_records']})."]
+                  f"Worker memory slope {r['worker_rss_mb_slope_per_min'] or 0:+.1f} MB/min "
+                  f"(last {_last_rss(r):.0f} MB); consumer lag slope "
+                  f"{r['lag_records_slope_per_min'] or 0:+.1f} records/min "
+                  f"(max {r['max_lag_records']})."]
     return "\n".join(lines)
+
+
+def _last_rss(r: dict[str, Any]) -> float:
+    t = r.get("timeline") or [{}]
+    return sum(v for k, v in t[-1].get("rss_mb", {}).items() if k.startswith("streams"))
 
 
 def write_doc(md: str) -> None:

@@ -156,6 +156,7 @@ def create_app(settings: Settings) -> faust.App:
                            nominal_kv=ss.streams_nominal_kv, nominal_hz=ss.streams_nominal_hz)
     stage = WindowStage(ss, TableStore(window_table), calc)
     decoded = DecodedBatches(consumers=2)  # store_readings + alert_sensors
+    windows_on = ss.streams_windows
     rollups = RollupStage(TableStore(rollup_table), expected_sources=ss.kafka_partitions,
                           grace_s=ss.streams_rollup_grace_s,
                           retention_ms=int(ss.streams_rollup_retention_s * 1000))
@@ -194,7 +195,8 @@ def create_app(settings: Settings) -> faust.App:
                     }))
                     continue
                 readings.extend(batch)
-                by_tp[(msg.topic, msg.partition)].append((msg.offset, batch))
+                if windows_on:
+                    by_tp[(msg.topic, msg.partition)].append((msg.offset, batch))
             # 1. raw readings: the write runs while the windows are computed (influxd works
             #    on it meanwhile); it is awaited before anything is acknowledged
             lines, bad = encoder.encode(readings)

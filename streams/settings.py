@@ -41,6 +41,10 @@ class StreamsSettings(Settings):
     streams_report_interval_s: float = Field(
         5.0, gt=0, description="how often the worker writes its ``pipeline`` point"
     )
+    streams_windows: bool = Field(
+        True, description="windows, indices and roll-ups; false: raw points and alert rules "
+        "only (an edge or archive deployment, and the Node-RED-equivalent bench flow)",
+    )
     streams_take_records: int = Field(200, ge=1, description="Kafka records per agent batch")
     streams_take_within_s: float = Field(0.2, gt=0, description="max wait to fill a batch")
 
