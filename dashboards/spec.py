@@ -401,6 +401,14 @@ def pipeline() -> Dashboard:
         ts("Consumer lag (records)", [
             f'SELECT max("lag_records") AS "lag_records" FROM {P} AND {STREAMS} '
             f'{TS}, "worker" fill(none)'], ["$tag_worker"]),
+        ts("Freshness: event time → raw point stored", [
+            f'SELECT max("lat_p50_ms") AS "p50", max("lat_p95_ms") AS "p95", '
+            f'max("lat_p99_ms") AS "p99" FROM {P} AND {STREAMS} {TS} fill(none)'],
+            ["", "", ""], "ms"),
+        ts("Alerts handed to Kafka/s", [
+            rate("pipeline", "sent_kafka_total", "alerts_per_s", "\"stage\" = 'alerts'",
+                 ("worker",))],
+            ["$tag_worker"], "ops"),
         ts("Agent batch time", [
             f'SELECT mean("agent_batch_ms") AS "agent_batch_ms" FROM {P} AND {STREAMS} '
             f'{TS}, "worker" fill(none)'], ["$tag_worker"], "ms"),
