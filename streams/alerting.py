@@ -72,6 +72,10 @@ class AlertSettings(BaseSettings):
         default_factory=list, description="comma-separated Alertmanager-compatible receivers"
     )
     reload_interval_s: float = Field(5.0, gt=0, description="rule file poll interval")
+    eval_step_s: float = Field(
+        5.0, ge=0, description="a backlog batch is evaluated at least every this much event "
+        "time (live batches span less and are one evaluation); 0: once per batch",
+    )
     state_checkpoint_s: float = Field(
         10.0, ge=0, description="write per-sensor rule state at most this often (0: every batch)"
     )
@@ -108,9 +112,10 @@ class PartitionEvaluators:
 
     def __init__(self, scope: str, store: Any, registry: Mapping[str, Mapping[str, Any]],
                  ruleset: Callable[[], RuleSet], partitions: int,
-                 checkpoint_s: float = 0.0) -> None:
+                 checkpoint_s: float = 0.0, eval_step_s: float = 0.0) -> None:
         self.scope = scope
         self.checkpoint_s = checkpoint_s
+        self.eval_step_ms = int(eval_step_s * 1000)
         self._checkpointed: dict[tuple[str, int], float] = {}
         self.store = store
         self.registry = registry
@@ -176,13 +181,35 @@ class PartitionEvaluators:
 
     def process(self, source: str, partition: int,
                 readings: list[Mapping[str, Any]]) -> list[AlertEvent]:
-        """Observe, tick at the batch's max event time. State is *not* persisted yet:
-        call :meth:`persist` after the events are delivered."""
+        """Observe and tick, at least every ``eval_step_ms`` of event time. State is *not*
+        persisted yet: call :meth:`persist` after the events are delivered.
+
+        Live, a batch spans a fraction of a second and is one tick at its newest event
+        time. A backlog batch (catching up after a crash or an outage, or one record
+        holding minutes of a gateway's samples) can span minutes: it is observed in
+        event-time steps, ticking after each, so an episode inside it still fires and
+        resolves (late, once) instead of being skipped by a single tick at the end. The
+        step is Prometheus' evaluation interval: an episode shorter than a step may be
+        missed in a backlog, never live."""
         ev, events = self.get(source, partition)
-        if readings:
+        if not readings:
+            return events
+        ts = [int(r["ts"]) for r in readings]
+        lo, hi = min(ts), max(ts)
+        step = self.eval_step_ms
+        if step <= 0 or hi // step == lo // step:
             ev.observe(readings)
-            now = max(int(r["ts"]) for r in readings)
-            events += ev.tick(now)
+            return events + ev.tick(hi)
+        order = sorted(range(len(ts)), key=ts.__getitem__)  # stable: arrival order kept
+        i, n = 0, len(order)
+        while i < n:
+            bucket = ts[order[i]] // step
+            j = i + 1
+            while j < n and ts[order[j]] // step == bucket:
+                j += 1
+            ev.observe([readings[k] for k in order[i:j]])
+            events += ev.tick(ts[order[j - 1]])
+            i = j
         return events
 
     def persist_all(self) -> int:
@@ -327,9 +354,11 @@ def register_alerting(app: faust.App, settings: Settings, writer: InfluxWriter, 
                            external_url=cfg.external_url, close_writer=own_writer)
     app.service(outputs)  # type: ignore[arg-type]  # an instance is accepted too
     sensors = PartitionEvaluators("sensor", TableStore(sensor_table), registry,
-                                  lambda: watcher.ruleset, n, cfg.state_checkpoint_s)
+                                  lambda: watcher.ruleset, n, cfg.state_checkpoint_s,
+                                  cfg.eval_step_s)
     districts = PartitionEvaluators("district", TableStore(district_table), registry,
-                                    lambda: watcher.ruleset, n, cfg.state_checkpoint_s)
+                                    lambda: watcher.ruleset, n, cfg.state_checkpoint_s,
+                                  cfg.eval_step_s)
     district_part = Partitioner(n)
     app.urbanbrain_alerting = {  # type: ignore[attr-defined]
         "sensors": sensors, "districts": districts, "outputs": outputs, "watcher": watcher,
@@ -399,8 +428,10 @@ def register_alerting(app: faust.App, settings: Settings, writer: InfluxWriter, 
 
 def create_alerting_app(settings: Settings) -> faust.App:
     """A Faust app that runs only the alerting part (own consumer group ``<id>-alerting``)."""
+    from . import faust_patches
     from .app import faust_config
 
+    faust_patches.apply()
     app = faust.App(f"{settings.streams_app_id}-alerting", **faust_config(settings))
     register_alerting(app, settings, InfluxWriter(settings), own_writer=True)
     return app

