@@ -15,6 +15,10 @@ Pipeline:
 3. firing/resolved transitions -> firing intervals per rule and instance;
 4. scoring (see :func:`score`): each rule maps to the ground-truth kinds it is meant to
    detect (:data:`DETECTS`, overridable with a rule label ``detects: a,b``).
+
+A scenario may start with history days (``Scenario.history_days``): they are replayed, so
+time-of-day baselines have seen the city, but only the span from the scenario's start on
+is scored.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import operator
+import re
 import statistics
 import tempfile
 import time
@@ -51,25 +57,67 @@ MINUTE = 60_000
 #: Which ground-truth kinds each starter rule is meant to detect (alert name -> kinds).
 #: An empty tuple = no ground truth (only the firing count is reported). A rule label
 #: ``detects: "kind1,kind2"`` (or ``none``) overrides this table.
+#:
+#: A kind may carry a *category* ``kind[metric>value]``: the rule answers for incidents of
+#: that kind whose hourly mean of ``metric`` (at one of the incident's sensors, during the
+#: incident) passed ``value`` (see :func:`incident_peaks`). Why: an AQI category rule is
+#: defined by its category; a pollution episode that never reached an hourly AQI of 200
+#: is no "very unhealthy" episode, so not a miss of AirQualityVeryUnhealthy. Its firings
+#: on any incident of the kind still count as true positives.
 DETECTS: dict[str, tuple[str, ...]] = {
     "Congestion": ("congestion", "accident"),
     "ProbableAccident": ("accident",),
-    "AirQualityUnhealthySensitive": ("pollution",),
-    "AirQualityUnhealthy": ("pollution",),
-    "AirQualityVeryUnhealthy": ("pollution",),
+    "AirQualityUnhealthySensitive": ("pollution[aqi_us>100]",),
+    "AirQualityUnhealthy": ("pollution[aqi_us>150]",),
+    "AirQualityVeryUnhealthy": ("pollution[aqi_us>200]",),
     "PollutionEpisode": ("pollution",),
     "PM25Anomaly": ("pollution",),
     "WaterMainBurst": ("water_burst",),
     "LowWaterPressure": ("water_burst",),
     "PowerOutage": ("power_outage",),
-    "PowerDistrictSilent": (),
-    "VoltageOutOfBand": ("power_outage",),
-    "FrequencyOutOfBand": (),
-    "SensorSilent": ("fault.dropout", "power_outage"),
+    "PowerDistrictSilent": ("backhaul_loss",),
+    "VoltageOutOfBand": ("voltage_excursion", "power_outage"),
+    "FrequencyOutOfBand": ("frequency_excursion",),
+    "SensorSilent": ("fault.dropout", "power_outage", "backhaul_loss"),
     "SensorStuckPressure": ("fault.stuck",),
     "SensorStuckVoltage": ("fault.stuck",),
     "SensorStuckAirQuality": ("fault.stuck",),
 }
+
+_CATEGORY = re.compile(r"^([A-Za-z0-9_.]+)\[([A-Za-z0-9_]+)\s*(>=|<=|>|<)\s*(-?[0-9.]+)\]$")
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+PEAK_WINDOW = "1h"  # categories are judged on hourly means (as AQI is reported)
+
+
+@dataclass(frozen=True)
+class Detects:
+    """One entry of a rule's ``detects``: a ground-truth kind, optionally a category."""
+
+    kind: str
+    metric: str | None = None
+    op: str = ">"
+    value: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> Detects:
+        m = _CATEGORY.match(text.strip())
+        if m is None:
+            return cls(text.strip())
+        return cls(m.group(1), m.group(2), m.group(3), float(m.group(4)))
+
+    def __str__(self) -> str:
+        if self.metric is None:
+            return self.kind
+        return f"{self.kind}[{self.metric}{self.op}{self.value:g}]"
+
+    def answers_for(self, inc: Any, peaks: Mapping[str, Mapping[str, float]] | None) -> bool:
+        """Whether the rule is responsible for detecting ``inc`` (its kind and category)."""
+        if inc.kind != self.kind:
+            return False
+        if self.metric is None:
+            return True
+        peak = ((peaks or {}).get(inc.incident_id) or {}).get(f"{self.metric}{self.op[0]}")
+        return peak is not None and _OPS[self.op](peak, self.value)
 
 
 def detects_of(rule: Rule) -> tuple[str, ...]:
@@ -77,6 +125,19 @@ def detects_of(rule: Rule) -> tuple[str, ...]:
     if lab is not None:
         return tuple(k.strip() for k in str(lab).split(",") if k.strip() and k.strip() != "none")
     return DETECTS.get(rule.alert, ())
+
+
+def min_fault_ms(rule: Rule) -> int:
+    """The shortest sensor fault the rule can see by its own definition: a silence shorter
+    than ``silent_for`` is not "silent for" it; a value frozen for less than the window of
+    a stuck detector (stddev/range over the window) has not "stopped changing for" it."""
+    c = rule.condition
+    if isinstance(c, AbsenceCond):
+        return c.silent_for_ms
+    parts = c.parts if isinstance(c, CompositeCond) and c.mode == "all" else (c,)
+    return max((p.probe.window_ms for p in parts
+                if isinstance(p, ThresholdCond) and p.probe.aggregate in ("stddev", "range")),
+               default=0)
 
 
 # --------------------------------------------------------------------------- data classes
@@ -98,7 +159,7 @@ class RuleScore:
     rule: str
     alert: str
     detects: str
-    status: str  # scored | no ground truth | no incidents
+    status: str  # scored | no ground truth | no incidents (scored on false positives only)
     firings: int
     tp_firings: int
     precision: float | None
@@ -109,6 +170,13 @@ class RuleScore:
     latency_max_s: float | None
     missed: str = ""
     plot: str = ""
+    false_positives: int = 0
+    # ground truth left out of recall, with the reason: faults shorter than the rule can
+    # see by definition, incidents still running when the replay ends, incidents below
+    # the rule's category
+    undetectable: int = 0
+    truncated: int = 0
+    below_category: int = 0
 
 
 @dataclass
@@ -122,6 +190,7 @@ class BacktestResult:
     span_ms: tuple[int, int]
     files: dict[str, str] = field(default_factory=dict)
     detail: dict[str, dict] = field(default_factory=dict)
+    peaks: dict[str, dict] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- readings
@@ -265,39 +334,55 @@ def rule_sees(rule: Rule, sid: str, registry: Mapping[str, Mapping[str, Any]]) -
     return not have or metric in have
 
 
-def _matches_place(f: Firing, inc: Any) -> bool:
+def _matches_place(f: Firing, inc: Any,
+                   registry: Mapping[str, Mapping[str, Any]] | None = None) -> bool:
+    """Sensor scope: the firing's sensor is one the incident affects. District scope: the
+    firing's district is the incident's, or one of its affected sensors lies in it (a
+    queue backs up across a district boundary; a burst lowers pressure next door)."""
     if f.sensor is not None:
         return f.sensor in inc.sensors or f.sensor == inc.epicentre
-    return f.district == inc.district
+    if f.district == inc.district:
+        return True
+    return registry is not None and any(
+        (registry.get(s) or {}).get("district") == f.district for s in inc.sensors)
 
 
 def score(ruleset: RuleSet, firings: Sequence[Firing], truth: Sequence[Any], *,
-          span: tuple[int, int], registry: Mapping[str, Mapping[str, Any]] | None = None, before_ms: int = 5 * MINUTE, after_ms: int = 30 * MINUTE
+          span: tuple[int, int], registry: Mapping[str, Mapping[str, Any]] | None = None,
+          before_ms: int = 5 * MINUTE, after_ms: int = 30 * MINUTE,
+          peaks: Mapping[str, Mapping[str, float]] | None = None,
           ) -> tuple[list[RuleScore], dict[str, dict]]:
     """Per-rule precision, recall and detection latency.
 
     A firing interval is a true positive when it overlaps ``[start - before, end + after]``
     of an incident of one of the rule's kinds at the same place (sensor scope: the firing's
-    sensor is among the incident's ``sensors``; district scope: same district). ``after``
-    allows for windows and hysteresis that keep an alert up after the cause ended.
-    precision = TP firings / firings; recall = detected incidents / incidents of those
-    kinds that started inside the replayed span (and touch a sensor the rule
-    evaluates); latency = first matching firing start -
-    incident start.
+    sensor is among the incident's ``sensors``; district scope: the incident's district or
+    a district its sensors are in). ``after`` allows for windows and hysteresis that keep
+    an alert up after the cause ended. Firings that start before the span (history) are
+    not scored. precision = TP firings / firings; recall = detected incidents / incidents
+    the rule answers for: of its kinds (and categories, see :data:`DETECTS`), starting and
+    ending inside the span, touching a sensor the rule evaluates, and — for sensor faults
+    — at least as long as the rule can see by definition (:func:`min_fault_ms`). Each
+    exclusion is counted in the score. A rule with kinds but no such incident is scored
+    on its false positives only (status ``no incidents``). latency = first matching
+    firing start - incident start.
     """
+    t0, t1 = span
     by_rule: dict[str, list[Firing]] = defaultdict(list)
     for f in firings:
-        by_rule[f.rule].append(f)
-    t0, t1 = span
+        if f.start_ms >= t0:
+            by_rule[f.rule].append(f)
     out: list[RuleScore] = []
     detail: dict[str, dict] = {}
     for rule in ruleset.rules:
         kinds = detects_of(rule)
+        specs = [Detects.parse(k) for k in kinds]
+        base = {d.kind for d in specs}
         fs = by_rule.get(rule.alert, [])
-        incs = [i for i in truth if i.kind in kinds and i.start_ms < t1 and i.end_ms > t0
+        incs = [i for i in truth if i.kind in base and i.start_ms < t1 and i.end_ms > t0
                 and (registry is None or any(rule_sees(rule, s, registry) for s in i.sensors))]
         for f in fs:
-            f.matched = [i.incident_id for i in incs if _matches_place(f, i)
+            f.matched = [i.incident_id for i in incs if _matches_place(f, i, registry)
                          and f.start_ms <= i.end_ms + after_ms
                          and f.end_ms >= i.start_ms - before_ms]
         lat: dict[str, float] = {}
@@ -305,9 +390,19 @@ def score(ruleset: RuleSet, firings: Sequence[Firing], truth: Sequence[Any], *,
             starts = [f.start_ms for f in fs if i.incident_id in f.matched]
             if starts:
                 lat[i.incident_id] = (min(starts) - i.start_ms) / 1000.0
-        # only incidents fully inside the span count for recall (a truncated one may
-        # legitimately be undetectable yet)
-        scored = [i for i in incs if i.start_ms >= t0 and i.start_ms < t1]
+        shortest = min_fault_ms(rule)
+        scored, undetectable, truncated, below = [], 0, 0, 0
+        for i in incs:
+            if i.start_ms < t0:
+                continue  # began in the history (or before the recording)
+            if i.kind.startswith("fault.") and i.end_ms - i.start_ms < shortest:
+                undetectable += 1
+            elif i.end_ms > t1:
+                truncated += 1  # still going when the replay ends
+            elif not any(d.answers_for(i, peaks) for d in specs):
+                below += 1
+            else:
+                scored.append(i)
         detected = [i for i in scored if i.incident_id in lat]
         tp = sum(1 for f in fs if f.matched)
         lats = [lat[i.incident_id] for i in detected]
@@ -327,14 +422,52 @@ def score(ruleset: RuleSet, firings: Sequence[Firing], truth: Sequence[Any], *,
             latency_max_s=max(lats) if lats else None,
             missed=",".join(i.incident_id for i in scored if i.incident_id not in lat
                             and not i.kind.startswith("fault.")),
+            false_positives=(len(fs) - tp) if kinds else 0,
+            undetectable=undetectable, truncated=truncated, below_category=below,
         ))
         per_kind = {}
-        for k in kinds:
-            ks = [i for i in scored if i.kind == k]
-            per_kind[k] = {"incidents": len(ks),
-                           "detected": sum(1 for i in ks if i.incident_id in lat)}
-        detail[rule.alert] = {"per_kind": per_kind, "latency_s": lat}
+        for d in specs:
+            ks = [i for i in scored if d.answers_for(i, peaks)]
+            per_kind[str(d)] = {"incidents": len(ks),
+                                "detected": sum(1 for i in ks if i.incident_id in lat)}
+        detail[rule.alert] = {
+            "per_kind": per_kind, "latency_s": lat,
+            "missed_faults": [i.incident_id for i in scored if i.incident_id not in lat
+                              and i.kind.startswith("fault.")],
+            "excluded": {"undetectable": undetectable, "truncated": truncated,
+                         "below_category": below, "min_fault_s": shortest / 1000.0},
+        }
     return out, detail
+
+
+def incident_peaks(ruleset: RuleSet, truth: Sequence[Any], wide: pd.DataFrame
+                   ) -> dict[str, dict[str, float]]:
+    """For the categories the rules use: per incident, the highest (``>``) or lowest
+    (``<``) hourly rolling mean of the metric at the incident's sensors during it.
+    Keys ``"<metric>>"`` / ``"<metric><"``."""
+    wanted: dict[str, set[tuple[str, str]]] = defaultdict(set)  # kind -> {(metric, side)}
+    for rule in ruleset.rules:
+        for k in detects_of(rule):
+            d = Detects.parse(k)
+            if d.metric is not None:
+                wanted[d.kind].add((d.metric, d.op[0]))
+    out: dict[str, dict[str, float]] = {}
+    if not wanted or not len(wide):
+        return out
+    for inc in truth:
+        for metric, side in wanted.get(inc.kind, ()):
+            if metric not in wide:
+                continue
+            rows = wide[(wide["ts"] >= inc.start_ms) & (wide["ts"] <= inc.end_ms)
+                        & wide["sensor_id"].isin(inc.sensors)][["ts", "sensor_id", metric]]
+            rows = rows.dropna()
+            if not len(rows):
+                continue
+            rows = rows.assign(t=pd.to_datetime(rows["ts"], unit="ms")).set_index("t")
+            hourly = rows.groupby("sensor_id", observed=True)[metric].rolling(PEAK_WINDOW).mean()
+            val = hourly.max() if side == ">" else hourly.min()
+            out.setdefault(inc.incident_id, {})[f"{metric}{side}"] = float(val)
+    return out
 
 
 # --------------------------------------------------------------------------- plots
@@ -346,6 +479,8 @@ def _signal_metric(rule: Rule) -> tuple[str | None, list[float], list[float]]:
         lv = c.level
         probe = c.probe
     elif isinstance(c, CompositeCond):
+        if isinstance(c.parts[0], AnomalyCond):
+            return c.parts[0].probe.metric, [], []
         lv = c.parts[0].level
         probe = c.parts[0].probe
     elif isinstance(c, AnomalyCond):
@@ -400,7 +535,7 @@ def plot_rule(path: Path, rule: Rule, fs: list[Firing], truth: Sequence[Any],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds = detects_of(rule)
+    kinds = {Detects.parse(k).kind for k in detects_of(rule)}
     incs = [i for i in truth if i.kind in kinds and i.start_ms < span[1] and i.end_ms > span[0]]
     sensor = _pick_sensor(rule, fs, incs, registry, wide)
     metric, lines, clears = _signal_metric(rule)
@@ -465,8 +600,11 @@ def plot_rule(path: Path, rule: Rule, fs: list[Firing], truth: Sequence[Any],
 def backtest(rule_paths: Sequence[str], readings: pd.DataFrame, truth: Sequence[Any],
              registry_csv: str | Path, *, out_dir: str | Path | None = None,
              tick_every_ms: int | None = None, before_ms: int = 5 * MINUTE,
-             after_ms: int = 30 * MINUTE, plots: bool = True) -> BacktestResult:
-    """Replay ``readings`` (long table) through the rules and score against ``truth``."""
+             after_ms: int = 30 * MINUTE, plots: bool = True,
+             scored_from_ms: int | None = None) -> BacktestResult:
+    """Replay ``readings`` (long table) through the rules and score against ``truth``.
+
+    ``scored_from_ms``: readings before it are history (replayed, not scored)."""
     timing: dict[str, float] = {}
     t = time.perf_counter()
     registry = load_registry_csv(registry_csv)
@@ -477,11 +615,13 @@ def backtest(rule_paths: Sequence[str], readings: pd.DataFrame, truth: Sequence[
     firings, ticks = replay(ruleset, registry, wide, tick_every_ms)
     timing["replay_s"] = time.perf_counter() - t
     span = (int(wide["ts"].min()), int(wide["ts"].max())) if len(wide) else (0, 0)
+    if scored_from_ms is not None:
+        span = (max(span[0], int(scored_from_ms)), span[1])
+    peaks = incident_peaks(ruleset, truth, wide)
     scores, detail = score(ruleset, firings, truth, span=span, registry=registry,
-                           before_ms=before_ms,
-                           after_ms=after_ms)
+                           before_ms=before_ms, after_ms=after_ms, peaks=peaks)
     res = BacktestResult(scores, firings, list(truth), timing, len(wide), ticks, span,
-                         detail=detail)
+                         detail=detail, peaks=peaks)
     if out_dir is not None:
         t = time.perf_counter()
         write_outputs(res, ruleset, registry, wide, Path(out_dir), plots=plots)
@@ -512,6 +652,7 @@ def write_outputs(res: BacktestResult, ruleset: RuleSet, registry: Mapping[str, 
     json_path = out / "backtest.json"
     json_path.write_text(json.dumps({
         "span_ms": list(res.span_ms), "readings": res.n_readings, "ticks": res.ticks,
+        "peaks": res.peaks,
         "timing": res.timing, "scores": [asdict(s) for s in res.scores],
         "detail": res.detail, "firings": [asdict(f) for f in res.firings],
     }, indent=1, default=str))
@@ -519,15 +660,22 @@ def write_outputs(res: BacktestResult, ruleset: RuleSet, registry: Mapping[str, 
     res.files["json"] = str(json_path)
 
 
-def scenario_inputs(name: str, days: float | None = None
-                    ) -> tuple[pd.DataFrame, list[Any], Path]:
-    """(readings, ground truth, registry CSV path) of a named simulator scenario."""
-    from urbanbrain.simulators.scenario import generate_offline
+def scenario_inputs(name: str, days: float | None = None, seed: int | None = None
+                    ) -> tuple[pd.DataFrame, list[Any], Path, int]:
+    """(readings, ground truth, registry CSV path, scored-from time) of a named simulator
+    scenario, history included; ``seed`` replaces the scenario's (another city, other
+    noise and faults, the same incident plan)."""
+    import dataclasses
 
-    data = generate_offline(name, days=days)
+    from urbanbrain.simulators.scenario import generate_offline, get_scenario
+
+    sc = get_scenario(name)
+    if seed is not None:
+        sc = dataclasses.replace(sc, seed=int(seed))
+    data = generate_offline(sc, days=days)
     reg = Path(tempfile.mkdtemp(prefix="ub-backtest-")) / "registry.csv"
     data.city.write_registry(reg)
-    return data.readings, data.ground_truth, reg
+    return data.readings, data.ground_truth, reg, data.scored_from_ms
 
 
 def recording_inputs(path: str | Path, ground_truth: str | Path, registry: str | Path,
@@ -540,6 +688,34 @@ def recording_inputs(path: str | Path, ground_truth: str | Path, registry: str |
         t0 = int(df["ts"].min())
         df = df[df["ts"] < t0 + int(days * 86_400_000)]
     return df, read_ground_truth(ground_truth), Path(registry)
+
+
+def manifest_scored_from(recording: str | Path) -> int | None:
+    """The scored start written by ``write_scenario`` next to a recording, if any."""
+    p = Path(f"{Path(recording).with_suffix('')}.manifest.json")
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return int(doc["start_ms"]) if doc.get("history_days") else None
+
+
+def note(s: RuleScore) -> str:
+    """The table's note column: status, misses and what was left out of recall, and why."""
+    parts = []
+    if s.status == "no incidents":
+        parts.append(f"no incidents: scored on false positives only ({s.false_positives})")
+    elif s.status != "scored":
+        parts.append(s.status)
+    if s.missed:
+        parts.append(f"missed {s.missed}")
+    if s.undetectable:
+        parts.append(f"{s.undetectable} fault(s) shorter than the rule can see")
+    if s.truncated:
+        parts.append(f"{s.truncated} still running at the end")
+    if s.below_category:
+        parts.append(f"{s.below_category} below its category")
+    return "; ".join(parts)
 
 
 def fmt(v: float | None, spec: str = ".2f") -> str:

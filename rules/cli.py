@@ -107,6 +107,14 @@ def backtest(
         "backtest-out"
     ),
     days: Annotated[float | None, typer.Option(help="only the first N days")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="scenario: replace its seed (another city, same plan)")
+    ] = None,
+    warmup: Annotated[
+        str | None,
+        typer.Option(help="recording: replay this much history first, unscored (e.g. 4d); "
+                          "default: the manifest's history, else none"),
+    ] = None,
     tick: Annotated[
         str | None, typer.Option(help="tick on a regular grid (e.g. 1m); default: each timestamp")
     ] = None,
@@ -119,6 +127,7 @@ def backtest(
     import time
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from urbanbrain.rules import backtest as bt
@@ -127,8 +136,9 @@ def backtest(
         typer.echo("give exactly one of --scenario or --recording", err=True)
         raise typer.Exit(2)
     t0 = time.perf_counter()
+    scored_from: int | None = None
     if scenario is not None:
-        df, truth, reg = bt.scenario_inputs(scenario, days=days)
+        df, truth, reg, scored_from = bt.scenario_inputs(scenario, days=days, seed=seed)
     else:
         if ground_truth is None:
             typer.echo("--recording needs --ground-truth", err=True)
@@ -139,22 +149,29 @@ def backtest(
             typer.echo(f"registry {reg_path} not found: pass --registry", err=True)
             raise typer.Exit(2)
         df, truth, reg = bt.recording_inputs(recording, ground_truth, reg_path, days=days)
+        if warmup is not None:
+            scored_from = int(df["ts"].min()) + _duration_ms(warmup) if len(df) else None
+        else:
+            scored_from = bt.manifest_scored_from(recording)
     load_s = time.perf_counter() - t0
     res = bt.backtest(paths or [DEFAULT_RULES], df, truth, reg, out_dir=out,
                       tick_every_ms=_duration_ms(tick) if tick else None,
-                      after_ms=_duration_ms(tolerance), plots=plots)
+                      after_ms=_duration_ms(tolerance), plots=plots,
+                      scored_from_ms=scored_from)
     res.timing["load_s"] = load_s
-    table = Table(title=f"backtest: {res.n_readings:,} readings, {res.ticks:,} ticks")
-    for c in ("rule", "detects", "firings", "TP", "precision", "incidents", "recall",
+    table = Table(title=f"backtest: {res.n_readings:,} readings, {res.ticks:,} ticks, scored "
+                        f"{(res.span_ms[1] - res.span_ms[0]) / 86_400_000:.2f} days")
+    for c in ("rule", "detects", "firings", "TP", "FP", "precision", "incidents", "recall",
               "latency med/max", "note"):
-        table.add_column(c)
+        table.add_column(c, no_wrap=c in ("rule", "detects"))
     for s in res.scores:
-        note = s.status if s.status != "scored" else (f"missed {s.missed}" if s.missed else "")
-        table.add_row(s.alert, s.detects or "-", str(s.firings), str(s.tp_firings),
-                      bt.fmt(s.precision), f"{s.detected}/{s.incidents}", bt.fmt(s.recall),
+        # escape: "pollution[aqi_us>200]" is not rich markup
+        table.add_row(s.alert, escape(s.detects or "-"), str(s.firings), str(s.tp_firings),
+                      str(s.false_positives), bt.fmt(s.precision), f"{s.detected}/{s.incidents}",
+                      bt.fmt(s.recall),
                       f"{bt.fmt(s.latency_median_s, '.0f')}/{bt.fmt(s.latency_max_s, '.0f')} s",
-                      note)
-    con = Console()
+                      escape(bt.note(s)))
+    con = Console(width=max(Console().width, 160))
     con.print(table)
     con.print("timing: " + ", ".join(f"{k} {v:.1f}s" for k, v in res.timing.items()))
     con.print(f"wrote {res.files.get('csv')}, {res.files.get('json')} and "

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from urbanbrain.rules import windows
+from urbanbrain.rules import seasonal, windows
 from urbanbrain.rules.alerts import AlertEvent, fingerprint
 from urbanbrain.rules.model import (
     AbsenceCond,
@@ -53,10 +53,12 @@ class _Plan:
     last: frozenset[str]  # metrics whose last-seen time absence rules need
     ewma: dict[str, list[tuple[str, int]]]  # metric -> [(state key, halflife)]
     weekly: frozenset[str]
+    # metric -> [(state key, local clock, across-days weight)] of time-of-day baselines
+    tod: dict[str, list[tuple[str, seasonal.LocalClock, float]]]
 
     @property
     def empty(self) -> bool:
-        return not (self.samples or self.last or self.ewma or self.weekly)
+        return not (self.samples or self.last or self.ewma or self.weekly or self.tod)
 
 
 def _alert_key(rule_id: str, inst: str) -> str:
@@ -126,6 +128,11 @@ class Evaluator:
         self._plans: dict[str, _Plan] = {}
         self._cands: dict[str, list[str]] = {}
         self._ignored: set[str] = set()
+        self._hops: dict[tuple[str, int], set[str]] = {}
+        self._tod_pos: dict[tuple[str, int], tuple[int, int, float]] = {}
+        self._div_cache: dict[tuple[str, str | None], float] = {}
+        self._z_now: int | None = None
+        self._z_memo: dict[tuple[str, str], tuple[float | None, float]] = {}
 
     def _neighbours(self) -> dict[str, set[str]]:
         adj: dict[str, set[str]] = defaultdict(set)
@@ -147,6 +154,7 @@ class Evaluator:
         last: set[str] = set()
         ewma: dict[str, list[tuple[str, int]]] = defaultdict(list)
         weekly: set[str] = set()
+        tod: dict[str, list[tuple[str, seasonal.LocalClock, float]]] = defaultdict(list)
         for r in self._rules:
             if not r.selector.matches(sid, attrs):
                 continue
@@ -155,14 +163,19 @@ class Evaluator:
             c = r.condition
             if isinstance(c, AbsenceCond) and c.metric:
                 last.add(c.metric)
-            if isinstance(c, AnomalyCond):
-                if c.method == "ewma" and (c.key, c.halflife_ms) not in ewma[c.probe.metric]:
-                    ewma[c.probe.metric].append((c.key, c.halflife_ms))
-                if c.seasonal == "same_hour_last_week":
-                    weekly.add(c.probe.metric)
+            for a in r.anomalies():
+                m = a.probe.metric
+                if a.method == "ewma" and (a.key, a.halflife_ms) not in ewma[m]:
+                    ewma[m].append((a.key, a.halflife_ms))
+                if a.seasonal == "same_hour_last_week":
+                    weekly.add(m)
+                if a.seasonal == "time_of_day" and all(k != a.tod_key for k, _, _ in tod[m]):
+                    tod[m].append(
+                        (a.tod_key, seasonal.clock(a.timezone), seasonal.alpha_for(a.halflife_ms))
+                    )
             if isinstance(c, AbsenceCond) and not c.metric:
                 last.add("")  # marker: the sensor matters for absence even without samples
-        return _Plan(samples, frozenset(last), dict(ewma), frozenset(weekly))
+        return _Plan(samples, frozenset(last), dict(ewma), frozenset(weekly), dict(tod))
 
     def _plan_for(self, sid: str, attrs: Mapping[str, Any]) -> _Plan:
         p = self._plans.get(sid)
@@ -178,6 +191,19 @@ class Evaluator:
                 s for s in pool if rule.selector.matches(s, self.attrs(s))
             )
         return c
+
+    def _districts(self, rule: Rule) -> list[tuple[str, list[str]]]:
+        """A district rule's candidates by district, sorted (cached like the candidates)."""
+        key = "d|" + rule.id
+        got = self._cands.get(key)
+        if got is None:
+            by_d: dict[str, list[str]] = defaultdict(list)
+            for sid in self._candidates(rule):
+                d = self.attrs(sid).get("district")
+                if d:
+                    by_d[str(d)].append(sid)
+            got = self._cands[key] = sorted(by_d.items())  # type: ignore[assignment]
+        return got  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ observe
     def observe(self, readings: Iterable[Mapping[str, Any]]) -> int:
@@ -228,6 +254,11 @@ class Evaluator:
                     windows.ewma_update(st.ewma.setdefault(key, []), x, ts, hl)
                 if name in plan.weekly:
                     st.weekly_add(name, ts, x)
+                for key, clk, alpha in plan.tod.get(name, ()):
+                    b = st.tod.get(key)
+                    if b is None:
+                        b = st.tod[key] = seasonal.new_state()
+                    seasonal.add(b, ts, x, clk, alpha)
             self._dirty.add("s|" + sid)
             used += 1
             if wm is None or ts > wm:
@@ -238,30 +269,42 @@ class Evaluator:
         return used
 
     # ------------------------------------------------------------------ probes
-    def _relative(self, probe: Probe, sid: str, v: float) -> float | None:
-        if probe.relative_attr is None:
-            return v
-        d = self.attrs(sid).get(probe.relative_attr)
+    def _divisor(self, probe: Probe, sid: str, v: float) -> float | None:
+        """What ``relative_to`` divides by for this sensor (and value); None: nothing."""
+        key = (sid, probe.relative_attr)
+        div = self._div_cache.get(key)
+        if div is not None:
+            return div
+        d = self.attrs(sid).get(probe.relative_attr)  # type: ignore[arg-type]
         try:
             div = float(d) if d not in (None, "") else None
         except (TypeError, ValueError):
             div = None
-        if div is None and probe.relative_standard:
+        if div:
+            self._div_cache[key] = div  # the sensor's own attribute: fixed
+            return div
+        if probe.relative_standard:
             div = min(probe.relative_standard, key=lambda lv: (abs(lv - v), lv))
         if div is None:
             div = probe.relative_default
-        if not div:
-            return None
-        return v / div
+        return div or None
+
+    def _relative(self, probe: Probe, sid: str, v: float) -> float | None:
+        if probe.relative_attr is None:
+            return v
+        div = self._divisor(probe, sid, v)
+        return None if div is None else v / div
 
     def _probe(self, probe: Probe, sid: str, st: SensorState, now: int) -> float | None:
-        _, vs = st.window(probe.metric, now - probe.span_ms, now)
+        end = now - probe.offset_ms
+        _, vs = st.window(probe.metric, end - probe.span_ms, end)
         if len(vs) < probe.min_samples or not vs:
             return None
         return self._relative(probe, sid, windows.aggregate(probe.aggregate, vs))
 
     def _rate(self, c: RateCond, sid: str, st: SensorState, now: int) -> float | None:
-        ts, vs = st.window(c.probe.metric, now - c.probe.span_ms, now)
+        end = now - c.probe.offset_ms
+        ts, vs = st.window(c.probe.metric, end - c.probe.span_ms, end)
         if len(vs) < max(2, c.probe.min_samples):
             return None
         r = windows.rate_per_minute(ts, vs, c.method)
@@ -275,8 +318,16 @@ class Evaluator:
         return self._relative(c.probe, sid, r)
 
     def _part(
-        self, c: ThresholdCond | RateCond, sid: str, st: SensorState, now: int, active: bool
+        self,
+        c: ThresholdCond | RateCond | AnomalyCond,
+        sid: str,
+        st: SensorState,
+        now: int,
+        active: bool,
     ) -> tuple[bool, float | None]:
+        if isinstance(c, AnomalyCond):
+            ok, z, _ = self._anomaly(c, sid, st, now, active)
+            return ok, z
         v = (
             self._rate(c, sid, st, now)
             if isinstance(c, RateCond)
@@ -296,6 +347,18 @@ class Evaluator:
                 return False, None, {}
             z = windows.ewma_z(e, c.min_std)
             observed = e[4]
+        elif c.seasonal == "time_of_day":
+            # rules that share the observation and baseline (Congestion / ProbableAccident)
+            # share the z-score of a sensor at a tick
+            if now != self._z_now:
+                self._z_now, self._z_memo = now, {}
+            mkey = (c.z_key, sid)
+            got = self._z_memo.get(mkey)
+            if got is None:
+                got = self._z_memo[mkey] = self._tod_z(c, sid, st, now)
+            z, observed = got
+            if z is None:
+                return False, None, {}
         else:
             ts, vs = st.window(p.metric, now - p.span_ms, now)
             if not vs:
@@ -323,6 +386,44 @@ class Evaluator:
             cond = score > c.threshold
         return cond, z, {"observed": observed}
 
+    def _tod_z(
+        self, c: AnomalyCond, sid: str, st: SensorState, now: int
+    ) -> tuple[float | None, float]:
+        """(z-score, observation) against the time-of-day baseline; z None: no value.
+        With ``relative_to`` the deviation and the spread are divided by the sensor's
+        divisor first, so ``min_std`` is in relative units (speed / free-flow speed)."""
+        # baseline first: it is a few list reads, and without history nothing else counts
+        b = st.tod.get(c.tod_key)
+        if b is None:
+            return None, 0.0
+        base = seasonal.baseline_at(b, self._tod_positions(c.timezone, now))
+        if base is None or base[0] < c.min_samples:
+            return None, 0.0
+        p = c.probe
+        _, vs = st.window(p.metric, now - p.span_ms, now)
+        if not vs:
+            return None, 0.0
+        observed = windows.aggregate(p.aggregate, vs) if p.window_ms else vs[-1]
+        diff, sd = observed - base[1], base[2]
+        if p.relative_attr is not None:
+            div = self._divisor(p, sid, base[1])
+            if div is None:
+                return None, 0.0
+            diff, sd = diff / div, sd / div
+        sd = max(sd, c.min_std)
+        z = (0.0 if diff == 0 else math.copysign(math.inf, diff)) if sd == 0 else diff / sd
+        return z, observed
+
+    def _tod_positions(self, tz: str, now: int) -> tuple[int, int, float]:
+        """seasonal.positions for this tick (cached: the same for every sensor)."""
+        key = (tz, now)
+        pos = self._tod_pos.get(key)
+        if pos is None:
+            if len(self._tod_pos) > 64:
+                self._tod_pos.clear()
+            pos = self._tod_pos[key] = seasonal.positions(now, seasonal.clock(tz))
+        return pos
+
     def _sensor_cond(
         self, rule: Rule, sid: str, st: SensorState, now: int, active: bool
     ) -> tuple[bool, float | None, dict[str, Any]]:
@@ -336,12 +437,41 @@ class Evaluator:
         if isinstance(c, AnomalyCond):
             return self._anomaly(c, sid, st, now, active)
         if isinstance(c, CompositeCond):
-            results = [self._part(p, sid, st, now, active) for p in c.parts]
-            oks = [ok for ok, _ in results]
-            ok = all(oks) if c.mode == "all" else any(oks)
-            first = next((v for _, v in results if v is not None), None)
-            return ok, first, {"values": [v for _, v in results]}
+            values: list[float | None] = []
+            extra: dict[str, Any] = {}
+            ok = c.mode == "all"
+            for p in c.parts:
+                if isinstance(p, AnomalyCond):
+                    pok, v, ex = self._anomaly(p, sid, st, now, active)
+                    if "observed" not in extra and "observed" in ex:
+                        extra["observed"] = ex["observed"]  # $observed of the first anomaly
+                else:
+                    pok, v = self._part(p, sid, st, now, active)
+                values.append(v)
+                if c.mode == "all" and not pok:
+                    ok = False
+                    break  # the rest cannot change the outcome (district scope: per loop)
+                if c.mode == "any" and pok:
+                    ok = True
+            first = next((v for v in values if v is not None), None)
+            extra["values"] = values + [None] * (len(c.parts) - len(values))
+            return ok, first, extra
         raise TypeError(c)
+
+    def _matches_all(
+        self, c: CompositeCond, sid: str, st: SensorState, now: int, active: bool
+    ) -> bool:
+        """Whether one sensor matches a composite (district scope: only the verdict counts,
+        so stop at the first part that decides it)."""
+        want = c.mode == "all"
+        for p in c.parts:
+            if type(p) is AnomalyCond:
+                pok = self._anomaly(p, sid, st, now, active)[0]
+            else:
+                pok = self._part(p, sid, st, now, active)[0]
+            if pok != want:
+                return not want
+        return want
 
     # ------------------------------------------------------------------ instances
     def _labels(self, rule: Rule, sid: str | None, district: str | None) -> dict[str, str]:
@@ -360,27 +490,25 @@ class Evaluator:
         active_keys = self._alerts.get(rule.id, {})
         c = rule.condition
         if rule.scope == "sensor":
+            absence = isinstance(c, AbsenceCond)
+            sensors = self._sensors
             for sid in self._candidates(rule):
-                district = self.attrs(sid).get("district")
-                if isinstance(c, AbsenceCond):
-                    silent = self._silent_ms(c, sid, now)
-                    if silent is not None and silent >= c.silent_for_ms:
+                if absence:
+                    silent = self._silent_ms(c, sid, now)  # type: ignore[arg-type]
+                    if silent is not None and silent >= c.silent_for_ms:  # type: ignore[union-attr]
+                        district = self.attrs(sid).get("district")
                         out[sid] = (silent / 1000.0, self._labels(rule, sid, district), {})
                     continue
-                st = self._sensors.get(sid)
+                st = sensors.get(sid)
                 if st is None:
                     continue
                 ok, v, extra = self._sensor_cond(rule, sid, st, now, sid in active_keys)
                 if ok:
+                    district = self.attrs(sid).get("district")
                     out[sid] = (v, self._labels(rule, sid, district), extra)
             return out
         # district scope
-        by_d: dict[str, list[str]] = defaultdict(list)
-        for sid in self._candidates(rule):
-            d = self.attrs(sid).get("district")
-            if d:
-                by_d[str(d)].append(sid)
-        for d, sids in sorted(by_d.items()):
+        for d, sids in self._districts(rule):
             active = d in active_keys
             if isinstance(c, AbsenceCond):
                 silences = [self._silent_ms(c, s, now) for s in sids]
@@ -393,11 +521,12 @@ class Evaluator:
                 continue
             if isinstance(c, CompositeCond):
                 hits = []
+                sensors = self._sensors
                 for s in sids:
-                    st = self._sensors.get(s)
-                    if st is not None and self._sensor_cond(rule, s, st, now, active)[0]:
+                    st = sensors.get(s)
+                    if st is not None and self._matches_all(c, s, st, now, active):
                         hits.append(s)
-                group = self._largest_component(hits) if c.neighbours else hits
+                group = self._largest_component(hits, c.neighbours) if c.neighbours else hits
                 if len(group) >= c.min_sensors:
                     out[d] = (
                         float(len(group)),
@@ -442,14 +571,31 @@ class Evaluator:
             return None if last is None else 0
         return now - last
 
-    def _largest_component(self, hits: list[str]) -> list[str]:
+    def _within(self, sid: str, hops: int) -> set[str]:
+        """Sensors at most ``hops`` registry-neighbour steps from ``sid`` (cached)."""
+        key = (sid, hops)
+        out = self._hops.get(key)
+        if out is None:
+            seen, frontier = {sid}, {sid}
+            for _ in range(hops):
+                frontier = {n for s in frontier for n in self._neigh.get(s, ())} - seen
+                seen |= frontier
+            seen.discard(sid)
+            out = self._hops[key] = seen
+        return out
+
+    def _largest_component(self, hits: list[str], hops: int = 1) -> list[str]:
+        """Largest group of ``hits`` connected through chains of at most ``hops``
+        neighbour steps each (hops 2: one loop in between may be quiet)."""
         todo = set(hits)
         best: list[str] = []
         while todo:
             seed = todo.pop()
             comp, stack = [seed], [seed]
             while stack:
-                for n in self._neigh.get(stack.pop(), ()):
+                cur = stack.pop()
+                near = self._neigh.get(cur, ()) if hops <= 1 else self._within(cur, hops)
+                for n in near:
                     if n in todo:
                         todo.remove(n)
                         comp.append(n)
@@ -717,6 +863,7 @@ class Evaluator:
                 self._alerts[st["rule"]][st["key"]] = st
         self._cands.clear()
         self._plans.clear()
+        self._div_cache.clear()
         self._ignored.clear()
 
     @classmethod

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-from urbanbrain.rules import names
+from urbanbrain.rules import names, seasonal
 from urbanbrain.rules.durations import DurationError, parse_duration
 from urbanbrain.rules.model import (
     DOWNWARD,
@@ -268,6 +268,7 @@ class _Builder:
             obj.get("min_samples") or (2 if rate or agg in ("stddev", "range") else 1)
         )
         rel = obj.get("relative_to") or (obj.get("condition") or {}).get("relative_to")
+        offset = ctx.duration(obj, "offset", path)
         if metric is None:
             return None
         return Probe(
@@ -278,6 +279,53 @@ class _Builder:
             rel.get("attr") if rel else None,
             float(rel["default"]) if rel and "default" in rel else None,
             tuple(float(x) for x in rel.get("standard", ())) if rel else (),
+            offset_ms=offset,
+        )
+
+    def anomaly(self, ctx: _Ctx, cond_obj: Mapping, cp: tuple, pr: Probe | None) -> AnomalyCond | None:
+        """An anomaly condition (a rule's ``condition``, or a composite part)."""
+        thr = float(cond_obj["threshold"])
+        clear = cond_obj.get("clear")
+        if clear is not None and float(clear) > thr:
+            ctx.err(
+                cp + ("clear",),
+                f"clear {clear:g} is above the threshold {thr:g}: clear must be <= threshold",
+            )
+        method = cond_obj.get("method", "zscore")
+        seas = cond_obj.get("seasonal", "none")
+        baseline = ctx.duration(cond_obj, "baseline", cp, 3_600_000)
+        # time_of_day: the halflife weighs whole days (how fast "usual" forgets)
+        halflife = ctx.duration(
+            cond_obj, "halflife", cp, 2 * seasonal.DAY_MS if seas == "time_of_day" else 900_000
+        )
+        if method == "zscore" and baseline <= 0:
+            ctx.err(cp + ("baseline",), "baseline must be > 0")
+        if (method == "ewma" or seas == "time_of_day") and halflife <= 0:
+            ctx.err(cp + ("halflife",), "halflife must be > 0")
+        if seas != "none" and method != "zscore":
+            ctx.err(cp + ("seasonal",), f"seasonal {seas!r} needs method: zscore")
+        tz = str(cond_obj.get("timezone", "UTC"))
+        if "timezone" in cond_obj:
+            if seas != "time_of_day":
+                ctx.err(cp + ("timezone",), "timezone is used by seasonal: time_of_day only")
+            elif not seasonal.valid_timezone(tz):
+                ctx.err(cp + ("timezone",), f"unknown time zone {tz!r} (use an IANA name, e.g. Europe/Paris)")
+        if "relative_to" in cond_obj and seas != "time_of_day":
+            ctx.err(cp + ("relative_to",), "relative_to is used by seasonal: time_of_day only")
+        if pr is None:
+            return None
+        return AnomalyCond(
+            pr,
+            method,
+            baseline,
+            halflife,
+            seas,
+            thr,
+            float(clear) if clear is not None else None,
+            cond_obj.get("direction", "both"),
+            int(cond_obj.get("min_samples", 10)),
+            float(cond_obj.get("min_std", 1e-9)),
+            tz,
         )
 
     def selector(self, ctx: _Ctx, obj: Mapping | None, path: tuple) -> Selector:
@@ -377,33 +425,9 @@ class _Builder:
             cond = AbsenceCond(silent, metric)
         elif kind == "anomaly":
             pr = self.probe(ctx, r, path, sel)
-            thr = float(cond_obj["threshold"])
-            clear = cond_obj.get("clear")
-            if clear is not None and float(clear) > thr:
-                ctx.err(
-                    cp + ("clear",),
-                    f"clear {clear:g} is above the threshold {thr:g}: clear must be <= threshold",
-                )
-            method = cond_obj.get("method", "zscore")
-            baseline = ctx.duration(cond_obj, "baseline", cp, 3_600_000)
-            halflife = ctx.duration(cond_obj, "halflife", cp, 900_000)
-            if method == "zscore" and baseline <= 0:
-                ctx.err(cp + ("baseline",), "baseline must be > 0")
-            if method == "ewma" and halflife <= 0:
-                ctx.err(cp + ("halflife",), "halflife must be > 0")
-            if pr:
-                cond = AnomalyCond(
-                    pr,
-                    method,
-                    baseline,
-                    halflife,
-                    cond_obj.get("seasonal", "none"),
-                    thr,
-                    float(clear) if clear is not None else None,
-                    cond_obj.get("direction", "both"),
-                    int(cond_obj.get("min_samples", 10)),
-                    float(cond_obj.get("min_std", 1e-9)),
-                )
+            cond = self.anomaly(ctx, cond_obj, cp, pr)
+            if "offset" in r:
+                ctx.err(path + ("offset",), "offset is not supported by anomaly rules", key=True)
             if scope != "sensor":
                 ctx.err(path + ("scope",), "anomaly rules are evaluated per sensor (scope: sensor)")
         elif kind == "composite":
@@ -411,6 +435,14 @@ class _Builder:
             parts = []
             for i, part in enumerate(cond_obj.get(mode) or []):
                 pp = cp + (mode, i)
+                if part.get("kind") == "anomaly":
+                    # min_samples of an anomaly part is the baseline's, as in an anomaly rule
+                    pr = self.probe(ctx, {k: v for k, v in part.items() if k != "min_samples"},
+                                    pp, sel)
+                    an = self.anomaly(ctx, part, pp, pr)
+                    if an is not None:
+                        parts.append(an)
+                    continue
                 is_rate = part.get("kind") == "rate"
                 if is_rate and "window" not in part:
                     ctx.err(pp, "a rate part needs a window")
@@ -424,7 +456,8 @@ class _Builder:
                     else ThresholdCond(pr, lv)
                 )
             min_sensors = int(cond_obj.get("min_sensors", 1))
-            neighbours = bool(cond_obj.get("neighbours", False))
+            nb = cond_obj.get("neighbours", False)
+            neighbours = int(nb) if not isinstance(nb, bool) else (1 if nb else 0)
             if scope == "sensor" and (min_sensors > 1 or neighbours):
                 ctx.err(cp, "min_sensors > 1 and neighbours need scope: district")
             cond = CompositeCond(mode, tuple(parts), min_sensors, neighbours)

@@ -125,10 +125,16 @@ class Probe:
     relative_attr: str | None = None
     relative_default: float | None = None
     relative_standard: tuple[float, ...] = ()  # no attribute: nearest standard level
+    offset_ms: int = 0  # look back this far (PromQL ``offset``): window ends at now - offset
 
     @property
     def span_ms(self) -> int:
         return self.window_ms or LOOKBACK_MS
+
+    @property
+    def reach_ms(self) -> int:
+        """How far back from now the probe reads."""
+        return self.span_ms + self.offset_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +163,28 @@ class AnomalyCond:
     method: str = "zscore"  # zscore | ewma
     baseline_ms: int = 3_600_000
     halflife_ms: int = 900_000
-    seasonal: str = "none"  # none | same_hour_last_week
+    seasonal: str = "none"  # none | same_hour_last_week | time_of_day
     threshold: float = 3.0
     clear: float | None = None
     direction: str = "both"
     min_samples: int = 10
     min_std: float = 1e-9
+    timezone: str = "UTC"  # time_of_day: local time (hour, working day / weekend)
+    # state key of the time-of-day baseline (shared by rules with equal settings); set
+    # once here because the evaluator reads it for every sensor at every tick
+    tod_key: str = field(init=False, default="", compare=False)
+    # rules with the same z_key compute the same time-of-day z-score for a sensor
+    z_key: str = field(init=False, default="", compare=False)
+
+    def __post_init__(self) -> None:
+        tod = f"{self.probe.metric}|{self.timezone}|{self.halflife_ms}"
+        object.__setattr__(self, "tod_key", tod)
+        p = self.probe
+        object.__setattr__(
+            self, "z_key",
+            f"{tod}|{p.window_ms}|{p.aggregate}|{p.offset_ms}|{self.min_std}|{self.min_samples}"
+            f"|{p.relative_attr}|{p.relative_default}|{p.relative_standard}",
+        )
 
     @property
     def key(self) -> str:
@@ -170,7 +192,7 @@ class AnomalyCond:
         return f"{self.probe.metric}|{self.halflife_ms}"
 
 
-Part = ThresholdCond | RateCond
+Part = ThresholdCond | RateCond | AnomalyCond
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +200,7 @@ class CompositeCond:
     mode: str  # all | any
     parts: tuple[Part, ...]
     min_sensors: int = 1
-    neighbours: bool = False
+    neighbours: int = 0  # 0: any sensors; n: connected through <= n registry-neighbour hops
 
 
 Condition = ThresholdCond | RateCond | AbsenceCond | AnomalyCond | CompositeCond
@@ -214,14 +236,29 @@ class Rule:
             return [p.probe for p in c.parts]
         return []
 
+    def anomalies(self) -> list[AnomalyCond]:
+        """Anomaly conditions of the rule: itself, or anomaly parts of a composite."""
+        c = self.condition
+        if isinstance(c, AnomalyCond):
+            return [c]
+        if isinstance(c, CompositeCond):
+            return [p for p in c.parts if isinstance(p, AnomalyCond)]
+        return []
+
     def retention_ms(self) -> dict[str, int]:
         """How much history of each metric this rule needs."""
         out: dict[str, int] = {}
         c = self.condition
-        for p in self.probes():
-            need = p.span_ms
-            if isinstance(c, AnomalyCond) and c.method == "zscore":
-                need += c.baseline_ms
+        parts = c.parts if isinstance(c, CompositeCond) else (c,)
+        for part in parts:
+            if not isinstance(part, (ThresholdCond, RateCond, AnomalyCond)):
+                continue
+            p = part.probe
+            need = p.reach_ms
+            if isinstance(part, AnomalyCond) and part.method == "zscore" and (
+                part.seasonal == "none"
+            ):
+                need += part.baseline_ms
             out[p.metric] = max(out.get(p.metric, 0), need)
         return out
 

@@ -1,10 +1,11 @@
-"""Per-sensor rolling state: the samples rules need, last-seen times, EWMA and weekly
-baselines. Plain lists and dicts only, so ``to_dict`` is JSON and a Faust table (keyed by
+"""Per-sensor rolling state: the samples rules need, last-seen times, EWMA, weekly and
+time-of-day baselines (``rules/seasonal.py``). Plain lists and dicts only, so ``to_dict`` is JSON and a Faust table (keyed by
 sensor, co-partitioned with the readings) can hold it.
 """
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping
 from typing import Any
@@ -16,22 +17,25 @@ WEEK_MS = 168 * HOUR_MS
 class SensorState:
     """Everything the engine remembers about one sensor."""
 
-    __slots__ = ("attrs", "ewma", "last", "seen", "series", "weekly")
+    __slots__ = ("attrs", "ewma", "last", "seen", "series", "tod", "weekly")
 
     def __init__(self) -> None:
         self.seen: int | None = None  # event time of the newest reading
         self.attrs: dict[str, Any] | None = None  # for sensors missing from the registry
-        self.series: dict[str, list[list]] = {}  # metric -> [ts list, value list], ts sorted
+        # metric -> [ts, values], ts sorted; typed arrays (16 bytes a sample, not ~78 as
+        # lists of Python ints and floats): windows of minutes × thousands of sensors
+        self.series: dict[str, list[array]] = {}
         self.last: dict[str, int] = {}  # metric -> newest sample time
         self.ewma: dict[str, list] = {}  # "metric|halflife" -> windows.ewma_update state
         self.weekly: dict[str, dict[str, list]] = {}  # metric -> hour-of-week -> bucket
+        self.tod: dict[str, list] = {}  # "metric|tz|halflife" -> seasonal.py state
 
     # --- samples ----------------------------------------------------------------------
     def add(self, metric: str, ts: int, value: float, retention_ms: int) -> bool:
         """Insert a sample (late ones in order, same time replaces); False if too old."""
         s = self.series.get(metric)
         if s is None:
-            s = self.series[metric] = [[], []]
+            s = self.series[metric] = [array("q"), array("d")]
         tsl, vl = s
         if not tsl or ts > tsl[-1]:
             tsl.append(ts)
@@ -111,6 +115,8 @@ class SensorState:
             d["e"] = {k: list(v) for k, v in self.ewma.items()}
         if self.weekly:
             d["w"] = {m: {h: list(b) for h, b in bs.items()} for m, bs in self.weekly.items()}
+        if self.tod:
+            d["t"] = {k: list(v) for k, v in self.tod.items()}
         return d
 
     @classmethod
@@ -118,8 +124,9 @@ class SensorState:
         st = cls()
         st.seen = d.get("seen")
         st.attrs = dict(d["attrs"]) if d.get("attrs") else None
-        st.series = {k: [list(v[0]), list(v[1])] for k, v in (d.get("m") or {}).items()}
+        st.series = {k: [array("q", v[0]), array("d", v[1])] for k, v in (d.get("m") or {}).items()}
         st.last = dict(d.get("ls") or {})
         st.ewma = {k: list(v) for k, v in (d.get("e") or {}).items()}
         st.weekly = {m: {h: list(b) for h, b in bs.items()} for m, bs in (d.get("w") or {}).items()}
+        st.tod = {k: list(v) for k, v in (d.get("t") or {}).items()}
         return st

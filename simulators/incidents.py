@@ -13,6 +13,14 @@ Kinds and signatures:
   at the burst main, turbidity rises.
 - ``power_outage``: a substation's voltage collapses and its load falls to zero; a minute
   later every other sensor of the area (same district, within ``radius_km``) goes silent.
+- ``voltage_excursion``: a substation's voltage is held 9 % x severity off nominal, below
+  (``direction="under"``, e.g. a stuck tap changer) or above (``"over"``, e.g. a capacitor
+  bank left in at light load), for the incident's duration.
+- ``frequency_excursion``: the grid frequency, seen by every substation of the city, sits
+  0.3 Hz x severity below 50 Hz (loss of a large infeed, slow recovery); city-wide, so the
+  incident's district is "".
+- ``backhaul_loss``: every substation of a district stops reporting (the SCADA backhaul of
+  the district is down); the grid itself is fine.
 
 A :class:`Schedule` is either explicit or generated day by day from the seed (so an
 endless live run and an offline run with the same seed produce the same incidents).
@@ -31,13 +39,17 @@ import numpy as np
 
 from urbanbrain.simulators.city import City
 
-KINDS = ("accident", "congestion", "pollution", "water_burst", "power_outage")
+KINDS = ("accident", "congestion", "pollution", "water_burst", "power_outage",
+         "voltage_excursion", "frequency_excursion", "backhaul_loss")
 DAY_MS = 86_400_000
 
 # expected incidents per simulated day, scaled by city size for the local ones
 DEFAULT_RATES: dict[str, float] = {
     "accident": 4.0, "congestion": 2.0, "pollution": 0.4, "water_burst": 0.4, "power_outage": 0.3,
+    "voltage_excursion": 0.3, "frequency_excursion": 0.05, "backhaul_loss": 0.1,
 }
+LOCAL_KINDS = ("accident", "congestion", "water_burst", "power_outage", "voltage_excursion",
+               "backhaul_loss")  # rates scale with the city's size
 
 
 @dataclass
@@ -146,15 +158,24 @@ class IncidentEngine:
                 ps = values["substation"]
                 ps[i, 0] = 0.0
                 ps[i, 1] = round(ps[i, 1] * 0.01, 3)
+            elif inc.kind == "voltage_excursion":
+                i = self._local["substation"][inc.epicentre]
+                values["substation"][i, 1] *= 1.0 + inc.details["deviation"]
+            elif inc.kind == "frequency_excursion":
+                idx = [self._local["substation"][s] for s in inc.sensors]
+                values["substation"][idx, 2] += inc.details["offset_hz"]
 
     def silenced(self, t_ms: int) -> list[int]:
-        """Global sensor indices that do not report at ``t_ms`` (areas without power)."""
+        """Global sensor indices that do not report at ``t_ms`` (areas without power, or
+        without a backhaul)."""
         out: list[int] = []
         for inc in self.incidents:
             if inc.kind == "power_outage" and _active(
                     t_ms, inc.start_ms + int(inc.details.get("silent_after_s", 60) * 1000),
                     inc.end_ms):
                 out += [self.city.index[s] for s in inc.sensors if s != inc.epicentre]
+            elif inc.kind == "backhaul_loss" and _active(t_ms, inc.start_ms, inc.end_ms):
+                out += [self.city.index[s] for s in inc.sensors]
         return out
 
 
@@ -164,11 +185,14 @@ class IncidentEngine:
 def make_incident(city: City, kind: str, start_ms: int, duration_s: float, *,
                   incident_id: str, where: str | None = None, severity: float = 1.0,
                   rng: np.random.Generator | None = None, max_upstream: int = 6,
-                  radius_km: float = 1.2, propagation_s: float = 150.0) -> Incident:
+                  radius_km: float = 1.2, propagation_s: float = 150.0,
+                  direction: str | None = None) -> Incident:
     """One incident with its affected sensors resolved from the city model.
 
-    ``where`` is a loop id (accident, congestion), a district id (pollution), a water main
-    id (water_burst) or a substation id (power_outage); None picks one with ``rng``.
+    ``where`` is a loop id (accident, congestion), a district id (pollution,
+    backhaul_loss), a water main id (water_burst) or a substation id (power_outage,
+    voltage_excursion); None picks one with ``rng``. ``direction`` ("under"/"over") is
+    the side of a voltage excursion (None: drawn with ``rng``).
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     end_ms = start_ms + int(duration_s * 1000)
@@ -211,13 +235,30 @@ def make_incident(city: City, kind: str, start_ms: int, duration_s: float, *,
                 if x.district == s.district and x.sensor_id != sub and x.kind != "substation"]
         return Incident(incident_id, kind, start_ms, end_ms, s.district, [sub] + sorted(area), sub,
                         severity, {"radius_km": radius_km, "silent_after_s": 60})
+    if kind == "voltage_excursion":
+        sub = where or pick("substation")
+        side = direction or ("under" if rng.random() < 0.6 else "over")
+        if side not in ("under", "over"):
+            raise ValueError(f"voltage excursion direction {side!r}: use under or over")
+        dev = round((-0.09 if side == "under" else 0.09) * severity, 4)
+        return Incident(incident_id, kind, start_ms, end_ms, city.by_id[sub].district, [sub], sub,
+                        severity, {"direction": side, "deviation": dev})
+    if kind == "frequency_excursion":
+        subs = [s.sensor_id for s in city.of_kind("substation")]
+        return Incident(incident_id, kind, start_ms, end_ms, "", subs, "", severity,
+                        {"offset_hz": round(-0.3 * severity, 4)})
+    if kind == "backhaul_loss":
+        district = where or city.district_ids[int(rng.integers(len(city.district_ids)))]
+        subs = [s.sensor_id for s in city.in_district(district, "substation")]
+        return Incident(incident_id, kind, start_ms, end_ms, district, subs, "", severity, {})
     raise ValueError(f"unknown incident kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
 _DURATIONS_S: dict[str, tuple[float, float]] = {
     "accident": (20 * 60, 75 * 60), "congestion": (45 * 60, 150 * 60),
     "pollution": (3 * 3600, 10 * 3600), "water_burst": (40 * 60, 3 * 3600),
-    "power_outage": (10 * 60, 50 * 60),
+    "power_outage": (10 * 60, 50 * 60), "voltage_excursion": (20 * 60, 120 * 60),
+    "frequency_excursion": (10 * 60, 30 * 60), "backhaul_loss": (10 * 60, 90 * 60),
 }
 
 
@@ -247,7 +288,7 @@ class Schedule:
             out = []
             for kind in KINDS:
                 rate = self.rates.get(kind, 0.0)
-                if kind in ("accident", "congestion", "water_burst", "power_outage"):
+                if kind in LOCAL_KINDS:
                     rate *= scale
                 for _ in range(int(rng.poisson(rate))):
                     start = day * DAY_MS + int(rng.integers(0, DAY_MS // 60_000)) * 60_000

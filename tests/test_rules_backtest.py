@@ -105,3 +105,114 @@ def test_backtest_tiny_city_detects_known_burst(tmp_path: Path):
     doc = json.loads((out / "backtest.json").read_text())
     assert {r["alert"] for r in doc["scores"]} == {"BurstPressure", "Silent"}
     assert (out / "backtest.csv").read_text().startswith("rule,alert,detects")
+
+
+# -- what counts: history, sensor faults the rule cannot see, truncation, categories ------
+
+EXCLUSIONS = """
+groups:
+  - name: t
+    rules:
+      - alert: Silent
+        kind: absence
+        condition: {silent_for: 10m}
+        labels: {severity: warning, detects: fault.dropout}
+      - alert: Stuck
+        kind: threshold
+        metric: pressure_kpa
+        window: 30m
+        aggregate: stddev
+        condition: {op: '<=', value: 0}
+        labels: {severity: warning, detects: fault.stuck}
+      - alert: VeryBad
+        kind: threshold
+        metric: aqi_us
+        condition: {op: '>', value: 200}
+        labels: {severity: critical, detects: 'pollution[aqi_us>200]'}
+      - alert: Queue
+        kind: threshold
+        scope: district
+        selector: {domain: traffic}
+        metric: speed_kmh
+        condition: {op: '<', value: 20}
+        labels: {severity: warning, detects: accident}
+      - alert: Freq
+        kind: threshold
+        metric: frequency_hz
+        condition: {op: '<', value: 49.8}
+        labels: {severity: warning, detects: frequency_excursion}
+"""
+
+
+def test_history_short_faults_truncation_and_categories_are_left_out_and_counted():
+    rs = loads(EXCLUSIONS, "r.yaml")
+    span = (100 * MIN, 1000 * MIN)
+    truth = [
+        _inc("d-hist", "fault.dropout", 50 * MIN, 80 * MIN, "d1", ["wm-1"]),    # history
+        _inc("d-short", "fault.dropout", 200 * MIN, 207 * MIN, "d1", ["wm-1"]),  # < 10m
+        _inc("d-ok", "fault.dropout", 300 * MIN, 330 * MIN, "d1", ["wm-1"]),
+        _inc("d-end", "fault.dropout", 995 * MIN, 1100 * MIN, "d1", ["wm-2"]),   # truncated
+        _inc("s-short", "fault.stuck", 400 * MIN, 420 * MIN, "d1", ["wm-3"]),    # < 30m
+        _inc("s-ok", "fault.stuck", 500 * MIN, 600 * MIN, "d1", ["wm-3"]),
+        _inc("p-mod", "pollution", 200 * MIN, 400 * MIN, "d1", ["aq-1"]),
+        _inc("p-bad", "pollution", 500 * MIN, 700 * MIN, "d1", ["aq-2"]),
+        _inc("acc", "accident", 300 * MIN, 340 * MIN, "d1", ["tl-1", "tl-2"]),
+    ]
+    F = bt.Firing
+    firings = [
+        F("Silent", "wm-1", "wm-1", "d1", 60 * MIN, 90 * MIN),   # in the history: not scored
+        F("Silent", "wm-1", "wm-1", "d1", 310 * MIN, 330 * MIN),
+        F("Stuck", "wm-3", "wm-3", "d1", 530 * MIN, 600 * MIN),
+        F("VeryBad", "aq-1", "aq-1", "d1", 250 * MIN, 260 * MIN),  # real episode, below 200 h
+        F("VeryBad", "aq-2", "aq-2", "d1", 560 * MIN, 600 * MIN),
+        F("Queue", "d2", None, "d2", 310 * MIN, 330 * MIN),        # tl-2 lies in d2
+    ]
+    registry = {"tl-1": {"domain": "traffic", "district": "d1"},
+                "tl-2": {"domain": "traffic", "district": "d2"}}
+    for s in ("wm-1", "wm-2", "wm-3"):
+        registry[s] = {"domain": "water", "district": "d1", "metrics": ["pressure_kpa"]}
+    for s in ("aq-1", "aq-2"):
+        registry[s] = {"domain": "environment", "district": "d1", "metrics": ["pm25_ugm3"]}
+    peaks = {"p-mod": {"aqi_us>": 170.0}, "p-bad": {"aqi_us>": 240.0}}
+    scores, detail = bt.score(rs, firings, truth, span=span, registry=registry, peaks=peaks)
+    s = {x.alert: x for x in scores}
+    sil = s["Silent"]
+    assert (sil.firings, sil.incidents, sil.detected, sil.undetectable, sil.truncated) == (
+        1, 1, 1, 1, 1)
+    assert detail["Silent"]["excluded"]["min_fault_s"] == 600
+    st = s["Stuck"]
+    assert (st.incidents, st.detected, st.undetectable, st.precision) == (1, 1, 1, 1.0)
+    vb = s["VeryBad"]
+    assert (vb.incidents, vb.detected, vb.below_category, vb.tp_firings) == (1, 1, 1, 2)
+    assert vb.precision == 1.0 and vb.recall == 1.0
+    q = s["Queue"]  # district firing next door to the epicentre's district
+    assert (q.tp_firings, q.detected) == (1, 1)
+    fr = s["Freq"]  # kinds, but none in the span: judged on false positives only
+    assert fr.status == "no incidents" and fr.false_positives == 0 and fr.recall is None
+    assert "no incidents" in bt.note(fr) and "1 still running" in bt.note(sil)
+    # without the registry, a district firing only matches the epicentre's district
+    scores, _ = bt.score(rs, firings, truth, span=span, peaks=peaks)
+    assert {x.alert: x for x in scores}["Queue"].tp_firings == 0
+
+
+def test_detects_categories_parse_and_peaks_from_readings():
+    d = bt.Detects.parse("pollution[aqi_us>=200]")
+    assert (d.kind, d.metric, d.op, d.value, str(d)) == (
+        "pollution", "aqi_us", ">=", 200.0, "pollution[aqi_us>=200]")
+    assert bt.Detects.parse("accident") == bt.Detects("accident")
+    rs = loads(EXCLUSIONS, "r.yaml")
+    import pandas as pd
+
+    ts = [i * MIN for i in range(0, 180, 5)]
+    # an hour at 250 then 100: the best hourly mean is 250 (a 15-minute 400 would be 400)
+    wide = pd.DataFrame({"ts": ts * 2, "sensor_id": ["aq-2"] * 36 + ["aq-9"] * 36,
+                         "aqi_us": [250.0] * 12 + [100.0] * 24 + [900.0] * 36})
+    truth = [_inc("p", "pollution", 0, 180 * MIN, "d1", ["aq-2"])]
+    peaks = bt.incident_peaks(rs, truth, wide)
+    assert peaks == {"p": {"aqi_us>": 250.0}}  # aq-9 is not the incident's
+
+
+def test_min_fault_duration_of_a_rule():
+    rs = loads(EXCLUSIONS, "r.yaml")
+    got = {r.alert: bt.min_fault_ms(r) for r in rs.rules}
+    assert got["Silent"] == 10 * MIN and got["Stuck"] == 30 * MIN and got["VeryBad"] == 0

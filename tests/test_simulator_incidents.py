@@ -153,3 +153,54 @@ def test_faults_are_applied_and_counted(city: City) -> None:
     bad = [m for m in out if m[1] != b'{"a": 1}']
     assert len(bad) == st.malformed_messages > 0
     assert sum(m[2] for m in out) == 5000 - st.malformed_messages
+
+
+def test_voltage_frequency_and_backhaul_incidents(city: City) -> None:
+    subs = city.of_kind("substation")
+    district = city.district_ids[1]
+    incs = [
+        make_incident(city, "voltage_excursion", T0 + 5 * MIN, 20 * 60, incident_id="vu",
+                      where=subs[0].sensor_id, direction="under"),
+        make_incident(city, "voltage_excursion", T0 + 5 * MIN, 20 * 60, incident_id="vo",
+                      where=subs[1].sensor_id, direction="over"),
+        make_incident(city, "frequency_excursion", T0 + 30 * MIN, 10 * 60, incident_id="fe"),
+        make_incident(city, "backhaul_loss", T0 + 5 * MIN, 20 * 60, incident_id="bl",
+                      where=district),
+    ]
+    vu, vo, fe, bl = incs
+    assert vu.details == {"direction": "under", "deviation": -0.09} and vu.sensors == [
+        subs[0].sensor_id]
+    assert fe.district == "" and fe.sensors == [s.sensor_id for s in subs]
+    assert bl.sensors == [s.sensor_id for s in city.in_district(district, "substation")]
+    with_, without = _pair(city, incs)
+    ps = {s.sensor_id: i for i, s in enumerate(subs)}
+    a, b = with_[10].values["substation"], without[10].values["substation"]
+    assert a[ps[vu.epicentre], 1] == pytest.approx(b[ps[vu.epicentre], 1] * 0.91, abs=2e-3)
+    assert a[ps[vo.epicentre], 1] == pytest.approx(b[ps[vo.epicentre], 1] * 1.09, abs=2e-3)
+    others = [i for s, i in ps.items() if s not in (vu.epicentre, vo.epicentre)]
+    assert np.array_equal(a[others], b[others])  # nothing else changes
+    f = with_[35].values["substation"][:, 2]
+    assert np.allclose(f - without[35].values["substation"][:, 2], -0.3, atol=2e-3)
+    silent = {city.sensors[i].sensor_id for i in np.flatnonzero(~with_[10].present)}
+    assert silent == set(bl.sensors)
+    assert with_[26].present.all()
+    with pytest.raises(ValueError):
+        make_incident(city, "voltage_excursion", T0, 60, incident_id="x", direction="sideways")
+
+
+def test_standard_week_history_and_incident_plan() -> None:
+    from urbanbrain.simulators.incidents import KINDS
+    from urbanbrain.simulators.scenario import STANDARD_WEEK, generate_offline
+
+    sc = STANDARD_WEEK
+    assert sc.history_days == 7 and sc.data_start_ms == sc.start_ms - 7 * 86_400_000
+    kinds = {s.kind for s in sc.incidents}
+    assert kinds == set(KINDS)  # every kind of incident the starter rules answer for
+    # the severe episode is a separate, stronger pollution incident
+    assert max(s.severity for s in sc.incidents if s.kind == "pollution") >= 3
+    data = generate_offline(sc, days=0.05)
+    assert data.scored_from_ms == sc.start_ms
+    assert int(data.readings["ts"].min()) == sc.data_start_ms  # the history is included
+    # history: faults only, no incidents
+    assert all(i.kind.startswith("fault.") for i in data.ground_truth
+               if i.start_ms < sc.start_ms)
