@@ -183,7 +183,8 @@ class Pipeline:
             self.env["URBANBRAIN_STREAMS_WINDOWS"] = "false"
         elif cfg.rules:
             shutil.copytree(STARTER_RULES, rules_dir)
-            (rules_dir / "bench.yaml").write_text(BENCH_RULE)
+            if cfg.rate:  # paced: enough alerts for percentiles; throughput: starter set only
+                (rules_dir / "bench.yaml").write_text(BENCH_RULE)
         else:
             rules_dir.mkdir()
             (rules_dir / "none.yaml").write_text("groups: []\n")
@@ -235,6 +236,14 @@ class Pipeline:
 
     def stored(self) -> int:
         return count_raw_points(self.influx)
+
+    def dead_letters(self) -> int:
+        """Readings ingest refused with a reason (``deadletters``): refused, not lost."""
+        total = 0
+        for s in self.influx.query('SELECT last("count_total") FROM "deadletters" '
+                                   "WHERE \"stage\" = 'ingest' GROUP BY \"reason\""):
+            total += int(s["values"][0][1] or 0)
+        return total
 
     def pipeline_rows(self, stage: str) -> list[dict[str, Any]]:
         """Last ``pipeline`` point of each worker for ``stage``."""
@@ -317,8 +326,9 @@ def run_throughput(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[st
         if pr is not None:
             pr.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
             pr.wait(30)
+    dead = p.dead_letters()
     return {
-        "readings": sent, "stored": n, "lost": sent - n,
+        "readings": sent, "stored": n, "dead_letters": dead, "lost": sent - n - dead,
         "publish_s": round(t_pub, 2), "end_to_end_s": round(t_all, 2),
         "offered_readings_per_s": round(sent / t_pub),
         "end_to_end_readings_per_s": round(n / t_all),
@@ -369,7 +379,8 @@ def run_paced(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, An
         if n != last_n:
             last_n, last_change = n, time.monotonic()
     drain_s = time.monotonic() - last["t"]
-    time.sleep(2.5)  # the next pipeline report carries the last observations
+    time.sleep(5.5)  # the next pipeline reports carry the last observations and counts
+    dead = p.dead_letters()
     stored_h = latency.delta(p.histogram("streams"), h0_stored)
     alert_h = latency.delta(p.histogram("alerts"), h0_alerts)
     ts = [r["t"] for r in timeline]
@@ -378,7 +389,8 @@ def run_paced(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, An
     return {
         "offered_readings_per_s": cfg.rate, "interval_s": round(interval_s, 4),
         "seconds": cfg.seconds, "city_sensors": sensors, "readings": sent, "stored": n,
-        "lost": sent - n, "drain_after_publish_s": round(drain_s, 1),
+        "dead_letters": dead, "lost": sent - n - dead,
+        "drain_after_publish_s": round(drain_s, 1),
         "achieved_publish_per_s": round(sent / max(last["t"] - t0, 1e-9)),
         "latency_event_to_stored": _quantiles(stored_h),
         "latency_evaluation_to_alert": _quantiles(alert_h),

@@ -154,7 +154,7 @@ def tables(res: dict[str, Any]) -> str:
             lines.append(f"| urbanbrain, the same flow (validation, Kafka, raw points, the same 2 "
                          f"threshold rules; no windows) | {rate(e2e['senml-peerflow'])} | "
                          f"{rate(e2e['json-peerflow'])} |")
-        lines.append(f"| urbanbrain, everything (windows, indices, roll-ups, 18 rules) | "
+        lines.append(f"| urbanbrain, everything (windows, indices, roll-ups, the 17 starter rules) | "
                      f"{rate(e2e['senml'])} | {rate(e2e['json'])} |")
         for key in ("senml-peerflow", "senml"):
             if key in e2e:
