@@ -222,6 +222,26 @@ def _influx_ready(port: int) -> Callable[[], bool]:
     return ready
 
 
+def _port_taken(exc: ServerError) -> bool:
+    return "address already in use" in str(exc).lower()
+
+
+def _start_on_free_ports(make: Callable[[], ManagedProcess],
+                         ready: Callable[[ManagedProcess], Callable[[], bool]],
+                         timeout: float = 30.0, attempts: int = 3) -> ManagedProcess:
+    """Start a server on ports :func:`free_port` picked, again on new ones if one was taken
+    in between (the kernel hands the same range to outgoing connections: seen in CI)."""
+    for attempt in range(attempts):
+        server = make()
+        try:
+            server.start(ready(server), timeout=timeout)
+            return server
+        except ServerError as exc:
+            if not _port_taken(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @dataclass
 class LocalStack:
     """The three servers together; ``env()`` gives the settings that point at them."""
@@ -236,15 +256,18 @@ class LocalStack:
     def start(self, mqtt: bool = True, kafka: bool = True, influx: bool = True) -> LocalStack:
         try:
             if mqtt:
-                self.mqtt = mosquitto(self.workdir / "mosquitto")
-                self.mqtt.start(lambda: _tcp_ready(self.mqtt.port))  # type: ignore[union-attr]
+                self.mqtt = _start_on_free_ports(
+                    lambda: mosquitto(self.workdir / "mosquitto"),
+                    lambda srv: lambda: _tcp_ready(srv.port))
             if kafka:
-                self.kafka = tansu(self.workdir / "tansu",
-                                   advertised_port=self.kafka_advertised_port)
-                self.kafka.start(lambda: _tcp_ready(self.kafka.port))  # type: ignore[union-attr]
+                self.kafka = _start_on_free_ports(
+                    lambda: tansu(self.workdir / "tansu",
+                                  advertised_port=self.kafka_advertised_port),
+                    lambda srv: lambda: _tcp_ready(srv.port))
             if influx:
-                self.influx = influxd(self.workdir / "influxdb")
-                self.influx.start(_influx_ready(self.influx.port), timeout=60)
+                self.influx = _start_on_free_ports(
+                    lambda: influxd(self.workdir / "influxdb"),
+                    lambda srv: _influx_ready(srv.port), timeout=60)
         except BaseException:
             self.stop()
             raise
@@ -253,7 +276,14 @@ class LocalStack:
     def restart_influx(self) -> None:
         """Start influxd again on the same port and data (after a stop, for outage tests)."""
         assert self.influx is not None
-        self.influx.start(_influx_ready(self.influx.port), timeout=60)
+        for attempt in range(10):
+            try:
+                self.influx.start(_influx_ready(self.influx.port), timeout=60)
+                return
+            except ServerError as exc:  # an outgoing connection took the port meanwhile
+                if not _port_taken(exc) or attempt == 9:
+                    raise
+                time.sleep(1.0)
 
     def stop(self) -> None:
         for server in (self.mqtt, self.kafka, self.influx):
