@@ -23,7 +23,29 @@ class ServerError(RuntimeError):
     """A local server could not be started; the message says what to install or read."""
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A free loopback port *below* the kernel's ephemeral range when possible: a port the
+    kernel picked for ``bind(0)`` can be handed to an outgoing connection before our server
+    binds it (seen in CI as "address already in use")."""
+    import random
+
+    high = _ephemeral_low()
+    if high > 12000:
+        for _ in range(50):
+            port = random.randrange(10000, high)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
