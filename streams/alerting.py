@@ -189,8 +189,8 @@ class PartitionEvaluators:
         holding minutes of a gateway's samples) can span minutes: it is observed in
         event-time steps, ticking after each, so an episode inside it still fires and
         resolves (late, once) instead of being skipped by a single tick at the end. The
-        step is Prometheus' evaluation interval: an episode shorter than a step may be
-        missed in a backlog, never live."""
+        step is Prometheus' evaluation interval: in a backlog an episode shorter than a
+        step may be missed, live one shorter than a batch (≤ ``streams_take_within_s``)."""
         ev, events = self.get(source, partition)
         if not readings:
             return events
