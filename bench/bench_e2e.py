@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench_limits import proc_cpu_s  # noqa: E402 - bench/ is the script's own folder
 from harness import Component  # noqa: E402
 
 from urbanbrain import latency  # noqa: E402
@@ -136,13 +137,10 @@ class ProcSampler:
     @staticmethod
     def _read(pid: int) -> tuple[float, float] | None:
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
         except (OSError, IndexError, ValueError):
-            return None
-        tick = os.sysconf("SC_CLK_TCK")
-        cpu = (int(stat[11]) + int(stat[12])) / tick
-        return cpu, rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+            return None  # the process is gone
+        return proc_cpu_s(pid), rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
     def sample(self) -> dict[str, Any]:
         row: dict[str, Any] = {"t": time.monotonic()}

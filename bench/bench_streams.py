@@ -103,6 +103,19 @@ def end_to_end(records: list, n: int, workdir: Path) -> dict:
         stack.stop()
 
 
+def decode_take(values: list, offsets: dict) -> tuple[list, dict]:
+    """One agent batch as ``store_readings`` sees it: all readings, and (offset, batch)
+    per topic-partition with offsets counted on in ``offsets``."""
+    by_tp: dict = defaultdict(list)
+    readings: list = []
+    for topic, part, v in values:
+        batch = decode_batch(v)
+        readings.extend(batch)
+        by_tp[(topic, part)].append((offsets[(topic, part)], batch))
+        offsets[(topic, part)] += 1
+    return readings, by_tp
+
+
 def in_process(records: list, take: int = 50) -> tuple[float, str]:
     """The agent's CPU path without Kafka/InfluxDB I/O, under cProfile."""
     values = [(t, p, encode_batch(b)) for t, p, b in records]
@@ -114,13 +127,7 @@ def in_process(records: list, take: int = 50) -> tuple[float, str]:
     prof.enable()
     n = 0
     for i in range(0, len(values), take):
-        by_tp: dict = defaultdict(list)
-        readings = []
-        for topic, part, v in values[i:i + take]:
-            batch = decode_batch(v)
-            readings.extend(batch)
-            by_tp[(topic, part)].append((offsets[(topic, part)], batch))
-            offsets[(topic, part)] += 1
+        readings, by_tp = decode_take(values[i:i + take], offsets)
         encoder.encode(readings)
         for (topic, part), recs in by_tp.items():
             res = stage.process(topic, part, recs)
@@ -153,13 +160,7 @@ def stages(records: list, take: int = 200, checkpoint_every: int = 50) -> dict[s
     n = 0
     for b, i in enumerate(range(0, len(values), take)):
         t0 = clock()
-        by_tp: dict = defaultdict(list)
-        readings = []
-        for topic, part, v in values[i:i + take]:
-            batch = decode_batch(v)
-            readings.extend(batch)
-            by_tp[(topic, part)].append((offsets[(topic, part)], batch))
-            offsets[(topic, part)] += 1
+        readings, by_tp = decode_take(values[i:i + take], offsets)
         t1 = clock()
         encoder.encode(readings)
         t2 = clock()

@@ -8,6 +8,7 @@ started it (never by name, so a developer's own servers are left alone).
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,8 +35,6 @@ def free_port() -> int:
     """A free loopback port *below* the kernel's ephemeral range when possible: a port the
     kernel picked for ``bind(0)`` can be handed to an outgoing connection before our server
     binds it (seen in CI as "address already in use")."""
-    import random
-
     high = _ephemeral_low()
     if high > 12000:
         for _ in range(50):
