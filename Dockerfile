@@ -9,11 +9,14 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- stage 1: the urbanbrain wheel ---------------------------------------------------------
 # Built in its own stage so the source tree, build/ and *.egg-info never reach the image.
+# The build backend is pinned like the runtime (pip's build isolation would otherwise take the
+# newest setuptools of the day): installed first, then used without isolation.
 FROM ${PYTHON_IMAGE} AS wheel
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+RUN pip install setuptools==84.2.1 wheel==0.48.0
 COPY . .
-RUN pip wheel --no-deps --wheel-dir /wheels .
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
 # --- stage 2: runtime ----------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -20,13 +20,19 @@ ROOMS = {
 
 
 def _packages() -> list[str]:
+    """Every folder of a room: code packages (with ``__init__.py``) and the data folders
+    beside them (rules/city, dashboards/json, ...), which Python also sees as (namespace)
+    packages; listing them too is what setuptools asks for, so that their files ship via
+    package-data without an "importable package ... absent from packages" warning."""
     found: list[str] = []
     for package, folder in ROOMS.items():
         root = Path(folder)
-        for init in sorted(root.rglob("__init__.py")):
-            rel = init.parent.relative_to(root)
-            parts = [p for p in rel.parts if p]
-            found.append(".".join([package, *parts]))
+        for d in sorted([root, *(p for p in root.rglob("*") if p.is_dir())]):
+            rel = d.relative_to(root)
+            if any(part.startswith((".", "__")) or part.endswith(".egg-info")
+                   for part in rel.parts):
+                continue
+            found.append(".".join([package, *rel.parts]))
     return found
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import orjson
 import paho.mqtt.client as mqtt
 
+from urbanbrain.health import HealthServer
 from urbanbrain.mqtt import apply_security
 from urbanbrain.ingest.normalise import DeadLetter, Normaliser
 from urbanbrain.ingest.rejects import Reason
@@ -119,6 +120,8 @@ class IngestBridge:
         self._queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
         self._inflight = threading.BoundedSemaphore(settings.ingest_max_inflight)
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._kafka_ready = False
         # Connection generation, bumped on every connect and disconnect; only messages of the
         # live generation are acked. The lock makes "check generation, send PUBACK" atomic
         # with respect to the paho thread's connect/disconnect callbacks.
@@ -167,12 +170,14 @@ class IngestBridge:
         if failed:
             log.error("MQTT subscription refused: %s", failed)
         else:
+            self._subscribed.set()
             log.info("MQTT subscribed")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         with self._ack_lock:
             self._gen += 1
             self._connected.clear()
+            self._subscribed.clear()
         if not self._stop.is_set():
             log.warning("MQTT disconnected (%s); paho reconnects", reason_code)
 
@@ -200,7 +205,9 @@ class IngestBridge:
             request_timeout_ms=30_000,
         )
         await producer.start()
+        self._kafka_ready = True
         s = self.settings
+        health = await self._serve_health()
         self._client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30)
         self._client.loop_start()
         linger = s.ingest_linger_ms / 1000
@@ -229,9 +236,23 @@ class IngestBridge:
                 await previous
         finally:
             reporter.cancel()
+            if health is not None:
+                await health.stop()
             self._client.disconnect()
             self._client.loop_stop()
             await producer.stop()
+
+    async def _serve_health(self) -> HealthServer | None:
+        """/livez, /readyz (MQTT connected and subscribed, Kafka producer up), /healthz."""
+        s = self.settings
+        if s.metrics_port is None:
+            return None
+        return await HealthServer(s.metrics_host, s.metrics_port, {
+            "mqtt_connected": lambda: (self._connected.is_set(), s.mqtt_url),
+            "mqtt_subscribed": lambda: (self._subscribed.is_set(),
+                                        ", ".join(self.subscriptions())),
+            "kafka_producer": lambda: (self._kafka_ready, s.kafka_bootstrap),
+        }).start()
 
     def _registry_mtime(self) -> float | None:
         path = self.settings.registry_path
@@ -242,7 +263,7 @@ class IngestBridge:
 
     async def _report_loop(self, every_s: float = 5.0) -> None:
         """Log progress and write self-monitoring points (best effort, never blocks ingest)."""
-        from urbanbrain.influx import InfluxWriter
+        from urbanbrain.influx import InfluxError, InfluxWriter
         from urbanbrain.lineprotocol import line
 
         writer = InfluxWriter(self.settings, max_backoff_s=every_s)
@@ -297,6 +318,8 @@ class IngestBridge:
                         registry_dirty = False
                 except asyncio.TimeoutError:
                     log.warning("pipeline metrics not written: InfluxDB slow or down")
+                except InfluxError as exc:  # 401/403: counted by the writer, said here
+                    log.error("pipeline metrics not written: %s", exc)
         finally:
             await writer.close()
 

@@ -6,7 +6,8 @@
                                    partition = murmur2(district))
                                        ──▶ alert_districts (Evaluator scope=district, one per
                                            partition, state: table ``alert-district-state``)
-    both ──▶ AlertOutputs: Kafka ``alerts`` · InfluxDB ``alerts`` · MQTT city/alerts/... · webhooks
+    both ──▶ AlertOutputs: MQTT city/alerts/... · webhooks (handed off) · Kafka ``alerts``
+    Kafka ``alerts`` ──▶ store_alerts (AlertStore) ──▶ InfluxDB ``alerts``
     timer ──▶ RuleWatcher.poll(): hot reload (a broken file keeps the old rule set)
 
 Why two stages: a sensor-scope rule needs one sensor's readings, which ingest keeps on one
@@ -49,7 +50,7 @@ from urbanbrain.rules import AlertEvent, Evaluator, RuleSet, RuleWatcher, load_r
 from urbanbrain.rules.model import AbsenceCond
 from urbanbrain.settings import Settings
 
-from .alerting_outputs import AlertOutputs
+from .alerting_outputs import AlertOutputs, AlertStore
 from .decoded import DecodedBatches
 from .state import TableStore, flush_durably
 
@@ -400,6 +401,13 @@ def register_alerting(app: faust.App, settings: Settings, writer: InfluxWriter, 
                 districts.persist(DISTRICT_SOURCE, partition,
                                   districts.live[(DISTRICT_SOURCE, partition)])
 
+    store = AlertStore(writer, outputs.sent)
+
+    @app.agent(alerts_topic, name="store_alerts")
+    async def store_alerts(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(take_n, within=take_within):
+            await store.store([e.value for e in events])
+
     @app.on_partitions_revoked.connect
     async def checkpoint_on_revoke(sender: Any, revoked: set, **kwargs: Any) -> None:
         # The next owner of these partitions starts from the table: give it everything.
@@ -429,11 +437,12 @@ def register_alerting(app: faust.App, settings: Settings, writer: InfluxWriter, 
 def create_alerting_app(settings: Settings) -> faust.App:
     """A Faust app that runs only the alerting part (own consumer group ``<id>-alerting``)."""
     from . import faust_patches
-    from .app import faust_config
+    from .app import faust_config, stop_on_config_error
 
     faust_patches.apply()
     app = faust.App(f"{settings.streams_app_id}-alerting", **faust_config(settings))
-    register_alerting(app, settings, InfluxWriter(settings), own_writer=True)
+    register_alerting(app, settings, InfluxWriter(settings, on_config_error=stop_on_config_error),
+                      own_writer=True)
     return app
 
 

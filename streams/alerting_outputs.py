@@ -5,12 +5,17 @@ how each consumer wants them (JSON record, line protocol, MQTT topic per distric
 severity, Alertmanager webhook v4) lives in :mod:`urbanbrain.rules.formatters`, and the
 delivery policies live here:
 
-* Kafka and InfluxDB are awaited inside the agent: they are the durable record, and the
-  agent persists the rule state only after them (a crash re-sends, never loses; consumers
-  deduplicate by ``fingerprint`` + ``status`` + ``startsAt``).
-* MQTT (paho, QoS 1, its own network thread) and webhooks are notifications: they never
-  block or crash the agent. Webhook bodies go through a bounded queue drained by a
-  background task that retries each POST a few times with backoff and then logs and drops.
+* MQTT (paho, QoS 1, its own network thread) and webhooks are notifications: they are
+  handed off first and never wait for, block or crash anything. Webhook bodies go through a
+  bounded queue drained by a background task that retries each POST a few times with
+  backoff and then logs and drops.
+* Kafka ``alerts`` is the durable record: awaited inside the agent, which persists the rule
+  state only after it (a crash re-sends, never loses; consumers deduplicate by
+  ``fingerprint`` + ``status`` + ``startsAt``).
+* InfluxDB's ``alerts`` measurement is written by :class:`AlertStore` from the Kafka topic,
+  in an agent of its own: a slow or refusing InfluxDB delays the history, never a
+  notification or the next evaluation (it once held back MQTT and webhooks, and under
+  production auth stalled them for good).
 """
 
 from __future__ import annotations
@@ -122,9 +127,10 @@ class AlertOutputs(Service):
 
     # -- fan-out --------------------------------------------------------------------------
     async def emit(self, events: Sequence[AlertEvent]) -> None:
-        """Deliver ``events``: awaits Kafka and InfluxDB, hands MQTT/webhooks off."""
+        """Deliver ``events``: MQTT and webhooks handed off, then Kafka awaited."""
         if not events:
             return
+        self._notify(events)
         now = int(time.time() * 1000)
         emitted = [("emitted_ms", str(now).encode())]
         for ev in events:
@@ -132,10 +138,8 @@ class AlertOutputs(Service):
                                          value=orjson.dumps(ev.to_dict()), headers=emitted)
             self.sent["kafka"] += 1
         self.latency.observe([ev.at for ev in events], now)
-        refused = await self.writer.write([influx_line(ev) for ev in events])
-        for text, why in refused or ():
-            log.warning("alert point refused by InfluxDB: %s (%s)", text[:200], why)
-        self.sent["influx"] += len(events) - len(refused or ())
+
+    def _notify(self, events: Sequence[AlertEvent]) -> None:
         client = self._mqtt_client()
         for ev in events:
             if ev.silenced:
@@ -192,3 +196,28 @@ class AlertOutputs(Service):
         self.sent["webhook_failed"] += 1
         log.error("webhook %s gave up on %s: %s", url, key, why)
         return False
+
+
+class AlertStore:
+    """Kafka ``alerts`` → InfluxDB ``alerts``: the alert history for dashboards.
+
+    Fed by an agent on the alerts topic (:func:`urbanbrain.streams.alerting.register_alerting`)
+    and awaited before Faust acknowledges the records, so an InfluxDB outage is lag on this
+    agent only; refused lines are logged (an alert's fields are ours, not a device's)."""
+
+    def __init__(self, writer: Any, sent: dict[str, int]) -> None:
+        self.writer = writer
+        self.sent = sent  # AlertOutputs.sent: "influx" counts stored alert points
+
+    async def store(self, records: Sequence[bytes]) -> int:
+        lines = []
+        for raw in records:
+            try:
+                lines.append(influx_line(AlertEvent.from_dict(orjson.loads(raw))))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                log.error("alerts record not stored (%s): %r", exc, raw[:200])
+        refused = await self.writer.write(lines)
+        for text, why in refused or ():
+            log.warning("alert point refused by InfluxDB: %s (%s)", text[:200], why)
+        self.sent["influx"] += len(lines) - len(refused or ())
+        return len(lines) - len(refused or ())

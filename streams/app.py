@@ -31,7 +31,8 @@ import faust
 import orjson
 
 from urbanbrain import gctune
-from urbanbrain.influx import InfluxWriter
+from urbanbrain.health import HealthServer
+from urbanbrain.influx import InfluxError, InfluxWriter
 from urbanbrain.latency import LatencyHistogram
 from urbanbrain.kafka import AGGREGATES_TOPIC, DEADLETTER_TOPIC, READINGS_TOPICS
 from urbanbrain.lineprotocol import ReadingLineEncoder, line
@@ -151,7 +152,7 @@ def create_app(settings: Settings) -> faust.App:
                              partitions=ss.kafka_partitions)
     rollup_table = app.Table("rollup-state", key_type=str, value_type=bytes,
                              partitions=ss.kafka_partitions)
-    writer = InfluxWriter(ss)
+    writer = InfluxWriter(ss, on_config_error=stop_on_config_error)
     encoder = ReadingLineEncoder()
     stats = StreamsStats()
     calc = IndexCalculator(_load_registry(ss), default_road_class=ss.streams_default_road_class,
@@ -331,7 +332,46 @@ def create_app(settings: Settings) -> faust.App:
         await writer.write(points)
 
     register_alerting(app, ss, writer, decoded=decoded)
+    if ss.metrics_port is not None:
+        serve_health(app, ss)
     return app
+
+
+def serve_health(app: faust.App, settings: Settings) -> HealthServer:
+    """/livez, /readyz (consumer started, not rebalancing or recovering), /healthz."""
+
+    def consumer() -> tuple[bool, str]:
+        try:
+            parts = len(app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - before the consumer exists
+            return False, "consumer not started"
+        if app.rebalancing:
+            return False, "rebalancing"
+        if app.in_recovery:
+            return False, "recovering tables"
+        return True, f"{parts} partitions assigned"
+
+    health = HealthServer(settings.metrics_host, settings.metrics_port or 0,
+                          {"kafka_consumer": consumer})
+
+    @app.task
+    async def start_health() -> None:
+        await health.start()
+
+    return health
+
+
+#: sysexits.h EX_CONFIG, as ``urbanbrain streams worker`` exits when its start check fails
+EX_CONFIG = 78
+
+
+def stop_on_config_error(exc: InfluxError) -> None:
+    """InfluxDB refused us while running (a password rotated, a grant revoked): stop with
+    one line and EX_CONFIG instead of retrying forever. Nothing unstored was acknowledged,
+    so a worker restarted with the right settings re-reads it from Kafka."""
+    log.critical("%s; stopping this worker", exc)
+    logging.shutdown()
+    os._exit(EX_CONFIG)
 
 
 def _lag(app: faust.App) -> float | None:

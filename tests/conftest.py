@@ -1,7 +1,13 @@
-"""Session-wide real servers: mosquitto, tansu and influxd on free 127.0.0.1 ports."""
+"""Session-wide real servers: mosquitto, tansu and influxd on free 127.0.0.1 ports.
+
+They run the production security model (urbanbrain/localstack.py): InfluxDB with auth and
+the compose users, mosquitto with passwords and the production ACL. Every component logs
+in as its compose user; assertions read InfluxDB as the dashboards' reader.
+"""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,13 +15,42 @@ from pathlib import Path
 import pytest
 from harness import Component
 
-from urbanbrain.localstack import LocalStack
+from urbanbrain.components import role_env
+from urbanbrain.localstack import PRODUCTION_ACL, LocalStack
+from urbanbrain.settings import Settings
+
+#: A test-only MQTT account that may publish anything under ``city/``: it stands for what
+#: the production ACL keeps away from ingest (a device on a misconfigured broker, a bridge
+#: from another broker), so that ingest's own refusals (unknown domain, bad topic) are
+#: tested. Production's accounts and ACL lines are unchanged; this one is appended.
+INJECTOR = "test-injector"
+INJECTOR_PASSWORD = secrets.token_urlsafe(12)
+
+
+def test_stack(workdir: Path, **kwargs: object) -> LocalStack:
+    """A :class:`LocalStack` with the production accounts plus :data:`INJECTOR`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    acl = workdir / "acl-with-injector"
+    acl.write_text(PRODUCTION_ACL.read_text() + f"\n# tests only\nuser {INJECTOR}\n"
+                   "topic write city/#\n")
+    return LocalStack(workdir, extra_mqtt_accounts={INJECTOR: INJECTOR_PASSWORD},
+                      mqtt_acl=acl, **kwargs)  # type: ignore[arg-type]
+
+
+def role_settings(stack: LocalStack, role: str, **overrides: object) -> Settings:
+    """Settings of a process running as ``role`` (ingest, streams, simulator, console,
+    reader) against ``stack``, as :class:`urbanbrain.components.Component` would get them."""
+    env = role_env(stack.env(), role)
+    values = {k[len("URBANBRAIN_"):].lower(): v for k, v in env.items()
+              if k.startswith("URBANBRAIN_")}
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The three real servers, shared by the whole session and stopped at its end."""
-    s = LocalStack(tmp_path_factory.mktemp("stack")).start()
+    s = test_stack(tmp_path_factory.mktemp("stack")).start()
     yield s
     s.stop()
 
@@ -36,9 +71,11 @@ def components(tmp_path: Path) -> Iterator[list[Component]]:
 
 
 def component_env(stack: LocalStack, run_id: str, **extra: str) -> dict[str, str]:
+    """Environment of this test's components: its own database (created by the admin with
+    the writer's and reader's grants, as compose's first start does), app id and client."""
     env = stack.env()
     env.update({
-        "URBANBRAIN_INFLUX_DB": f"test_{run_id}",
+        "URBANBRAIN_INFLUX_DB": stack.provision_database(f"test_{run_id}"),
         "URBANBRAIN_STREAMS_APP_ID": f"urbanbrain-test-{run_id}",
         "URBANBRAIN_MQTT_CLIENT_ID": f"ingest-{run_id}",
         "URBANBRAIN_INGEST_LINGER_MS": "20",
@@ -51,6 +88,6 @@ def component_env(stack: LocalStack, run_id: str, **extra: str) -> dict[str, str
 def private_stack(tmp_path: Path) -> Iterator[LocalStack]:
     """Servers of this test alone, for tests whose event times must not meet others' data
     (event-time state such as alert rules and windows) or that stop/kill a server."""
-    s = LocalStack(tmp_path / "stack").start()
+    s = test_stack(tmp_path / "stack").start()
     yield s
     s.stop()

@@ -18,6 +18,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from urbanbrain.components import Component as BaseComponent
+from urbanbrain.localstack import LocalStack
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.2,
@@ -50,14 +51,23 @@ class Component(BaseComponent):
 
 
 class Influx:
-    """Minimal InfluxQL client for assertions (v1 /query)."""
+    """Minimal InfluxQL client for assertions (v1 /query), logged in as the dashboards'
+    read-only user: what a test asserts is what Grafana can see."""
 
-    def __init__(self, url: str, db: str) -> None:
-        self.url, self.db = url.rstrip("/"), db
+    def __init__(self, url: str, db: str, auth: tuple[str, str] | None = None) -> None:
+        self.url, self.db, self.auth = url.rstrip("/"), db, auth
+
+    @classmethod
+    def reader(cls, stack: LocalStack, db: str) -> Influx:
+        assert stack.influx is not None
+        return cls(f"http://127.0.0.1:{stack.influx.port}", db, stack.influx_login("reader"))
 
     def query(self, q: str) -> list[dict]:
-        params = urllib.parse.urlencode({"q": q, "db": self.db, "epoch": "ms"})
-        with urllib.request.urlopen(f"{self.url}/query?{params}", timeout=10) as resp:
+        params = {"q": q, "db": self.db, "epoch": "ms"}
+        if self.auth:
+            params.update(u=self.auth[0], p=self.auth[1])
+        url = f"{self.url}/query?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
             body = json.load(resp)
         result = body["results"][0]
         if "error" in result:
@@ -113,10 +123,16 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 5.0) -> list[tupl
 
 
 class Publisher:
-    """A paho QoS 1 publisher that waits until the broker acknowledged everything."""
+    """A paho QoS 1 publisher that waits until the broker acknowledged everything.
 
-    def __init__(self, port: int, client_id: str = "") -> None:
+    ``auth``: (user, password); tests publish as the simulator's account
+    (``stack.mqtt_login("simulator")``) or, for what the ACL keeps out, the injector."""
+
+    def __init__(self, port: int, client_id: str = "",
+                 auth: tuple[str, str] | None = None) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        if auth is not None:
+            self.client.username_pw_set(*auth)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.connect("127.0.0.1", port)

@@ -20,6 +20,8 @@ import pytest
 from conftest import component_env
 from harness import Component, Influx, Publisher, read_topic, wait_until
 
+from urbanbrain.components import role_env
+
 import urbanbrain.rules
 
 SCHEMA = json.loads(
@@ -36,7 +38,8 @@ class AlertingWorker(Component):
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "urbanbrain.streams.alerting"],
-                env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+                env=role_env({**os.environ, **self.env}, "streams"), stdout=log,
+                stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         return self
@@ -108,6 +111,7 @@ def test_alerts_fire_resolve_and_survive_restart(private_stack, run_id, componen
 
     got: list[tuple[str, dict]] = []
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub.username_pw_set(*stack.mqtt_login("console"))  # the account that reads alerts
     sub.on_message = lambda c, u, m: got.append((m.topic, orjson.loads(m.payload)))
     sub.connect("127.0.0.1", stack.mqtt.port)
     sub.subscribe(f"city/alerts/{district}/#", qos=1)
@@ -115,7 +119,7 @@ def test_alerts_fire_resolve_and_survive_restart(private_stack, run_id, componen
     try:
         ingest.wait_for_log("MQTT connected", timeout=30)
         worker.wait_for_log("Ready", timeout=60)
-        pub = Publisher(stack.mqtt.port)
+        pub = Publisher(stack.mqtt.port, auth=stack.mqtt_login("simulator"))
         topic = f"city/{district}/traffic/loop/{sensor}"
         t0 = int(time.time() * 1000) - 120_000
 
@@ -147,7 +151,7 @@ def test_alerts_fire_resolve_and_survive_restart(private_stack, run_id, componen
         assert resolved["ends_at"] == t0 + 5 * 5_000
         assert resolved["fingerprint"] == firing["fingerprint"]
 
-        influx = Influx(env["URBANBRAIN_INFLUX_URL"], f"test_{run_id}")
+        influx = Influx.reader(stack, f"test_{run_id}")
 
         def points() -> list[dict]:
             try:

@@ -23,6 +23,15 @@ from typing import Any
 
 import pytest
 import yaml
+from composefile import (
+    MissingVariable,
+    dotenv,
+    env_mapping,
+    filled_example_env,
+    interpolate_tree,
+    strings,
+    variables,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
@@ -44,12 +53,8 @@ EXPECTED_COMMANDS = {
 # Bind-mount sources that another room creates later (dashboards/ provisioning as code).
 CREATED_LATER = {"./dashboards/provisioning", "./dashboards/json"}
 
-SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL", re.I)
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL", re.IGNORECASE)
 REQUIRED_VAR = re.compile(r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):\?(?P<msg>[^}]+)\}$")
-VAR_REF = re.compile(
-    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
-    r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
-)
 EXACT_TAG = re.compile(r"^v?\d+\.\d+\.\d+(?:[-+][A-Za-z0-9.]+)?$")
 # Attributes of a compose service that this stack may use: a typo such as `healtcheck`
 # would otherwise be ignored silently by a reviewer and fail only on the production host.
@@ -62,76 +67,6 @@ SERVICE_KEYS = {
 
 
 # --- helpers ------------------------------------------------------------------------------
-class MissingVariable(Exception):
-    pass
-
-
-def interpolate(text: str, env: dict[str, str]) -> str:
-    """Compose's variable substitution (the forms this project uses), to test .env handling."""
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name = m.group("name") or m.group("bare")
-        op, arg = m.group("op"), m.group("arg") or ""
-        value = env.get(name)
-        empty = value is None or (value == "" and op is not None and op.startswith(":"))
-        if op in (":?", "?") and (value is None if op == "?" else empty):
-            raise MissingVariable(f"{name}: {arg}")
-        if op in (":-", "-") and (value is None if op == "-" else empty):
-            return arg
-        return value or ""
-
-    return VAR_REF.sub(sub, text)
-
-
-def interpolate_tree(node: Any, env: dict[str, str]) -> Any:
-    """Like compose: values are substituted after parsing (comments never are)."""
-    if isinstance(node, str):
-        return interpolate(node, env)
-    if isinstance(node, dict):
-        return {k: interpolate_tree(v, env) for k, v in node.items()}
-    if isinstance(node, list):
-        return [interpolate_tree(v, env) for v in node]
-    return node
-
-
-def variables(doc: Any) -> dict[str, set[str | None]]:
-    """Every ${VAR} used in the values of a parsed compose file, with its operators."""
-    found: dict[str, set[str | None]] = {}
-    for m in VAR_REF.finditer("\n".join(strings(doc))):
-        name = m.group("name") or m.group("bare")
-        if name:
-            found.setdefault(name, set()).add(m.group("op"))
-    return found
-
-
-def env_mapping(service: dict[str, Any]) -> dict[str, str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {str(k): "" if v is None else str(v) for k, v in env.items()}
-
-
-def strings(node: Any) -> list[str]:
-    if isinstance(node, str):
-        return [node]
-    if isinstance(node, dict):
-        return [s for v in node.values() for s in strings(v)]
-    if isinstance(node, list):
-        return [s for v in node for s in strings(v)]
-    return []
-
-
-def dotenv(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line)
-        if m:
-            values[m.group(1)] = m.group(2).strip().strip('"')
-    return values
-
-
 def volume_specs(service: dict[str, Any]) -> list[tuple[str, str, bool]]:
     """(source, target, read_only) for each entry of a service's `volumes`."""
     specs = []
@@ -189,7 +124,7 @@ def test_third_party_images_are_pinned_to_exact_versions(services):
         "mosquitto": ("eclipse-mosquitto", r"2\.0\.\d+"),
         "kafka": ("apache/kafka", r"3\.9\.\d+"),  # aiokafka is not ready for Kafka 4
         "influxdb": ("influxdb", r"1\.(?:[89]|1\d)\.\d+"),  # >= 1.8: /api/v2/write
-        "grafana": ("grafana/grafana-oss", r"\d+\.\d+\.\d+"),
+        "grafana": ("grafana/grafana", r"\d+\.\d+\.\d+"),
     }
     for name, svc in services.items():
         image = svc.get("image", "")
@@ -324,7 +259,7 @@ def test_an_unfilled_env_refuses_to_start_and_a_filled_one_resolves(compose):
     example = dotenv(ENV_EXAMPLE)
     with pytest.raises(MissingVariable, match="PASSWORD"):
         interpolate_tree(compose, example)
-    filled = {k: (v or f"generated-{k.lower()}") for k, v in example.items()}
+    filled = filled_example_env()
     doc = interpolate_tree(compose, filled)
     streams = doc["services"]["streams"]
     assert int(streams["deploy"]["replicas"]) >= 1
@@ -337,8 +272,9 @@ def test_an_unfilled_env_refuses_to_start_and_a_filled_one_resolves(compose):
 def test_named_volumes_are_declared_and_bind_mounts_exist(compose, services):
     declared = set(compose.get("volumes") or {})
     used = set()
+    env = filled_example_env()
     for name, svc in services.items():
-        for source, target, _ in volume_specs(svc):
+        for source, target, _ in volume_specs(interpolate_tree(svc, env)):
             if is_bind(source):
                 path = (ROOT / source).resolve()
                 assert path.is_relative_to(ROOT), f"{name}: {source} is outside the repo"
@@ -566,6 +502,7 @@ PASSWORDS = {
     "MQTT_INGEST_PASSWORD": "ingest pw with spaces",
     "MQTT_ALERTS_PASSWORD": "alerts-pw",
     "MQTT_SIMULATOR_PASSWORD": "sim$pw",
+    "MQTT_CONSOLE_PASSWORD": "console-pw",
     "MQTT_HEALTHCHECK_PASSWORD": "hc-pw",
 }
 
@@ -588,7 +525,8 @@ def test_make_passwd_refuses_empty_passwords_and_plaintext_devices(tmp_path):
     for password in PASSWORDS.values():
         assert password not in text
     assert [line.split(":")[0] for line in text.splitlines()] == [
-        "urbanbrain-ingest", "urbanbrain-alerts", "urbanbrain-simulator", "healthcheck",
+        "urbanbrain-ingest", "urbanbrain-alerts", "urbanbrain-simulator",
+        "urbanbrain-console", "healthcheck",
     ]
 
 

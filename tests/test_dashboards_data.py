@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import component_env
+from conftest import component_env, role_settings, test_stack
 from harness import Component, wait_until
 
 from urbanbrain.dashboards.build import build
@@ -32,7 +32,6 @@ from urbanbrain.localstack import LocalStack
 from urbanbrain.registry import Registry
 from urbanbrain.rules.alerts import AlertEvent
 from urbanbrain.rules.formatters import influx_line
-from urbanbrain.settings import Settings
 from urbanbrain.simulators.city import City
 from urbanbrain.simulators.runner import run_simulation
 
@@ -83,7 +82,7 @@ def _alert_lines(reg: Registry, now_ms: int) -> list[str]:
 def city_data(tmp_path_factory: pytest.TempPathFactory):
     """(InfluxQL client, registry) after the pipeline processed 40 simulated minutes."""
     wd = tmp_path_factory.mktemp("dashdata")
-    stack = LocalStack(wd / "stack").start()
+    stack = test_stack(wd / "stack").start()
     comps: list[Component] = []
     try:
         reg_path = wd / "devices.csv"
@@ -99,20 +98,24 @@ def city_data(tmp_path_factory: pytest.TempPathFactory):
         streams.wait_for_log("Ready", timeout=60)
         now = int(time.time() * 1000)
         res = run_simulation(
-            Settings(mqtt_url=env["URBANBRAIN_MQTT_URL"]), seed=42, size="tiny", rate=3000,
+            role_settings(stack, "simulator"), seed=42, size="tiny", rate=3000,
             speed=0, sim_duration_s=40 * 60, start_ms=now - 40 * 60_000, fmt="senml",
             registry_path=reg_path, faults="malformed=0.01")
         assert res.progress.readings > 4000
-        client = InfluxQL(env["URBANBRAIN_INFLUX_URL"], env["URBANBRAIN_INFLUX_DB"])
+        # as Grafana reads it: the provisioned datasource's read-only user
+        client = InfluxQL(env["URBANBRAIN_INFLUX_URL"], env["URBANBRAIN_INFLUX_DB"],
+                          *stack.influx_login("reader"))
         wait_until(lambda: _has(client, "district_1m"), 60, what="roll-ups in InfluxDB")
         # What the lead calls at startup: the registry as `sensors` points for the Geomap.
+        writer, writer_pw = stack.influx_login("writer")
         assert write_registry_points(reg_path, env["URBANBRAIN_INFLUX_URL"],
-                                     env["URBANBRAIN_INFLUX_DB"]) == 120
+                                     env["URBANBRAIN_INFLUX_DB"], username=writer,
+                                     password=writer_pw) == 120
         reg = Registry.load(reg_path)
         body = "\n".join(_alert_lines(reg, now)).encode()
         req = urllib.request.Request(
             f"{env['URBANBRAIN_INFLUX_URL']}/write?db={env['URBANBRAIN_INFLUX_DB']}"
-            "&precision=ms", data=body, method="POST")
+            f"&precision=ms&u={writer}&p={writer_pw}", data=body, method="POST")
         with urllib.request.urlopen(req, timeout=10):
             pass
         yield client, reg

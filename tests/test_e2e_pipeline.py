@@ -6,7 +6,7 @@ import time
 
 import orjson
 import pytest
-from conftest import component_env
+from conftest import INJECTOR, INJECTOR_PASSWORD, component_env
 from harness import Component, Influx, Publisher, read_topic, wait_until
 
 pytestmark = pytest.mark.servers
@@ -33,7 +33,7 @@ def test_readings_reach_influx_and_rejects_reach_deadletters(stack, run_id, comp
     district = f"d{run_id}"
     now = int(time.time() * 1000)
     expected: dict[tuple[str, str], tuple[str, dict[str, float], int]] = {}
-    pub = Publisher(stack.mqtt.port)
+    pub = Publisher(stack.mqtt.port, auth=stack.mqtt_login("simulator"))
     n_per_domain = 50
     for domain, (kind, metrics) in DOMAIN_METRICS.items():
         for i in range(n_per_domain):
@@ -62,11 +62,14 @@ def test_readings_reach_influx_and_rejects_reach_deadletters(stack, run_id, comp
     # mosquitto itself refuses control characters in topics; payload ids must be checked by us.
     pub.publish(f"city/{district}/traffic/pack/gw-{run_id}",
                 {"sensor_id": "evil\nid", "metrics": {"speed_kmh": 5}})
-    pub.publish(f"city/{district}/sewage/pump/p-{run_id}", {"metrics": {"speed_kmh": 5}})
+    # the production ACL keeps devices out of unknown domains; ingest must refuse it anyway
+    injector = Publisher(stack.mqtt.port, auth=(INJECTOR, INJECTOR_PASSWORD))
+    injector.publish(f"city/{district}/sewage/pump/p-{run_id}", {"metrics": {"speed_kmh": 5}})
+    injector.close()
     pub.close()
     n_bad = len(malformed) + 2
 
-    influx = Influx(stack.env()["URBANBRAIN_INFLUX_URL"], f"test_{run_id}")
+    influx = Influx.reader(stack, f"test_{run_id}")
     where = f"WHERE district = '{district}'"
 
     def stored() -> int:
@@ -121,7 +124,7 @@ def test_ingest_enriches_from_registry_and_publishes_sensor_locations(
     ingest = Component("ingest", ["ingest"], env, tmp_path / "ingest.log").start()
     components.append(ingest)
     ingest.wait_for_log("MQTT subscribed", timeout=30)
-    pub = Publisher(stack.mqtt.port)
+    pub = Publisher(stack.mqtt.port, auth=stack.mqtt_login("simulator"))
     now = int(time.time() * 1000)
     # The topic says another district and kind: the registry is authoritative.
     pub.publish(f"city/elsewhere/environment/sensor/aq-{run_id}-3",
@@ -143,7 +146,7 @@ def test_ingest_enriches_from_registry_and_publishes_sensor_locations(
     letters = wait_until(lambda: [orjson.loads(v) for _, v in read_topic(bootstrap, "readings.deadletter")
                                   if f"aq-{run_id}-unknown".encode() in v], 20, what="dead letter")
     assert [d["reason"] for d in letters] == ["unknown_sensor"]
-    influx = Influx(stack.env()["URBANBRAIN_INFLUX_URL"], f"test_{run_id}")
+    influx = Influx.reader(stack, f"test_{run_id}")
 
     def locations() -> list[dict]:
         try:

@@ -80,8 +80,8 @@ def wait_all(bootstrap: str, run_id: str, expected: set, timeout: float) -> Coun
     return kafka_keys(bootstrap, run_id)
 
 
-def publish_all(port: int, msgs, progress: list[int] | None = None) -> None:
-    pub = Publisher(port)
+def publish_all(stack, msgs, progress: list[int] | None = None) -> None:
+    pub = Publisher(stack.mqtt.port, auth=stack.mqtt_login("simulator"))
     try:
         for i, (topic, payload, _) in enumerate(msgs):
             pub.publish(topic, payload)
@@ -113,7 +113,7 @@ def test_sigkill_mid_stream_loses_nothing(stack, run_id, components, tmp_path):
 
     msgs = messages(run_id, n)
     progress = [0]
-    publisher = threading.Thread(target=publish_all, args=(stack.mqtt.port, msgs, progress))
+    publisher = threading.Thread(target=publish_all, args=(stack, msgs, progress))
     publisher.start()
     wait_until(lambda: progress[0] >= n * 0.4, 60, interval=0.02, what="40% published")
     bridge.kill()  # SIGKILL: whatever it had received but not acked is redelivered
@@ -142,7 +142,7 @@ def test_tiny_inflight_window_still_delivers_a_burst(stack, run_id, components, 
     components.append(bridge.start())
     bridge.wait_for_log("MQTT subscribed", timeout=30)
     msgs = messages(run_id, n)
-    publish_all(stack.mqtt.port, msgs)
+    publish_all(stack, msgs)
 
     expected = {key for _, _, key in msgs}
     keys = wait_all(bootstrap, run_id, expected, timeout=60)
@@ -165,7 +165,7 @@ def test_shared_subscription_replicas_split_the_load(stack, run_id, components, 
     for r in replicas:
         r.wait_for_log("MQTT subscribed", timeout=30)
     msgs = messages(run_id, n)
-    publish_all(stack.mqtt.port, msgs)
+    publish_all(stack, msgs)
 
     expected = {key for _, _, key in msgs}
     keys = wait_all(bootstrap, run_id, expected, timeout=60)
@@ -195,7 +195,7 @@ def test_session_takeover_mid_stream_loses_nothing(stack, run_id, components, tm
 
     msgs = messages(run_id, n)
     progress = [0]
-    publisher = threading.Thread(target=publish_all, args=(stack.mqtt.port, msgs, progress))
+    publisher = threading.Thread(target=publish_all, args=(stack, msgs, progress))
     publisher.start()
     wait_until(lambda: progress[0] >= n * 0.4, 60, interval=0.02, what="40% published")
     # Same client id, persistent session: the broker drops ingest's connection for this one;
@@ -203,6 +203,7 @@ def test_session_takeover_mid_stream_loses_nothing(stack, run_id, components, tm
     # It never acks what the session sends it meanwhile (manual_ack), so that is redelivered.
     thief = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ingest-{run_id}",
                         clean_session=False, manual_ack=True)
+    thief.username_pw_set(*stack.mqtt_login("ingest"))
     thief.connect("127.0.0.1", stack.mqtt.port)
     thief.loop_start()
     time.sleep(0.2)

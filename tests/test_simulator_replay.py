@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import role_settings, test_stack
 from urbanbrain.localstack import LocalStack
-from urbanbrain.settings import Settings
 from urbanbrain.simulators.city import City
 from urbanbrain.simulators.engine import Simulation
 from urbanbrain.simulators.faults import FaultConfig
@@ -25,10 +25,10 @@ T0 = 1767600000000
 
 
 @pytest.fixture(scope="module")
-def mqtt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    stack = LocalStack(tmp_path_factory.mktemp("sim-mqtt")).start(kafka=False, influx=False)
+def mqtt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    stack = test_stack(tmp_path_factory.mktemp("sim-mqtt")).start(kafka=False, influx=False)
     try:
-        yield Settings(mqtt_url=stack.env()["URBANBRAIN_MQTT_URL"])
+        yield stack
     finally:
         stack.stop()
 
@@ -69,13 +69,13 @@ def test_jsonl_of_readings_round_trips(tmp_path: Path) -> None:
 
 @pytest.mark.servers
 @pytest.mark.parametrize("fmt", ["json", "senml", "fiware"])
-def test_replay_to_mosquitto_equals_the_recording(mqtt: Settings, tmp_path: Path,
+def test_replay_to_mosquitto_equals_the_recording(mqtt: LocalStack, tmp_path: Path,
                                                   fmt: str) -> None:
     _, readings, df = _run(n_ticks=3)
     path = write_table(df, tmp_path / "rec.parquet")
-    rec = MqttRecorder(mqtt)
+    rec = MqttRecorder(role_settings(mqtt, "ingest"))  # the account that reads city/#
     try:
-        progress = replay(mqtt, path, speed=0, fmt=fmt, qos=1)
+        progress = replay(role_settings(mqtt, "simulator"), path, speed=0, fmt=fmt, qos=1)
         assert progress.readings == len(readings)
         rec.wait_for(len(readings), timeout_s=20)
     finally:
@@ -87,11 +87,11 @@ def test_replay_to_mosquitto_equals_the_recording(mqtt: Settings, tmp_path: Path
 
 
 @pytest.mark.servers
-def test_replay_keeps_event_times_and_paces_by_speed(mqtt: Settings) -> None:
+def test_replay_keeps_event_times_and_paces_by_speed(mqtt: LocalStack) -> None:
     # 3 ticks one minute apart at 120x: ~1 s of wall time, timestamps untouched
     _, readings, _ = _run(n_ticks=3)
     arrivals: list[float] = []
-    rec = MqttRecorder(mqtt)
+    rec = MqttRecorder(role_settings(mqtt, "ingest"))
     orig = rec.client.on_message
 
     def on_message(c, u, msg):  # noqa: ANN001
@@ -101,7 +101,8 @@ def test_replay_keeps_event_times_and_paces_by_speed(mqtt: Settings) -> None:
     rec.client.on_message = on_message
     try:
         t0 = time.monotonic()
-        replay(mqtt, readings, speed=120.0, fmt="senml", stop_event=threading.Event())
+        replay(role_settings(mqtt, "simulator"), readings, speed=120.0, fmt="senml",
+               stop_event=threading.Event())
         elapsed = time.monotonic() - t0
         rec.wait_for(len(readings), timeout_s=10)
     finally:

@@ -14,8 +14,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
+from conftest import role_settings, test_stack
+from urbanbrain.components import role_env
 from urbanbrain.localstack import LocalStack
-from urbanbrain.settings import Settings
+from urbanbrain.mqtt import apply_security
+from urbanbrain.settings import Settings, get_settings
 from urbanbrain.simulators.cli import app
 from urbanbrain.simulators.incidents import read_ground_truth
 from urbanbrain.simulators.publisher import Progress
@@ -26,7 +29,7 @@ T0 = 1767600000000
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    s = LocalStack(tmp_path_factory.mktemp("sim-run")).start(kafka=False, influx=False)
+    s = test_stack(tmp_path_factory.mktemp("sim-run")).start(kafka=False, influx=False)
     yield s
     s.stop()
 
@@ -35,10 +38,12 @@ class Sink:
     """A plain paho subscriber counting messages and (un)parseable payloads."""
 
     def __init__(self, settings: Settings) -> None:
+        """``settings``: of the ingest account, the one that may read ``city/#``."""
         self.messages: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
         ready = threading.Event()
         c = mqtt.Client(CallbackAPIVersion.VERSION2)
+        apply_security(c, settings)
         c.on_connect = lambda cl, u, f, rc, p: cl.subscribe("city/#", qos=1)
         c.on_subscribe = lambda cl, u, mid, rcs, p: ready.set()
 
@@ -67,8 +72,8 @@ class Sink:
 @pytest.mark.servers
 def test_run_simulation_delivers_everything_and_counts_malformed(stack: LocalStack,
                                                                  tmp_path: Path) -> None:
-    settings = Settings(mqtt_url=stack.env()["URBANBRAIN_MQTT_URL"])
-    sink = Sink(settings)
+    settings = role_settings(stack, "simulator")
+    sink = Sink(role_settings(stack, "ingest"))
     seen: list[Progress] = []
     try:
         res = run_simulation(
@@ -100,7 +105,7 @@ def test_run_simulation_delivers_everything_and_counts_malformed(stack: LocalSta
 
 @pytest.mark.servers
 def test_stop_event_and_rate_limit(stack: LocalStack) -> None:
-    settings = Settings(mqtt_url=stack.env()["URBANBRAIN_MQTT_URL"])
+    settings = role_settings(stack, "simulator")
     stop = threading.Event()
     timer = threading.Timer(1.5, stop.set)
     timer.start()
@@ -126,11 +131,17 @@ def test_cli_scenario_and_city(tmp_path: Path) -> None:
 
 
 @pytest.mark.servers
-def test_cli_run_smoke(stack: LocalStack, tmp_path: Path) -> None:
-    r = CliRunner().invoke(app, [
-        "run", "--size", "tiny", "--speed", "0", "--sim-duration", "10m", "--format", "fiware",
-        "--mqtt-url", stack.env()["URBANBRAIN_MQTT_URL"], "--registry",
-        str(tmp_path / "reg.csv"), "--ground-truth", str(tmp_path / "gt.csv"),
-        "--start", "2026-01-05T09:00:00+01:00"])
+def test_cli_run_smoke(stack: LocalStack, tmp_path: Path,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in role_env(stack.env(), "simulator").items():  # the simulator's account
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    try:
+        r = CliRunner().invoke(app, [
+            "run", "--size", "tiny", "--speed", "0", "--sim-duration", "10m", "--format",
+            "fiware", "--registry", str(tmp_path / "reg.csv"), "--ground-truth",
+            str(tmp_path / "gt.csv"), "--start", "2026-01-05T09:00:00+01:00"])
+    finally:
+        get_settings.cache_clear()
     assert r.exit_code == 0, r.output
     assert (tmp_path / "reg.csv").exists() and (tmp_path / "gt.csv").exists()

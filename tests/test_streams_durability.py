@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import component_env
+from conftest import component_env, test_stack
 from harness import Component, Influx, wait_until
 
 from urbanbrain.localstack import LocalStack
@@ -21,7 +21,7 @@ MIN = 60_000
 
 @pytest.fixture
 def own_stack(tmp_path):
-    s = LocalStack(tmp_path / "stack").start(mqtt=False)
+    s = test_stack(tmp_path / "stack").start(mqtt=False)
     yield s
     s.stop()
 
@@ -35,7 +35,7 @@ def test_influx_outage_loses_nothing(own_stack, run_id, components, tmp_path):
     components.append(worker)
     worker.wait_for_log("Ready", timeout=60)
     bootstrap = stack.env()["URBANBRAIN_KAFKA_BOOTSTRAP"]
-    influx = Influx(stack.env()["URBANBRAIN_INFLUX_URL"], f"test_{run_id}")
+    influx = Influx.reader(stack, f"test_{run_id}")
 
     prefix = f"o{run_id}"
     t0 = (int(time.time() * 1000) - 7_200_000) // MIN * MIN

@@ -98,7 +98,7 @@ def test_windows_indices_rollups_exact(stack, run_id, components, tmp_path):
     kept, late, eu = reference(readings, 4)
     assert late and len(kept) + len(late) == len(readings)
 
-    influx = Influx(stack.env()["URBANBRAIN_INFLUX_URL"], f"test_{run_id}")
+    influx = Influx.reader(stack, f"test_{run_id}")
     district = f"d{run_id}"
 
     def q(meas: str, where: str = "") -> list[dict]:

@@ -51,7 +51,7 @@ def test_two_workers_split_and_fail_over(private_stack, run_id, components, tmp_
     first = [r for r in readings if r["ts"] < t0 + 4 * MIN + 30_000]  # panes 0-2 close
     rest = [r for r in readings if r["ts"] >= t0 + 4 * MIN + 30_000]
     bootstrap = stack.env()["URBANBRAIN_KAFKA_BOOTSTRAP"]
-    influx = Influx(stack.env()["URBANBRAIN_INFLUX_URL"], f"test_{run_id}")
+    influx = Influx.reader(stack, f"test_{run_id}")
 
     def rows(meas: str) -> list[dict]:
         try:

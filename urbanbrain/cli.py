@@ -53,22 +53,49 @@ def _logging(level: str) -> None:
 
 LogLevel = Annotated[str, typer.Option("--log-level", "-l", help="debug, info, warning, error")]
 
+#: sysexits.h EX_CONFIG: a configuration error that no restart heals by itself.
+EX_CONFIG = 78
+
+
+def _influx_preflight(settings: Settings) -> None:
+    """Refuse to start, with one line, when InfluxDB refuses our user or database."""
+    from urbanbrain.influx import InfluxAuthError, InfluxSetupError, preflight
+
+    try:
+        preflight(settings)
+    except (InfluxAuthError, InfluxSetupError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EX_CONFIG) from None
+
+
+MetricsPort = Annotated[int | None, typer.Option(
+    "--metrics-port", help="serve /livez, /readyz, /healthz, /metrics on this port "
+    "(URBANBRAIN_METRICS_PORT; host URBANBRAIN_METRICS_HOST, default 127.0.0.1)")]
+
+
+def _with_metrics_port(settings: Settings, port: int | None) -> Settings:
+    return settings.model_copy(update={"metrics_port": port}) if port is not None else settings
+
 
 @app.command()
-def ingest(log_level: LogLevel = "info") -> None:
+def ingest(log_level: LogLevel = "info", metrics_port: MetricsPort = None) -> None:
     """Run the MQTT → Kafka ingest bridge until stopped."""
     from urbanbrain.ingest.bridge import run_bridge
 
     _logging(log_level)
-    run_bridge(get_settings())
+    settings = _with_metrics_port(get_settings(), metrics_port)
+    _influx_preflight(settings)
+    run_bridge(settings)
 
 
 @streams_app.command("worker")
-def streams_worker(log_level: LogLevel = "info") -> None:
+def streams_worker(log_level: LogLevel = "info", metrics_port: MetricsPort = None) -> None:
     """Run one Faust worker; start more to split the partitions."""
     from urbanbrain.streams.app import run_worker
 
-    run_worker(get_settings(), loglevel=log_level)
+    settings = _with_metrics_port(get_settings(), metrics_port)
+    _influx_preflight(settings)
+    run_worker(settings, loglevel=log_level)
 
 
 @kafka_app.command("init")

@@ -10,13 +10,39 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+#: Role-scoped keys of :meth:`urbanbrain.localstack.LocalStack.env`.
+ROLE_PREFIX = "UB_ROLE__"
+#: The compose service (and so the users) each command runs as.
+COMMAND_ROLES = {"ingest": "ingest", "streams": "streams", "simulate": "simulator",
+                 "dashboards": "reader", "console": "console", "alerts": "console",
+                 "rules": "streams"}
+
+
+def role_of(args: Sequence[str]) -> str | None:
+    """The role of an ``urbanbrain`` command line (``["streams", "worker"]`` → streams)."""
+    return COMMAND_ROLES.get(args[0]) if args else None
+
+
+def role_env(env: Mapping[str, str], role: str | None) -> dict[str, str]:
+    """``env`` with the credentials of ``role`` only: its role-scoped keys become the plain
+    ``URBANBRAIN_*`` ones, every other role's are dropped. Why: a process should hold no
+    password it does not use (ingest never sees the alert publisher's)."""
+    out = {k: v for k, v in env.items() if not k.startswith(ROLE_PREFIX)}
+    if role is not None:
+        mine = f"{ROLE_PREFIX}{role}__"
+        out.update({k[len(mine):]: v for k, v in env.items() if k.startswith(mine)})
+    return out
 
 
 @dataclass
 class Component:
-    """``python -m urbanbrain.cli <args>`` with extra environment, logging to ``log_path``."""
+    """``python -m urbanbrain.cli <args>`` with extra environment, logging to ``log_path``.
+
+    The process gets the credentials of its command's role only (:func:`role_env`)."""
 
     name: str
     args: list[str]
@@ -30,7 +56,7 @@ class Component:
         with open(self.log_path, "wb" if fresh_log else "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "urbanbrain.cli", *self.args],
-                env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+                env=role_env({**os.environ, **self.env}, role_of(self.args)), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         return self

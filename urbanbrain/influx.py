@@ -13,7 +13,13 @@ token is configured, else v1.
 The writer never drops points silently: server and network errors are retried with
 backoff until they succeed (the caller holds its Kafka offsets meanwhile, so an outage
 becomes consumer lag, not loss); a 400 is bisected down to the exact lines InfluxDB
-refuses, which are returned to the caller to dead-letter.
+refuses, which are returned to the caller to dead-letter. A 401/403 is not an outage but a
+misconfiguration that no retry heals: it raises :class:`InfluxAuthError` with what to fix.
+
+The writer needs no admin rights (compose gives it a user with ALL on its database only):
+it looks for its database with ``SHOW DATABASES`` and creates it only when missing, which
+only an admin may; a missing database for a non-admin user is one clear error at start
+(:meth:`InfluxWriter.check`), never an endless retry.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,12 +42,32 @@ class InfluxError(RuntimeError):
     pass
 
 
+class InfluxAuthError(InfluxError):
+    """InfluxDB refused our credentials (401) or a privilege (403): fix configuration."""
+
+
+class InfluxSetupError(InfluxError):
+    """The database is missing and this user may not create it."""
+
+
+def auth_advice(settings: Settings, status: int, text: str) -> str:
+    """One line that says what was refused and what to change."""
+    who = settings.influx_username or ("a token" if settings.influx_token else "no credentials")
+    if status == 401:
+        return (f"InfluxDB at {settings.influx_url} refused the login of {who} ({text.strip()[:120]}): "
+                "check URBANBRAIN_INFLUX_USERNAME/URBANBRAIN_INFLUX_PASSWORD (or _TOKEN)")
+    return (f"InfluxDB at {settings.influx_url} refused {who} on database "
+            f"'{settings.influx_db}' ({text.strip()[:160]}): grant it, as admin, "
+            f"GRANT ALL ON \"{settings.influx_db}\" TO \"{settings.influx_username}\"")
+
+
 @dataclass
 class WriterStats:
     points: int = 0
     batches: int = 0
     retries: int = 0
     rejected: int = 0
+    auth_failures: int = 0
     last_batch_ms: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -57,8 +83,13 @@ def _version_tuple(version: str) -> tuple[int, int]:
 class InfluxWriter:
     """Batched, retrying line-protocol writer. Use ``async with InfluxWriter(settings)``."""
 
-    def __init__(self, settings: Settings, *, max_backoff_s: float = 5.0) -> None:
+    def __init__(self, settings: Settings, *, max_backoff_s: float = 5.0,
+                 on_config_error: Callable[[InfluxError], None] | None = None) -> None:
+        """``on_config_error``: called with an :class:`InfluxAuthError` or
+        :class:`InfluxSetupError` before it is raised (a worker stops there: the error is
+        the operator's to fix, and nothing unstored has been acknowledged)."""
         self.settings = settings
+        self.on_config_error = on_config_error
         self.url = settings.influx_url.rstrip("/")
         self.stats = WriterStats()
         self.max_backoff_s = max_backoff_s
@@ -127,10 +158,37 @@ class InfluxWriter:
         return self.api
 
     async def ensure_database(self) -> None:
-        """``CREATE DATABASE`` (idempotent) on v1; on v2 the bucket must exist already."""
+        """v1: find the database with ``SHOW DATABASES`` (any user with a privilege on it
+        sees it) and create it only when missing (admins only). v2: the bucket (or a DBRP
+        mapping) must exist already; a write to a missing one answers 404."""
         if await self._choose_api() == "v1":
-            await self.query(f'CREATE DATABASE "{self.settings.influx_db}"', method="POST")
+            db = self.settings.influx_db
+            if db not in await self.databases():
+                try:
+                    await self.query(f'CREATE DATABASE "{db}"', method="POST")
+                except InfluxAuthError as exc:
+                    raise InfluxSetupError(
+                        f"InfluxDB database '{db}' does not exist and user "
+                        f"'{self.settings.influx_username}' may not create it (admin only): "
+                        f"create it as admin (CREATE DATABASE \"{db}\" and GRANT ALL ON "
+                        f"\"{db}\" TO \"{self.settings.influx_username}\"), or run "
+                        "`urbanbrain influx init` with admin credentials") from exc
+                log.info("InfluxDB database %s created", db)
         self._db_ready = True
+
+    async def databases(self) -> list[str]:
+        """Databases this user can see (v1 ``SHOW DATABASES``)."""
+        res = await self.query("SHOW DATABASES")
+        return [row[0] for s in res[0].get("series", []) for row in s.get("values", [])] if res else []
+
+    async def check(self) -> str:
+        """Everything a writer needs, checked once at start: server reachable, credentials
+        accepted, database present (or created). Returns the server version; raises
+        :class:`InfluxAuthError` / :class:`InfluxSetupError` / :class:`InfluxError` with a
+        message that says what to fix."""
+        version = await self.ping()
+        await self.ensure_database()
+        return version
 
     # -- queries -------------------------------------------------------------------------
     async def query(self, q: str, *, method: str = "GET", epoch: str = "ms") -> list[dict]:
@@ -140,6 +198,10 @@ class InfluxWriter:
         params = {"q": q, "db": self.settings.influx_db, "epoch": epoch}
         async with self.session.request(method, f"{self.url}/query", params=params) as resp:
             body = await resp.json(content_type=None)
+            if resp.status in (401, 403):
+                self.stats.auth_failures += 1
+                raise InfluxAuthError(auth_advice(self.settings, resp.status,
+                                                  str((body or {}).get("error", body))))
             if resp.status != 200:
                 raise InfluxError(f"query failed ({resp.status}): {body}")
         for result in body.get("results", []):
@@ -190,10 +252,18 @@ class InfluxWriter:
                     return []
                 if status == 400:
                     return await self._bisect(lines, text)
+                if status in (401, 403):
+                    self.stats.auth_failures += 1
+                    raise InfluxAuthError(auth_advice(self.settings, status, text))
                 if status == 404 and "database not found" in text:
                     self._db_ready = False
                     raise InfluxError(text)
                 raise InfluxError(f"HTTP {status}: {text[:300]}")
+            except (InfluxAuthError, InfluxSetupError) as exc:
+                # configuration, not an outage: no retry heals it
+                if self.on_config_error is not None:
+                    self.on_config_error(exc)
+                raise
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, InfluxError) as exc:
                 if self._closing:
                     raise
@@ -240,3 +310,28 @@ class InfluxWriter:
         except InfluxDBError as exc:
             status = getattr(exc.response, "status", 500) if exc.response is not None else 500
             return int(status or 500), str(exc)
+
+
+def preflight(settings: Settings, *, timeout_s: float = 10.0) -> str | None:
+    """Check the writer's InfluxDB configuration once, before a component starts.
+
+    Raises :class:`InfluxAuthError` / :class:`InfluxSetupError` on a configuration error (the
+    command prints the one line and exits). An unreachable server is *not* an error here:
+    the component starts and its writer retries, because an InfluxDB outage must become
+    consumer lag, never a component that refuses to run. Returns the version, or None when
+    the server did not answer."""
+
+    async def run() -> str | None:
+        writer = InfluxWriter(settings)
+        try:
+            return await asyncio.wait_for(writer.check(), timeout_s)
+        except (InfluxAuthError, InfluxSetupError):
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, InfluxError) as exc:
+            log.warning("InfluxDB at %s not checked (%s): starting anyway, writes will retry",
+                        settings.influx_url, exc or type(exc).__name__)
+            return None
+        finally:
+            await writer.close()
+
+    return asyncio.run(run())

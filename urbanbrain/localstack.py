@@ -3,12 +3,35 @@
 No Docker and no mocks: each server is the real program, started with a config file of our
 own on a free loopback port, waited for until it answers, and stopped by the handle that
 started it (never by name, so a developer's own servers are left alone).
+
+**The production security model, locally.** Tests, ``urbanbrain up`` and the benchmarks run
+the servers the way compose.yaml runs them, so a permission production lacks fails here
+first (an admin-only ``CREATE DATABASE`` in the writer once made compose store nothing):
+
+* InfluxDB with ``auth-enabled``: an admin used only to set up (databases, grants), the
+  writer ``urbanbrain`` (ALL on its databases, no admin) and the reader ``grafana`` (READ).
+* mosquitto with ``allow_anonymous false``, a password file and the ACL of
+  ``deploy/mosquitto/acl`` itself: ``urbanbrain-ingest`` reads ``city/#``,
+  ``urbanbrain-alerts`` writes ``city/alerts/#``, ``urbanbrain-simulator`` writes readings,
+  ``urbanbrain-console`` reads alerts, devices write only their own topic.
+* tansu: no SASL. tansu 0.6 requires SCRAM when started with ``--authentication``, but it
+  creates SCRAM users only through an authenticated connection and its memory storage starts
+  empty, so no client can ever log in. compose keeps Kafka PLAINTEXT on the private compose
+  network (no host port); production Kafka with SASL is configured by settings.
+
+Passwords are random per stack (or given, :class:`StackSecrets`), written to
+``<workdir>/credentials.json`` (mode 0600) for a developer who wants to look inside.
+Each urbanbrain command gets only its own account: :meth:`LocalStack.env` carries every
+role's credentials under role-scoped keys, and :func:`urbanbrain.components.role_env` hands
+a process the ones of its command's role (the compose user of that service).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -16,8 +39,13 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from urbanbrain.components import ROLE_PREFIX
+
+#: The production ACL (compose mounts the same file into mosquitto).
+PRODUCTION_ACL = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "acl"
 
 
 class ServerError(RuntimeError):
@@ -134,17 +162,42 @@ def _require(binary: str, package: str) -> str:
     return path
 
 
-def mosquitto(workdir: Path, port: int | None = None) -> ManagedProcess:
-    """Mosquitto with anonymous access on loopback only (tests and the local demo)."""
+def _password_file(path: Path, accounts: dict[str, str]) -> None:
+    """A mosquitto password file (hashed by ``mosquitto_passwd``, as make-passwd.sh does)."""
+    tool = _require("mosquitto_passwd", "mosquitto")
+    path.write_text("")
+    path.chmod(0o600)
+    for user, password in accounts.items():
+        subprocess.run([tool, "-b", str(path), user, password], check=True,
+                       capture_output=True)
+
+
+def mosquitto(workdir: Path, port: int | None = None, *,
+              accounts: dict[str, str] | None = None, acl: Path | None = None,
+              persistence: bool = False) -> ManagedProcess:
+    """Mosquitto on loopback. With ``accounts`` (user → password): password authentication,
+    no anonymous access, and ``acl`` (default: the production ACL). Without: anonymous, for
+    the benchmarks' broker-alone limits only."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
+    auth: list[str] = ["allow_anonymous true"]
+    if accounts is not None:
+        passwd, acl_copy = workdir / "passwd", workdir / "acl"
+        _password_file(passwd, accounts)
+        acl_copy.write_text((acl or PRODUCTION_ACL).read_text())
+        auth = ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl_copy}"]
     conf.write_text(
         "\n".join(
             [
+                "per_listener_settings false",
+                # Started as root (CI, containers), mosquitto would switch to its own user
+                # before reading the password file and ACL, which live in our (0700) work
+                # folder: keep the starting user. Ignored when not started as root.
+                f"user {_current_user()}",
                 f"listener {port} 127.0.0.1",
-                "allow_anonymous true",
-                "persistence false",
+                *auth,
+                "persistence false" if not persistence else "persistence true",
                 "log_dest stdout",
                 "log_type error",
                 "log_type warning",
@@ -163,6 +216,12 @@ def mosquitto(workdir: Path, port: int | None = None) -> ManagedProcess:
         "mosquitto", [_require("mosquitto", "mosquitto"), "-c", str(conf)],
         workdir / "mosquitto.log", port,
     )
+
+
+def _current_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
 
 
 def tansu(workdir: Path, port: int | None = None,
@@ -187,8 +246,9 @@ def tansu(workdir: Path, port: int | None = None,
     )
 
 
-def influxd(workdir: Path, port: int | None = None) -> ManagedProcess:
-    """InfluxDB 1.x (Debian's influxd) with all state under ``workdir``."""
+def influxd(workdir: Path, port: int | None = None, *, auth: bool = True) -> ManagedProcess:
+    """InfluxDB 1.x (Debian's influxd) with all state under ``workdir``; ``auth``: HTTP
+    authentication on, as in production (users: :meth:`LocalStack.start`)."""
     port = port or free_port()
     rpc = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -210,6 +270,7 @@ bind-address = "127.0.0.1:{rpc}"
 [http]
   enabled = true
   bind-address = "127.0.0.1:{port}"
+  auth-enabled = {'true' if auth else 'false'}
   log-enabled = false
   max-body-size = 0
 
@@ -263,6 +324,103 @@ def _start_on_free_ports(make: Callable[[], ManagedProcess],
     raise AssertionError("unreachable")
 
 
+#: The compose users (compose.yaml, deploy/mosquitto/acl) and what each role logs in as.
+INFLUX_ADMIN_USER = "influx-admin"
+INFLUX_WRITER_USER = "urbanbrain"
+INFLUX_READER_USER = "grafana"
+MQTT_USERS = {
+    "ingest": "urbanbrain-ingest",
+    "alerts": "urbanbrain-alerts",
+    "simulator": "urbanbrain-simulator",
+    "console": "urbanbrain-console",
+}
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """Passwords of the local stack's accounts (random unless given, e.g. from a .env)."""
+
+    influx_admin: str
+    influx_writer: str
+    influx_reader: str
+    mqtt: dict[str, str]  # role (MQTT_USERS) -> password
+
+    @classmethod
+    def random(cls) -> StackSecrets:
+        def pw() -> str:
+            return secrets.token_urlsafe(18)
+
+        return cls(pw(), pw(), pw(), {role: pw() for role in MQTT_USERS})
+
+    @classmethod
+    def from_dotenv(cls, env: dict[str, str]) -> StackSecrets:
+        """The passwords compose takes from ``.env`` (names as in .env.example)."""
+        return cls(env["INFLUXDB_ADMIN_PASSWORD"], env["INFLUXDB_WRITER_PASSWORD"],
+                   env["INFLUXDB_READER_PASSWORD"],
+                   {"ingest": env["MQTT_INGEST_PASSWORD"],
+                    "alerts": env["MQTT_ALERTS_PASSWORD"],
+                    "simulator": env["MQTT_SIMULATOR_PASSWORD"],
+                    "console": env.get("MQTT_CONSOLE_PASSWORD") or secrets.token_urlsafe(18)})
+
+    def mqtt_accounts(self) -> dict[str, str]:
+        return {MQTT_USERS[role]: pw for role, pw in self.mqtt.items()}
+
+
+class InfluxAdmin:
+    """The admin side of the local InfluxDB: what compose's influxdb image does at its first
+    start (``INFLUXDB_DB``, ``INFLUXDB_USER``, ``INFLUXDB_READ_USER``), per database."""
+
+    def __init__(self, port: int, secrets_: StackSecrets) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.secrets = secrets_
+
+    def query(self, q: str, *, user: str | None = INFLUX_ADMIN_USER,
+              password: str | None = None) -> dict:
+        import base64
+        import urllib.error
+        import urllib.parse
+
+        req = urllib.request.Request(f"{self.url}/query",
+                                     data=urllib.parse.urlencode({"q": q}).encode())
+        if user is not None:
+            pw = self.secrets.influx_admin if password is None else password
+            token = base64.b64encode(f"{user}:{pw}".encode()).decode()
+            req.add_header("Authorization", "Basic " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                body = json.load(resp)
+        except urllib.error.HTTPError as exc:
+            raise ServerError(f"InfluxDB refused {q!r}: {exc.code} {exc.read()[:200]!r}") from exc
+        for r in body.get("results", []):
+            if "error" in r:
+                raise ServerError(f"InfluxDB refused {q!r}: {r['error']}")
+        return body
+
+    def create_users(self) -> None:
+        """The admin (allowed once, on a server without users), then the writer and reader."""
+        s = self.secrets
+        self.query(f"CREATE USER \"{INFLUX_ADMIN_USER}\" WITH PASSWORD '{s.influx_admin}' "
+                   "WITH ALL PRIVILEGES", user=None)
+        self.query(f"CREATE USER \"{INFLUX_WRITER_USER}\" WITH PASSWORD '{s.influx_writer}'")
+        self.query(f"CREATE USER \"{INFLUX_READER_USER}\" WITH PASSWORD '{s.influx_reader}'")
+
+    def provision(self, db: str) -> None:
+        """A database the writer may write and read, and the reader may read (idempotent)."""
+        self.query(f'CREATE DATABASE "{db}"')
+        self.query(f'GRANT ALL ON "{db}" TO "{INFLUX_WRITER_USER}"')
+        self.query(f'GRANT READ ON "{db}" TO "{INFLUX_READER_USER}"')
+
+
+#: What each urbanbrain command logs in as: (MQTT role, InfluxDB user) as in compose.yaml.
+ROLES: dict[str, tuple[str | None, str | None]] = {
+    "ingest": ("ingest", INFLUX_WRITER_USER),
+    "streams": ("alerts", INFLUX_WRITER_USER),
+    "simulator": ("simulator", None),
+    "console": ("console", INFLUX_READER_USER),
+    "reader": (None, INFLUX_READER_USER),
+}
+
+
 @dataclass
 class LocalStack:
     """The three servers together; ``env()`` gives the settings that point at them."""
@@ -273,12 +431,21 @@ class LocalStack:
     influx: ManagedProcess | None = None
     #: Advertise this port instead of tansu's own, and point clients at it (see ``tansu``).
     kafka_advertised_port: int | None = None
+    secrets: StackSecrets = field(default_factory=StackSecrets.random)
+    #: the database ``env()`` points at (provisioned at start like compose's INFLUXDB_DB)
+    influx_db: str = "urbanbrain"
+    #: extra MQTT accounts (user -> password) and an ACL of their own, for tests that must
+    #: inject what the production ACL keeps out (see tests/conftest.py)
+    extra_mqtt_accounts: dict[str, str] = field(default_factory=dict)
+    mqtt_acl: Path | None = None
 
     def start(self, mqtt: bool = True, kafka: bool = True, influx: bool = True) -> LocalStack:
         try:
             if mqtt:
+                accounts = {**self.secrets.mqtt_accounts(), **self.extra_mqtt_accounts}
                 self.mqtt = _start_on_free_ports(
-                    lambda: mosquitto(self.workdir / "mosquitto"),
+                    lambda: mosquitto(self.workdir / "mosquitto", accounts=accounts,
+                                      acl=self.mqtt_acl),
                     lambda srv: lambda: _tcp_ready(srv.port))
             if kafka:
                 self.kafka = _start_on_free_ports(
@@ -289,10 +456,41 @@ class LocalStack:
                 self.influx = _start_on_free_ports(
                     lambda: influxd(self.workdir / "influxdb"),
                     lambda srv: _influx_ready(srv.port), timeout=60)
+                self.influx_admin.create_users()
+                self.influx_admin.provision(self.influx_db)
         except BaseException:
             self.stop()
             raise
+        self._write_credentials()
         return self
+
+    @property
+    def influx_admin(self) -> InfluxAdmin:
+        assert self.influx is not None, "InfluxDB not started"
+        return InfluxAdmin(self.influx.port, self.secrets)
+
+    def provision_database(self, db: str) -> str:
+        """Create ``db`` with the writer's and reader's grants (as compose's first start)."""
+        self.influx_admin.provision(db)
+        return db
+
+    def mqtt_login(self, role: str) -> tuple[str, str]:
+        """(user, password) of an MQTT role: ingest, alerts, simulator, console."""
+        return MQTT_USERS[role], self.secrets.mqtt[role]
+
+    def influx_login(self, role: str = "reader") -> tuple[str, str]:
+        """(user, password) of an InfluxDB account: admin, writer or reader."""
+        s = self.secrets
+        return {"admin": (INFLUX_ADMIN_USER, s.influx_admin),
+                "writer": (INFLUX_WRITER_USER, s.influx_writer),
+                "reader": (INFLUX_READER_USER, s.influx_reader)}[role]
+
+    def _write_credentials(self) -> None:
+        path = self.workdir / "credentials.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_text(json.dumps(asdict(self.secrets), indent=1))
 
     def restart_influx(self) -> None:
         """Start influxd again on the same port and data (after a stop, for outage tests)."""
@@ -312,8 +510,22 @@ class LocalStack:
                 server.stop()
 
     def env(self) -> dict[str, str]:
-        """``URBANBRAIN_*`` variables that point a process at this stack."""
+        """``URBANBRAIN_*`` variables that point a process at this stack, plus every role's
+        credentials under role-scoped keys (see :func:`urbanbrain.components.role_env`)."""
         env: dict[str, str] = {}
+        for role, (mqtt_role, influx_user) in ROLES.items():
+            scoped = {}
+            if self.mqtt and mqtt_role:
+                scoped["URBANBRAIN_MQTT_USERNAME"] = MQTT_USERS[mqtt_role]
+                scoped["URBANBRAIN_MQTT_PASSWORD"] = self.secrets.mqtt[mqtt_role]
+            if self.influx and influx_user:
+                scoped["URBANBRAIN_INFLUX_USERNAME"] = influx_user
+                scoped["URBANBRAIN_INFLUX_PASSWORD"] = (
+                    self.secrets.influx_writer if influx_user == INFLUX_WRITER_USER
+                    else self.secrets.influx_reader)
+            env.update({f"{ROLE_PREFIX}{role}__{k}": v for k, v in scoped.items()})
+        if self.influx:
+            env["URBANBRAIN_INFLUX_DB"] = self.influx_db
         if self.mqtt:
             env["URBANBRAIN_MQTT_URL"] = f"mqtt://127.0.0.1:{self.mqtt.port}"
         if self.kafka:

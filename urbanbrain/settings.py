@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     ingest_max_past_s: float = 7 * 24 * 3600.0
     ingest_unknown_sensors: Literal["reject", "accept"] = "accept"
 
+    # --- health and metrics (never through InfluxDB: see urbanbrain/health.py) ----------
+    metrics_host: str = Field(
+        "127.0.0.1", description="address of /livez, /readyz, /healthz, /metrics (0.0.0.0: "
+        "reachable from other containers, e.g. a Prometheus on the compose network)")
+    metrics_port: int | None = Field(
+        None, description="port of the health and metrics endpoints; None: not served")
+
     # --- streams ----------------------------------------------------------------------
     streams_app_id: str = "urbanbrain-streams"
     streams_web_port: int | None = Field(

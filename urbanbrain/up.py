@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from urbanbrain.components import Component
+from urbanbrain.components import Component, role_env
 from urbanbrain.dashboards.queries import InfluxQL, QueryError
 from urbanbrain.localstack import LocalStack
 from urbanbrain.settings import Settings
@@ -105,7 +105,7 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
     for server in (stack.mqtt, stack.kafka, stack.influx):
         if server:
             console.print(f"  started {server.name} on 127.0.0.1:{server.port}")
-    run_settings = Settings(**{k[len("URBANBRAIN_"):].lower(): v for k, v in env.items()})
+    run_settings = _settings_of(env, "simulator")  # the simulator runs in this process
     city = City.generate(seed, size)
     city.write_registry(registry)
     console.print(f"  city: seed {seed}, size {size}, {len(city.sensors)} sensors → {registry}")
@@ -191,10 +191,19 @@ def _wait_ready(procs: list[Component], timeout: float = 90.0) -> None:
     raise RuntimeError("components not ready after 90 s; see the logs in " + str(procs[0].log_path.parent))
 
 
+def _settings_of(env: dict[str, str], role: str) -> Settings:
+    """Settings of a process of ``role`` with ``env`` (its own credentials only)."""
+    own = role_env(env, role)
+    return Settings(**{k[len("URBANBRAIN_"):].lower(): v for k, v in own.items()
+                       if k.startswith("URBANBRAIN_")})
+
+
 def _client(settings: Settings, env: dict[str, str]) -> InfluxQL:
-    password = settings.influx_password.get_secret_value() if settings.influx_password else None
-    return InfluxQL(env.get("URBANBRAIN_INFLUX_URL", settings.influx_url), settings.influx_db,
-                    settings.influx_username, password)
+    """InfluxQL as the dashboards' read-only user (the local stack's, or the configured)."""
+    s = _settings_of(env, "reader") if any(k.startswith("UB_ROLE__") for k in env) else settings
+    password = s.influx_password.get_secret_value() if s.influx_password else None
+    return InfluxQL(env.get("URBANBRAIN_INFLUX_URL", s.influx_url), s.influx_db,
+                    s.influx_username, password)
 
 
 def count_raw_points(client: InfluxQL) -> int:

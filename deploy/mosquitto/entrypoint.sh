@@ -38,6 +38,7 @@ chown -R mosquitto:mosquitto "$secrets"
 chmod -R go-rwx "$secrets"
 
 # The broker needs none of the plaintext passwords.
-unset MQTT_INGEST_PASSWORD MQTT_ALERTS_PASSWORD MQTT_SIMULATOR_PASSWORD MQTT_HEALTHCHECK_PASSWORD
+unset MQTT_INGEST_PASSWORD MQTT_ALERTS_PASSWORD MQTT_SIMULATOR_PASSWORD MQTT_CONSOLE_PASSWORD \
+    MQTT_HEALTHCHECK_PASSWORD
 
 exec /docker-entrypoint.sh "$@"

@@ -4,12 +4,13 @@
 # it on a host with mosquitto_passwd installed (Debian/Ubuntu package `mosquitto`):
 #
 #   MQTT_INGEST_PASSWORD=... MQTT_ALERTS_PASSWORD=... MQTT_SIMULATOR_PASSWORD=... \
-#       sh deploy/mosquitto/make-passwd.sh /etc/mosquitto/urbanbrain.passwd
+#   MQTT_CONSOLE_PASSWORD=... sh deploy/mosquitto/make-passwd.sh /etc/mosquitto/urbanbrain.passwd
 #
 # Accounts (the names are fixed; acl grants them their topics):
 #   urbanbrain-ingest     MQTT_INGEST_PASSWORD       required
 #   urbanbrain-alerts     MQTT_ALERTS_PASSWORD       required
 #   urbanbrain-simulator  MQTT_SIMULATOR_PASSWORD    required
+#   urbanbrain-console    MQTT_CONSOLE_PASSWORD      required
 #   healthcheck           MQTT_HEALTHCHECK_PASSWORD  optional
 # plus, if MQTT_DEVICES_FILE names a file, its lines `name:$7$...`: accounts of devices and
 # consoles, already hashed with mosquitto_passwd (never plaintext), appended unchanged.
@@ -44,6 +45,7 @@ add_user() {
 add_user urbanbrain-ingest "${MQTT_INGEST_PASSWORD:-}" MQTT_INGEST_PASSWORD
 add_user urbanbrain-alerts "${MQTT_ALERTS_PASSWORD:-}" MQTT_ALERTS_PASSWORD
 add_user urbanbrain-simulator "${MQTT_SIMULATOR_PASSWORD:-}" MQTT_SIMULATOR_PASSWORD
+add_user urbanbrain-console "${MQTT_CONSOLE_PASSWORD:-}" MQTT_CONSOLE_PASSWORD
 if [ -n "${MQTT_HEALTHCHECK_PASSWORD:-}" ]; then
     add_user healthcheck "$MQTT_HEALTHCHECK_PASSWORD" MQTT_HEALTHCHECK_PASSWORD
 fi

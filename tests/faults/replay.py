@@ -167,10 +167,12 @@ class PacedPublisher(threading.Thread):
     ``gates`` it waits until that gate is set; time spent waiting is not caught up."""
 
     def __init__(self, port: int, messages: list[tuple[str, bytes]], rate: float,
-                 gates: dict[int, threading.Event], client_id: str) -> None:
+                 gates: dict[int, threading.Event], client_id: str,
+                 auth: tuple[str, str] | None = None) -> None:
         super().__init__(name="replay", daemon=True)
         self.port, self.messages, self.rate, self.gates = port, messages, rate, gates
         self.client_id = client_id
+        self.auth = auth
         self.progress = 0
         self.waiting = False  # held at a gate right now
         self.error: BaseException | None = None
@@ -178,7 +180,7 @@ class PacedPublisher(threading.Thread):
 
     def run(self) -> None:
         try:
-            pub = Publisher(self.port, client_id=self.client_id)
+            pub = Publisher(self.port, client_id=self.client_id, auth=self.auth)
             try:
                 self._publish(pub)
             finally:

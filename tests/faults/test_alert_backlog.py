@@ -99,7 +99,7 @@ def test_episode_inside_one_backlog_batch_alerts(private_stack, run_id, componen
     asyncio.run(produce(bootstrap, [(part(backlog), one), (part(backlog), after)],
                         pause_s=0.4))
 
-    influx = Influx(env["URBANBRAIN_INFLUX_URL"], f"test_{run_id}")
+    influx = Influx.reader(stack, f"test_{run_id}")
     n = len(spread) + len(one) + len(after)
 
     def stored() -> int:

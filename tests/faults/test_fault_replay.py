@@ -94,7 +94,7 @@ def test_replay_survives_crashes_cuts_and_outage(proxied_stack, run_id, componen
     env.pop("URBANBRAIN_INGEST_LINGER_MS", None)  # the product's batching, not the tests' 20 ms
     bootstrap = env["URBANBRAIN_KAFKA_BOOTSTRAP"]
     assert bootstrap.endswith(f":{proxy.port}"), "clients must go through the proxy"
-    influx = Influx(env["URBANBRAIN_INFLUX_URL"], f"test_{run_id}")
+    influx = Influx.reader(stack, f"test_{run_id}")
     raw_count = raw_counter(influx)
     log = Timeline()
 
@@ -139,7 +139,8 @@ def test_replay_survives_crashes_cuts_and_outage(proxied_stack, run_id, componen
              for e in ("traffic", "environment", "water", "power")}
     gate = iter(gates.values())
     publisher = PacedPublisher(stack.mqtt.port, replay.messages, RATE, gates,
-                               client_id=f"replay-{run_id}")
+                               client_id=f"replay-{run_id}",
+                               auth=stack.mqtt_login("simulator"))
     publisher.start()
     log("replay started", n=n, rate=RATE)
     try:

@@ -1,0 +1,90 @@
+"""Health endpoints served by every long-running urbanbrain process, on its own event loop.
+
+Why here and not in InfluxDB: operators (and compose healthchecks) must see a sick
+component while the database it writes to is down. Each process serves, on 127.0.0.1 by
+default (``URBANBRAIN_METRICS_HOST``/``URBANBRAIN_METRICS_PORT`` or ``--metrics-port``):
+
+* ``/livez``  — 200 while the event loop answers (a hung loop cannot answer at all);
+* ``/readyz`` — 200 when every readiness check passes (connected, partitions assigned),
+  503 with the failing checks otherwise;
+* ``/healthz`` — both, as JSON (200 when ready, 503 when not);
+* ``/metrics`` — Prometheus text format, when the process registered a renderer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+#: name -> () -> (ok, detail)
+Check = Callable[[], tuple[bool, str]]
+
+
+class HealthServer:
+    """A tiny aiohttp app; ``await start()`` inside the process's running loop."""
+
+    def __init__(self, host: str, port: int, checks: dict[str, Check] | None = None,
+                 metrics: Callable[[], bytes] | None = None) -> None:
+        self.host, self.port = host, port
+        self.checks: dict[str, Check] = dict(checks or {})
+        self.metrics = metrics
+        self.started = time.time()
+        self._runner: web.AppRunner | None = None
+
+    def add_check(self, name: str, check: Check) -> None:
+        self.checks[name] = check
+
+    def readiness(self) -> dict[str, Any]:
+        results = {}
+        for name, check in self.checks.items():
+            try:
+                ok, detail = check()
+            except Exception as exc:  # noqa: BLE001 - a broken check is a failed check
+                ok, detail = False, f"check failed: {exc!r}"
+            results[name] = {"ok": bool(ok), "detail": detail}
+        return {"ready": all(r["ok"] for r in results.values()), "checks": results,
+                "uptime_s": round(time.time() - self.started, 1)}
+
+    async def _livez(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        r = self.readiness()
+        failing = [f"{k}: {v['detail']}" for k, v in r["checks"].items() if not v["ok"]]
+        return web.Response(status=200 if r["ready"] else 503,
+                            text="ready\n" if r["ready"] else "not ready\n" + "\n".join(failing))
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        r = {"live": True, **self.readiness()}
+        return web.Response(status=200 if r["ready"] else 503, body=orjson.dumps(r),
+                            content_type="application/json")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if self.metrics is None:
+            return web.Response(status=404, text="no metrics in this process\n")
+        return web.Response(body=self.metrics(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def start(self) -> HealthServer:
+        app = web.Application()
+        app.router.add_get("/livez", self._livez)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        log.info("health endpoints on http://%s:%d/healthz", self.host, self.port)
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
