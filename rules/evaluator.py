@@ -38,7 +38,7 @@ from urbanbrain.rules.model import (
     RuleSet,
     ThresholdCond,
 )
-from urbanbrain.rules.silences import Silence
+from urbanbrain.rules.silences import Silence, SilenceStore
 from urbanbrain.rules.state import SensorState
 
 STATE_VERSION = 1
@@ -104,7 +104,10 @@ class Evaluator:
         *,
         scope: str | None = None,
         generator_url: str = "http://localhost:3000/alerting/list?search={alertname}",
+        silences: SilenceStore | None = None,
     ) -> None:
+        """``silences``: a store shared with other evaluators and fed from outside (a
+        worker's); without one the evaluator keeps its own, persisted in its state."""
         self.registry = normalise_registry(registry)
         self.scope = scope
         self.generator_url = generator_url
@@ -112,7 +115,8 @@ class Evaluator:
         self._alerts: dict[str, dict[str, dict[str, Any]]] = defaultdict(
             dict
         )  # rule id -> inst -> state
-        self._silences: dict[str, Silence] = {}
+        self._own_silences = silences is None
+        self._silences: SilenceStore = silences if silences is not None else SilenceStore()
         self._group_last: dict[str, int] = {}
         self._start: int | None = None
         self.watermark: int | None = None
@@ -612,7 +616,7 @@ class Evaluator:
         return {k: t.render(value, labels, env) for k, t in rule.annotations.items()}
 
     def _silenced_by(self, labels: Mapping[str, str], now: int) -> list[str]:
-        return [s.id for s in self._silences.values() if s.matches(labels, now)]
+        return self._silences.matching(labels, now)
 
     def _event(
         self, status: str, rule_id: str, st: dict[str, Any], now: int, silenced_by: list[str]
@@ -738,25 +742,16 @@ class Evaluator:
 
     # ------------------------------------------------------------------ silences
     def add_silence(self, silence: Silence) -> Silence:
-        self._silences[silence.id] = silence
+        self._silences.put(silence)
         self._dirty.add(META_KEY)
         return silence
 
     def expire_silence(self, silence_id: str, now_ms: int) -> None:
-        s = self._silences.get(silence_id)
-        if s is not None:
-            self._silences[silence_id] = Silence(
-                s.matchers,
-                s.starts_at,
-                max(s.starts_at + 1, int(now_ms)),
-                s.id,
-                s.created_by,
-                s.comment,
-            )
+        if self._silences.expire(silence_id, now_ms) is not None:
             self._dirty.add(META_KEY)
 
     def silences(self) -> list[Silence]:
-        return list(self._silences.values())
+        return list(self._silences)
 
     # ------------------------------------------------------------------ hot reload
     def replace_ruleset(self, ruleset: RuleSet, now_ms: int | None = None) -> list[AlertEvent]:
@@ -795,7 +790,7 @@ class Evaluator:
             "start": self._start,
             "wm": self.watermark,
             "groups": dict(self._group_last),
-            "silences": [s.to_dict() for s in self._silences.values()],
+            "silences": [s.to_dict() for s in self._silences] if self._own_silences else [],
         }
 
     def _value(self, key: str) -> dict[str, Any] | None:
@@ -853,7 +848,8 @@ class Evaluator:
                 for g, t in (val.get("groups") or {}).items():
                     self._group_last[g] = max(t, self._group_last.get(g, t))
                 for s in val.get("silences") or []:
-                    self._silences[s["id"]] = Silence.from_dict(s)
+                    if self._own_silences:
+                        self._silences.put(Silence.from_dict(s))
             elif key.startswith("s|"):
                 self._sensors[key[2:]] = SensorState.from_dict(val)
             elif key.startswith("a|"):

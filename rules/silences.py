@@ -108,3 +108,46 @@ class Silence:
             created_by=d.get("created_by", ""),
             comment=d.get("comment", ""),
         )
+
+
+class SilenceStore:
+    """The silences the engine consults, by id: one store may be shared by every evaluator
+    of a worker and fed from outside (the operations console and ``urbanbrain silences``
+    publish to the ``alerts.silences`` topic; a worker-side feed applies them here), so a
+    silence reaches every partition's alerts at once and survives restarts in Kafka."""
+
+    def __init__(self, silences: Iterable[Silence] = ()) -> None:
+        self._by_id: dict[str, Silence] = {s.id: s for s in silences}
+        #: bumped on every change, so holders of derived state know when to refresh it
+        self.version = 0
+
+    def put(self, silence: Silence) -> None:
+        self._by_id[silence.id] = silence
+        self.version += 1
+
+    def remove(self, silence_id: str) -> None:
+        if self._by_id.pop(silence_id, None) is not None:
+            self.version += 1
+
+    def get(self, silence_id: str) -> Silence | None:
+        return self._by_id.get(silence_id)
+
+    def expire(self, silence_id: str, now_ms: int) -> Silence | None:
+        """End a silence now (kept, for the record, as Alertmanager keeps expired ones)."""
+        s = self._by_id.get(silence_id)
+        if s is None:
+            return None
+        ended = Silence(s.matchers, s.starts_at, max(s.starts_at + 1, int(now_ms)), s.id,
+                        s.created_by, s.comment)
+        self.put(ended)
+        return ended
+
+    def matching(self, labels: Mapping[str, str], now_ms: int) -> list[str]:
+        """Ids of the silences active at ``now_ms`` whose matchers all match ``labels``."""
+        return [s.id for s in self._by_id.values() if s.matches(labels, now_ms)]
+
+    def __iter__(self):  # noqa: ANN204 - Iterator[Silence]
+        return iter(list(self._by_id.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_id)
