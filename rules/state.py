@@ -17,7 +17,7 @@ WEEK_MS = 168 * HOUR_MS
 class SensorState:
     """Everything the engine remembers about one sensor."""
 
-    __slots__ = ("attrs", "ewma", "last", "seen", "series", "tod", "weekly")
+    __slots__ = ("attrs", "evald", "ewma", "last", "seen", "series", "tod", "weekly")
 
     def __init__(self) -> None:
         self.seen: int | None = None  # event time of the newest reading
@@ -29,6 +29,9 @@ class SensorState:
         self.ewma: dict[str, list] = {}  # "metric|halflife" -> windows.ewma_update state
         self.weekly: dict[str, dict[str, list]] = {}  # metric -> hour-of-week -> bucket
         self.tod: dict[str, list] = {}  # "metric|tz|halflife" -> seasonal.py state
+        # rule group -> event time of this sensor's last evaluation (streaming mode: each
+        # sensor is evaluated at its own readings' times, at most once per group interval)
+        self.evald: dict[str, int] = {}
 
     # --- samples ----------------------------------------------------------------------
     def add(self, metric: str, ts: int, value: float, retention_ms: int) -> bool:
@@ -117,6 +120,8 @@ class SensorState:
             d["w"] = {m: {h: list(b) for h, b in bs.items()} for m, bs in self.weekly.items()}
         if self.tod:
             d["t"] = {k: list(v) for k, v in self.tod.items()}
+        if self.evald:
+            d["ev"] = dict(self.evald)
         return d
 
     @classmethod
@@ -129,4 +134,5 @@ class SensorState:
         st.ewma = {k: list(v) for k, v in (d.get("e") or {}).items()}
         st.weekly = {m: {h: list(b) for h, b in bs.items()} for m, bs in (d.get("w") or {}).items()}
         st.tod = {k: list(v) for k, v in (d.get("t") or {}).items()}
+        st.evald = dict(d.get("ev") or {})
         return st
