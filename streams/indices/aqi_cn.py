@@ -506,17 +506,29 @@ def sensitive_groups_cn(iaqis: Mapping[str, ArrayLike], *,
     ed = cn_edition(edition)
     b = broadcast_all(iaqis) if iaqis else {}
     shape = np.broadcast_shapes(*(v.shape for v in b.values())) if b else ()
-    out = np.full(shape, "", dtype=object)
     if not ed.sensitive:
-        return out.astype(str)
-    texts, sep = ed.sensitive[lang], ("；" if lang == "zh" else "; ")
-    hit = {p: np.zeros(shape, dtype=bool) for p in SENSITIVE_ORDER}
+        return np.full(shape, "", dtype=str)
+    # one bit per Table 2 row, then one look-up in the 32 possible joined texts
+    code = np.zeros(shape, dtype=np.int64)
     for name, v in b.items():
         with np.errstate(invalid="ignore"):
-            hit[_pollutant(name)] |= np.broadcast_to(v, shape) > 100
-    for p in SENSITIVE_ORDER:
-        out = np.where(hit[p], np.where(out == "", texts[p], out + sep + texts[p]), out)
-    return out.astype(str)
+            hit = np.broadcast_to(v, shape) > 100
+        code |= hit.astype(np.int64) << SENSITIVE_ORDER.index(_pollutant(name))
+    return np.asarray(_sensitive_table(ed.key, lang)[code])
+
+
+_SENSITIVE_TABLES: dict[tuple[str, str], np.ndarray] = {}
+
+
+def _sensitive_table(key: str, lang: str) -> np.ndarray:
+    """All 2**5 joins of Table 2 rows (bit i = row i of SENSITIVE_ORDER), cached."""
+    table = _SENSITIVE_TABLES.get((key, lang))
+    if table is None:
+        texts, sep = EDITIONS[key].sensitive[lang], ("；" if lang == "zh" else "; ")
+        table = np.array([sep.join(texts[p] for i, p in enumerate(SENSITIVE_ORDER)
+                                   if code >> i & 1) for code in range(1 << len(SENSITIVE_ORDER))])
+        _SENSITIVE_TABLES[(key, lang)] = table
+    return table
 
 
 def aqi_cn_report(
