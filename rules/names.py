@@ -14,8 +14,9 @@ from urbanbrain.metrics import METRICS
 
 #: Derived indices: name -> (domain, description)
 INDEX_METRICS: dict[str, tuple[str, str]] = {
-    "aqi_us": ("environment", "US EPA Air Quality Index (0-500)"),
-    "aqi_cn": ("environment", "China HJ 633-2012 AQI (0-500)"),
+    "aqi_us": ("environment", "US EPA Air Quality Index, TAD May 2024 (0-500)"),
+    "aqi_cn": ("environment", "China AQI, HJ 633-2026 from 2026-03-01 (HJ 633-2012 before) "
+                              "(0-500)"),
     "congestion_index": ("traffic", "1 - speed / free-flow speed (0 = free flow, 1 = standstill)"),
     "speed_ratio": ("traffic", "speed / free-flow speed"),
 }

@@ -156,7 +156,8 @@ def create_app(settings: Settings) -> faust.App:
     encoder = ReadingLineEncoder()
     stats = StreamsStats()
     calc = IndexCalculator(_load_registry(ss), default_road_class=ss.streams_default_road_class,
-                           nominal_kv=ss.streams_nominal_kv, nominal_hz=ss.streams_nominal_hz)
+                           nominal_kv=ss.streams_nominal_kv, nominal_hz=ss.streams_nominal_hz,
+                           aqi_cn_edition=ss.streams_aqi_cn_edition)
     stage = WindowStage(ss, TableStore(window_table), calc)
     decoded = DecodedBatches(consumers=2)  # store_readings + alert_sensors
     windows_on = ss.streams_windows

@@ -100,7 +100,7 @@ class WindowStage:
         with_data = set()
         for w in res.windows:
             rows = by_sensor(w.frame)
-            points = self.calc.compute(domain, rows, (w.end - w.start) / 1000.0)
+            points = self.calc.compute(domain, rows, (w.end - w.start) / 1000.0, w.start)
             lines, bad = window_lines(domain, w.size, w.start, rows, pw.meta, points)
             out.lines += lines
             out.refused += bad

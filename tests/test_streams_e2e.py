@@ -150,11 +150,15 @@ def test_windows_indices_rollups_exact(stack, run_id, components, tmp_path):
              for m in ("pm25_ugm3", "no2_ugm3", "o3_ugm3")}
     us = ix.aqi_us_report(pm25_24h_ugm3=means["pm25_ugm3"], no2_1h_ugm3=means["no2_ugm3"],
                           o3_8h_ugm3=means["o3_ugm3"], o3_1h_ugm3=means["o3_ugm3"])
-    cn = ix.aqi_cn_report({"pm25_24h": means["pm25_ugm3"], "no2_1h": means["no2_ugm3"],
-                           "o3_1h": means["o3_ugm3"], "o3_8h": means["o3_ugm3"]})
+    # China: the real-time report of the HJ 633 edition in force at the window's start
+    ed = ix.cn_edition(str(ix.cn_edition_for(t0)))
+    cn_means = {"pm25": means["pm25_ugm3"], "no2": means["no2_ugm3"], "o3": means["o3_ugm3"]}
+    cn = ix.aqi_cn_report(ix.realtime_columns(cn_means, edition=ed), edition=ed)
     aqi = {(row["standard"], row["window"]): row for row in q("aqi", f"AND time = {t0}ms")}
     assert aqi[("us", "1m")]["aqi"] == float(us.aqi) and aqi[("us", "1m")]["primary"] == str(us.primary)
     assert aqi[("cn", "1m")]["aqi"] == float(cn.aqi) and aqi[("cn", "1m")]["category"] == str(cn.category)
+    assert aqi[("cn", "1m")]["edition"] == ed.tag and aqi[("us", "1m")]["edition"] == "epa-2024"
+    assert aqi[("cn", "1m")]["advice"] == str(ix.advice_cn(cn.aqi, edition=ed))
 
     # district roll-up and city summary of traffic, first minute: both loops together
     def district_row():
