@@ -23,7 +23,7 @@ import heapq
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -56,6 +56,8 @@ class _Plan:
     weekly: frozenset[str]
     # metric -> [(state key, local clock, across-days weight)] of time-of-day baselines
     tod: dict[str, list[tuple[str, seasonal.LocalClock, float]]]
+    # metric ("" = any reading) -> longest silent_for of the absence rules on it
+    absence: dict[str, int] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -170,6 +172,7 @@ class Evaluator:
         ewma: dict[str, list[tuple[str, int]]] = defaultdict(list)
         weekly: set[str] = set()
         tod: dict[str, list[tuple[str, seasonal.LocalClock, float]]] = defaultdict(list)
+        absence: dict[str, int] = {}
         for r in self._rules:
             if not r.selector.matches(sid, attrs):
                 continue
@@ -190,7 +193,11 @@ class Evaluator:
                     )
             if isinstance(c, AbsenceCond) and not c.metric:
                 last.add("")  # marker: the sensor matters for absence even without samples
-        return _Plan(samples, frozenset(last), dict(ewma), frozenset(weekly), dict(tod))
+            if isinstance(c, AbsenceCond):
+                m = c.metric or ""
+                absence[m] = max(absence.get(m, 0), c.silent_for_ms)
+        return _Plan(samples, frozenset(last), dict(ewma), frozenset(weekly), dict(tod),
+                     absence if self.scope == "district" else {})
 
     def _plan_for(self, sid: str, attrs: Mapping[str, Any]) -> _Plan:
         p = self._plans.get(sid)
@@ -251,6 +258,13 @@ class Evaluator:
                 plan = self._plan_for(sid, self.attrs(sid))
             if st.seen is None or ts > st.seen:
                 st.seen = ts
+            if plan.absence:
+                # district scope: readings of sources ahead of the district's clock are
+                # folded in early, so absence asks "last seen at or before now"
+                mets = r.get("metrics") or {}
+                for m, horizon in plan.absence.items():
+                    if not m or m in mets:
+                        st.seen_at(m, ts, horizon)
             for name, v in (r.get("metrics") or {}).items():
                 ret = plan.samples.get(name)
                 if ret is None and name not in plan.last:
@@ -580,6 +594,8 @@ class Evaluator:
         last = None
         if st is not None:
             last = st.last.get(c.metric) if c.metric else st.seen
+            if last is not None and last > now and st.times:
+                last = st.last_seen_before(c.metric or "", now)
         if last is None:
             last = self._start
         if last is None or last > now:
@@ -768,8 +784,11 @@ class Evaluator:
             items.sort(key=lambda x: x[:3])  # stable: arrival order within a key
             lo = min(x[1] for x in items if x[2]) if readings else None
             if lo is not None and (self._start is None or lo < self._start):
+                first = self._start is None
                 self._start = lo
                 self._dirty.add(META_KEY)
+                if first:  # registered sensors that never report are silent from here
+                    self._rebuild_timers()
             n, i = len(items), 0
             while i < n:
                 sid, ts, is_reading, _ = items[i]
@@ -980,6 +999,11 @@ class Evaluator:
                     events.extend(self._advance(rule, now, self._evaluate(rule, now)))
         # notify alerts that fired while silenced, once their silence is over
         return events + self._notify_unsilenced(now)
+
+    @property
+    def has_active(self) -> bool:
+        """Whether any alert is pending or firing (cheap: no copy)."""
+        return any(self._alerts.values())
 
     def active_alerts(self, state: str | None = None) -> list[dict[str, Any]]:
         """Pending and firing alerts (``state="firing"`` for firing only)."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from urbanbrain.indexes import by_source
 from urbanbrain.registry import Registry
 
 from . import indices as ix
@@ -192,6 +193,31 @@ class IndexCalculator:
             if any(v is not None for v in fields.values()):
                 out.append(IndexPoint("power_index", s, {}, fields))
         return out
+
+
+def index_samples(domain: str, size: str, visible_ms: int, points: list[IndexPoint],
+                  meta: Mapping[str, tuple[str, str]]) -> list[dict]:
+    """The catalogue's indices (urbanbrain/indexes.py) among a window's points, as
+    reading-shaped samples for the rule engine, stamped with the event time from which
+    rules see them (window end + allowed lateness)."""
+    out: list[dict] = []
+    declared: dict[str, list] = {}
+    for p in points:
+        idx = declared.get(p.measurement)
+        if idx is None:
+            idx = declared[p.measurement] = by_source(p.measurement, size)
+        metrics = {}
+        for i in idx:
+            if any(p.tags.get(k) != v for k, v in i.tags.items()):
+                continue
+            v = p.fields.get(i.field)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+                metrics[i.name] = float(v)
+        if metrics:
+            district, kind = meta.get(p.sensor, ("", ""))
+            out.append({"sensor_id": p.sensor, "ts": visible_ms, "domain": domain,
+                        "kind": kind, "district": district, "metrics": metrics})
+    return out
 
 
 #: Numeric index fields rolled up per district (mean/min/max) — and their measurement.

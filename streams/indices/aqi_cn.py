@@ -48,8 +48,16 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._common import AqiReport, FloatArray, StrArray, as_float, broadcast_all, names_where
-from ._common import nanmax_of, pick
+from ._common import (
+    AqiReport,
+    FloatArray,
+    StrArray,
+    as_float,
+    broadcast_all,
+    names_where,
+    nanmax_of,
+    pick,
+)
 
 EditionKey = Literal["2012", "2026"]
 

@@ -4,9 +4,8 @@ re-emitting a window (replay, late roll-up partial) overwrites the same point.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-
 import math
+from collections.abc import Iterable, Mapping
 
 from urbanbrain.lineprotocol import (
     LineProtocolError,
@@ -18,7 +17,6 @@ from urbanbrain.lineprotocol import (
 
 from ..aggregates import SUM_METRICS, Stats
 from ..derive import IndexPoint
-
 
 _HEADS: dict[tuple, str] = {}
 _KEYS: dict[str, str] = {}
