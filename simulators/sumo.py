@@ -474,10 +474,12 @@ class SumoTraffic:
         return reader.interval(self.interval_s)
 
     def block(self, incident_id: str, sensor_id: str, duration_s: float) -> None:
-        """An accident: the next vehicle past the loop of ``sensor_id`` stops just after it.
+        """An accident: the next vehicle reaching the loop of ``sensor_id`` stops on it.
 
-        The queue grows back over the loop and on to the upstream edges. Applied at the next
-        step a vehicle is available."""
+        Stopped over the loop, it holds the loop occupied (a stopped car *behind* a point
+        loop can leave it in a 2.5 m gap of the queue, reading empty); the queue grows back
+        on to the upstream edges. Applied at the first step a vehicle's body covers the
+        loop."""
         k = self.loop_ids.index(sensor_id)
         self._pending[incident_id] = (k, duration_s)
 
@@ -486,7 +488,8 @@ class SumoTraffic:
         for inc, (k, duration_s) in list(self._pending.items()):
             lp = self.loops[k]
             for vid in tr.lane.getLastStepVehicleIDs(lp.lane):
-                if lp.pos_m + 6 < tr.vehicle.getLanePosition(vid) < lp.pos_m + 30:
+                front = tr.vehicle.getLanePosition(vid)
+                if front > lp.pos_m + 0.5 and front - tr.vehicle.getLength(vid) < lp.pos_m - 0.5:
                     tr.vehicle.setSpeedMode(vid, 0)
                     tr.vehicle.setSpeed(vid, 0.0)
                     self._stopped[inc] = (vid, int(tr.simulation.getTime() + duration_s))
