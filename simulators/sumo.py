@@ -457,7 +457,7 @@ class SumoTraffic:
                           "-a", ",".join(map(str, sc.additional)),
                           "--step-length", "1", "--no-step-log", "true", "--no-warnings", "true",
                           "--ignore-route-errors", "true", "--time-to-teleport", "600",
-                          "--precision", "6", "--seed", str(seed)])
+                          "--precision", "6", "--xml-validation", "never", "--seed", str(seed)])
         self.reader = E1Reader(self.traci, self.loop_ids)
         self._stopped: dict[str, tuple[str, int]] = {}  # incident id -> (vehicle, end step)
         self._pending: dict[str, tuple[int, float]] = {}  # incident id -> (loop, duration)
