@@ -300,7 +300,7 @@ def check_text(text: str, file: str = "<string>") -> tuple[list[Profile], list[P
         prof = _profile(ctx, p, ("profiles", i), f"{Path(file).stem}[{i}]")
         if prof is not None:
             out.append(prof)
-    return out, ctx.problems
+    return out, sorted(ctx.problems, key=lambda pr: (pr.line, pr.col))
 
 
 def check_files(paths: Iterable[str | os.PathLike] | str | os.PathLike

@@ -118,7 +118,11 @@ def run_case(norm: Normaliser, case: dict, base: Path) -> TestResult:
         res.failures.append(f"unknown key(s) {unknown}")
         return res
     if "payload_file" in case:
-        payload = (base / str(case["payload_file"])).read_bytes()
+        try:
+            payload = (base / str(case["payload_file"])).read_bytes()
+        except OSError as exc:
+            res.failures.append(f"payload_file: {exc.strerror or exc}: {case['payload_file']}")
+            return res
     elif isinstance(case.get("payload"), str):
         payload = case["payload"].encode()
     else:
