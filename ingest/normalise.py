@@ -31,7 +31,7 @@ import orjson
 
 from urbanbrain.ingest.decoders import all_decoders
 from urbanbrain.ingest.decoders.base import DecodedReading, Decoder, pick
-from urbanbrain.ingest.profiles.model import ProfileSet
+from urbanbrain.ingest.profiles.model import Profile, ProfileSet
 from urbanbrain.ingest.rejects import Reason, Reject
 from urbanbrain.ingest.topics import TopicMapper
 from urbanbrain.metrics import METRICS
@@ -163,7 +163,7 @@ class Normaliser:
             self._one(d, tags, topic, payload, received_ms, partial, readings, dead)
         return readings, dead
 
-    def _profiled(self, prof, tags: dict[str, str], topic: str, payload: bytes,  # noqa: ANN001
+    def _profiled(self, prof: Profile, tags: dict[str, str], topic: str, payload: bytes,
                   doc: Any, received_ms: int) -> tuple[list[Reading], list[DeadLetter]]:
         """A payload read by a device profile: field problems and unknown fields become
         dead letters of their own (partial acceptance), unless the profile says reject."""
@@ -175,6 +175,13 @@ class Normaliser:
             raise Reject(Reason.SCHEMA, f"profile {prof.name}: payload holds no readings")
         for pr in found:
             d = pr.decoded
+            if pr.error is not None:
+                self.rejected[pr.error.reason.value] += 1
+                letter = dead_letter(topic, payload, pr.error.reason, pr.error.message,
+                                     received_ms, tags.get("sensor_id"))
+                letter["profile"] = prof.name
+                dead.append(letter)
+                continue
             self.absent += pr.absent
             sid = d.sensor_id or tags.get("sensor_id")
             if pr.problems and partial == "reject":

@@ -224,3 +224,26 @@ def test_three_vendor_shapes_through_the_pipeline(stack, run_id, components, tmp
         ("out_of_range", "speed_kmh", "speed", "loopx-e1"),
         ("unknown_field", None, "batt_mv", "acme-tl2"),
     ]
+
+
+def test_a_list_of_readings_loses_only_its_bad_element() -> None:
+    ps = loads("""
+profiles:
+  - name: gw
+    match: {topic: "gw/{district}/{_}"}
+    domain: traffic
+    kind: loop
+    each: /items
+    id: {field: id}
+    timestamp: {field: ts, format: epoch_ms}
+    metrics: {vehicle_count: n, speed_kmh: {field: v, unit: m/s}}
+""")
+    items = [{"id": "a", "ts": NOW - 30_000, "n": 3, "v": 10}, {"ts": NOW - 30_000, "n": 1},
+             {"id": "b", "ts": NOW - 30_000, "n": 2, "v": "fast"}]
+    readings, dead = Normaliser(Settings(), profiles=ps).process(
+        "gw/c/1", orjson.dumps({"items": items}), NOW)
+    assert [(r["sensor_id"], r["metrics"]) for r in readings] == [
+        ("a", {"vehicle_count": 3.0, "speed_kmh": 36.0}), ("b", {"vehicle_count": 2.0})]
+    assert [(d["reason"], d.get("metric"), d["message"]) for d in dead] == [
+        ("schema", None, "profile gw: no device id at id"),
+        ("schema", "speed_kmh", "v is str, not a number")]

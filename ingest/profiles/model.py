@@ -91,6 +91,7 @@ class ProfileReading:
     problems: list[FieldProblem] = field(default_factory=list)
     absent: int = 0  # fields at a sentinel value or missing: not measured, not an error
     unknown: list[str] = field(default_factory=list)  # fields no part of the profile names
+    error: Reject | None = None  # this reading (an ``each`` element) refused whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,13 @@ class Profile:
             items = self.each.get(doc)
             if not isinstance(items, list):
                 raise Reject(Reason.SCHEMA, f"profile {self.name}: {self.each.text} is not a list")
-            return [self._reading(it, tags) for it in items]
+            out = []
+            for it in items:  # one bad element costs only itself
+                try:
+                    out.append(self._reading(it, tags))
+                except Reject as rej:
+                    out.append(ProfileReading(DecodedReading(None, {}), error=rej))
+            return out
         return [self._reading(doc, tags)]
 
     def _reading(self, doc: Any, tags: dict[str, str]) -> ProfileReading:
