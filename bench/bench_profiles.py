@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import orjson
-
 from urbanbrain.ingest.normalise import Normaliser
 from urbanbrain.ingest.profiles import loads
+
 from urbanbrain.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from urbanbrain.ingest.profiles.loader import check_files
 from urbanbrain.ingest.profiles.testing import run_tests
 from urbanbrain.rules.loader import expand_paths
+
 from urbanbrain.settings import get_settings
 
 SAMPLES = Path(__file__).parent / "profiles" / "samples"

@@ -51,7 +51,6 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-
 from urbanbrain.simulators.city import KINDS, City, _district_at
 from urbanbrain.simulators.signals import local_time, traffic_profile
 
@@ -95,13 +94,14 @@ def load_sumo(prefer_libsumo: bool = True) -> ModuleType:
     for name in (("libsumo", "traci") if prefer_libsumo else ("traci",)):
         try:
             return __import__(name)
-        except ImportError as exc:  # noqa: PERF203
+        except ImportError as exc:
             errors.append(f"{name}: {exc}")
     raise SumoUnavailable(f"no SUMO Python bindings ({'; '.join(errors)}); {INSTALL_HINT}")
 
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
     if proc.returncode != 0:
         raise SumoUnavailable(f"{' '.join(argv[:2])} failed ({proc.returncode}): "
                               f"{(proc.stderr or proc.stdout)[-800:]}")

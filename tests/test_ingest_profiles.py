@@ -17,11 +17,11 @@ import pytest
 from conftest import component_env
 from harness import Component, Influx, Publisher, read_topic, wait_until
 from typer.testing import CliRunner
-
-from urbanbrain.cli import app
 from urbanbrain.ingest.normalise import Normaliser
 from urbanbrain.ingest.profiles import ProfileWatcher, check_text, loads
 from urbanbrain.ingest.profiles.testing import run_tests
+
+from urbanbrain.cli import app
 from urbanbrain.settings import Settings
 
 SAMPLES = Path(__file__).resolve().parents[1] / "ingest" / "profiles" / "samples"

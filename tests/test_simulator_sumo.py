@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from conftest import component_env
 from harness import Component, Influx, wait_until
-
-from urbanbrain.registry import Registry
-from urbanbrain.settings import Settings
 from urbanbrain.simulators import sumo
 from urbanbrain.simulators.city import City
 from urbanbrain.simulators.engine import Simulation
 from urbanbrain.simulators.incidents import Schedule, make_incident
 from urbanbrain.simulators.runner import run_simulation
+
+from urbanbrain.registry import Registry
+from urbanbrain.settings import Settings
 
 # SUMO is a declared test dependency (the Makefile installs sumo, sumo-tools): a missing
 # SUMO must fail here, not skip silently.

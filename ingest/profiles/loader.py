@@ -29,9 +29,10 @@ from urbanbrain.ingest.profiles.model import (
 )
 from urbanbrain.ingest.topics import TopicPattern
 from urbanbrain.ingest.units import conversion, senml_unit, unece_unit
-from urbanbrain.metrics import METRICS
 from urbanbrain.rules.loader import Problem, expand_paths
 from urbanbrain.rules.yamlpos import Located, YamlSyntaxError, load_located, path_str
+
+from urbanbrain.metrics import METRICS
 from urbanbrain.settings import DOMAINS
 
 PROFILE_KEYS = ("name", "description", "match", "domain", "kind", "id", "timestamp", "each",

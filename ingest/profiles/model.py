@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -232,7 +232,7 @@ class Profile:
         except ValueError:
             raise Reject(Reason.BAD_TIMESTAMP, f"timestamp {v!r} does not match {fmt!r}") from None
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=self.ts_zone or timezone.utc)
+            dt = dt.replace(tzinfo=self.ts_zone or UTC)
         return int(dt.timestamp() * 1000)
 
 

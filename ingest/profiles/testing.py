@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from urbanbrain.ingest.normalise import Normaliser
 from urbanbrain.ingest.profiles.loader import check_files
 from urbanbrain.ingest.rejects import Reject
 from urbanbrain.ingest.timestamps import ms_from_iso
 from urbanbrain.rules.loader import Problem, expand_paths
 from urbanbrain.rules.yamlpos import YamlSyntaxError, load_located
+
 from urbanbrain.settings import Settings
 
 TEST_KEYS = ("name", "topic", "received", "payload", "payload_file", "expect")
