@@ -4,9 +4,11 @@ Inputs are the window statistics of :mod:`.aggregates`; the formulas are in
 :mod:`urbanbrain.streams.indices`. Choices made here (documented in README.md):
 
 * traffic: flow = the window's vehicle count scaled to veh/h (or the mean reported
-  ``flow_vph`` where a sensor reports flow rather than counts); speed = window mean of the
-  interval mean speeds; free-flow speed from the registry (``free_flow_kmh``, else its
-  ``road_class``), else the configured default road class.
+  ``flow_vph`` where a sensor reports flow rather than counts); speed = the time-mean speed
+  of the window's vehicles: interval mean speeds weighted by their vehicle counts (the
+  plain mean only for a sensor that reports speeds without counts; no speed when no vehicle
+  passed); congestion and LOS from that speed; free-flow speed from the registry
+  (``free_flow_kmh``, else its ``road_class``), else the configured default road class.
 * AQI: the window means stand in for every averaging period of the standards (24 h PM,
   8 h O3/CO, 1 h NO2/SO2/O3): a *streaming, instantaneous* index, comparable between
   sensors and over time, but not the official daily AQI. The China AQI is the real-time

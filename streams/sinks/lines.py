@@ -56,7 +56,9 @@ def sensor_fields(metrics: Mapping[str, Stats]) -> dict[str, float]:
     f: dict[str, float] = {}
     for name, st in sorted(metrics.items()):
         f[f"{name}_count"] = float(st.count)
-        f[f"{name}_mean"] = st.mean
+        mean = st.mean
+        if mean == mean:  # NaN: a weighted mean over no weight (a loop no vehicle passed)
+            f[f"{name}_mean"] = mean
         f[f"{name}_min"] = st.min
         f[f"{name}_max"] = st.max
         f[f"{name}_last"] = st.last
