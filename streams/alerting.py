@@ -48,10 +48,12 @@ from urbanbrain.kafka import ALERTS_TOPIC, READINGS_TOPICS
 from urbanbrain.reading import Partitioner, decode_batch, encode_batch
 from urbanbrain.rules import AlertEvent, Evaluator, RuleSet, RuleWatcher, load_registry_csv
 from urbanbrain.rules.model import AbsenceCond
+from urbanbrain.rules.silences import SilenceStore
 from urbanbrain.settings import Settings
 
 from .alerting_outputs import AlertOutputs, AlertStore
 from .decoded import DecodedBatches
+from .silence_feed import SilenceFeed
 from .state import TableStore, flush_durably
 
 log = logging.getLogger(__name__)
@@ -113,8 +115,10 @@ class PartitionEvaluators:
 
     def __init__(self, scope: str, store: Any, registry: Mapping[str, Mapping[str, Any]],
                  ruleset: Callable[[], RuleSet], partitions: int,
-                 checkpoint_s: float = 0.0, eval_step_s: float = 0.0) -> None:
+                 checkpoint_s: float = 0.0, eval_step_s: float = 0.0,
+                 silences: SilenceStore | None = None) -> None:
         self.scope = scope
+        self.silences = silences  # shared by every evaluator (fed from alerts.silences)
         self.checkpoint_s = checkpoint_s
         self.eval_step_ms = int(eval_step_s * 1000)
         self._checkpointed: dict[tuple[str, int], float] = {}
@@ -150,7 +154,7 @@ class PartitionEvaluators:
                  if k.startswith(prefix)]
         rs = self.ruleset()
         reg = self._registry_for(source, partition)
-        ev = Evaluator.from_state(rs, reg, items, scope=self.scope)
+        ev = Evaluator.from_state(rs, reg, items, scope=self.scope, silences=self.silences)
         events = ev.replace_ruleset(rs, eval_time(ev)) if items else []
         if items:
             log.info("alert state of %s[%d] rebuilt from %d entries", source, partition,
@@ -354,12 +358,14 @@ def register_alerting(app: faust.App, settings: Settings, writer: InfluxWriter, 
     outputs = AlertOutputs(settings, writer, alerts_topic, webhook_urls=cfg.webhook_urls,
                            external_url=cfg.external_url, close_writer=own_writer)
     app.service(outputs)  # type: ignore[arg-type]  # an instance is accepted too
+    silences = SilenceStore()
+    app.service(SilenceFeed(settings, silences))  # type: ignore[arg-type]
     sensors = PartitionEvaluators("sensor", TableStore(sensor_table), registry,
                                   lambda: watcher.ruleset, n, cfg.state_checkpoint_s,
-                                  cfg.eval_step_s)
+                                  cfg.eval_step_s, silences)
     districts = PartitionEvaluators("district", TableStore(district_table), registry,
                                     lambda: watcher.ruleset, n, cfg.state_checkpoint_s,
-                                  cfg.eval_step_s)
+                                  cfg.eval_step_s, silences)
     district_part = Partitioner(n)
     app.urbanbrain_alerting = {  # type: ignore[attr-defined]
         "sensors": sensors, "districts": districts, "outputs": outputs, "watcher": watcher,
