@@ -34,6 +34,9 @@ _ROOM_APPS = (
     ("urbanbrain.simulators.cli", "simulate", "Simulate a city: publish readings, record, replay."),
     ("urbanbrain.rules.cli", "rules", "Alert rules: check, test, backtest."),
     ("urbanbrain.dashboards.cli", "dashboards", "Grafana dashboards: push, snapshot."),
+    ("urbanbrain.console.cli", "console", "The operations console (web) and its users."),
+    ("urbanbrain.console.alerts_cli", "alerts", "Alerts: list, ack, assign, silence, audit."),
+    ("urbanbrain.console.silences_cli", "silences", "Silences: list, expire."),
 )
 for _module, _name, _help in _ROOM_APPS:
     try:
