@@ -211,7 +211,7 @@ class Console:
         request["session"] = session
         path = request.path
         if session is None and path not in PUBLIC:
-            if path.startswith("/api/"):
+            if path != "/":  # only the page itself sends a browser to the login form
                 return _error(401, "log in first")
             raise web.HTTPFound("/login")
         if request.method not in ("GET", "HEAD", "OPTIONS") and path != "/login":
@@ -244,7 +244,11 @@ class Console:
 
     # ---------------------------------------------------------------- pages
     async def login_page(self, request: web.Request) -> web.Response:
-        token = secrets.token_urlsafe(24)
+        # Keep a token the browser already has: a second GET (another tab, the favicon's
+        # redirect) must not invalidate the form on screen.
+        token = request.cookies.get(PRELOGIN_COOKIE) or ""
+        if len(token) < 32:
+            token = secrets.token_urlsafe(24)
         error = request.query.get("error", "")
         html = (STATIC / "login.html").read_text().replace("{{csrf}}", token).replace(
             "{{error}}", "Wrong user name or password." if error else "")

@@ -83,7 +83,7 @@
       }
       // sensors, one path per colour; alerting ones on top and bigger
       const s = this.data.sensors, n = s.id.length, dom = this.data.domains;
-      const size = Math.max(1.6, Math.min(4, v.k / 4000));
+      const size = Math.max(2.4, Math.min(5, v.k / 3000));
       const groups = new Map();
       for (let i = 0; i < n; i++) {
         const col = DOMAIN[dom[s.domain[i]]] || "#667";
