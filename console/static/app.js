@@ -8,6 +8,7 @@
     me: null, alerts: new Map(), resolved: new Map(), silences: [], audit: [], counts: {},
     kpis: {}, kpiFields: {}, map: null, district: null, filter: "", lags: [],
   };
+  const MAX_ROWS = 200;  // rows drawn per list; the rest is a filter away
   window.ubStats = { lags: S.lags, ready: null, mapDrawMs: null, updates: 0 };
 
   function h(tag, attrs, ...kids) {
@@ -115,11 +116,15 @@
   }
 
   function renderAlerts() {
-    const list = [...S.alerts.values()].filter(a => matchesFilter(a) && inDistrict(a));
-    $("alerts").replaceChildren(...(list.length ? list.map(a => alertItem(a, false))
+    const rank = { critical: 3, warning: 2, info: 1 };
+    const list = [...S.alerts.values()].filter(a => matchesFilter(a) && inDistrict(a))
+      .sort((x, y) => (rank[y.severity] || 0) - (rank[x.severity] || 0) || y.starts_at - x.starts_at);
+    const shown = list.slice(0, MAX_ROWS).map(a => alertItem(a, false));
+    if (list.length > MAX_ROWS) shown.push(h("li", { class: "meta" }, `… and ${list.length - MAX_ROWS} more: filter or pick a district to narrow`));
+    $("alerts").replaceChildren(...(list.length ? shown
       : [h("li", { class: "meta empty" }, S.district ? `no alert firing in ${S.district}` : "no alert firing")]));
     const res = [...S.resolved.values()].filter(a => matchesFilter(a) && inDistrict(a)).sort((x, y) => y.seen_ms - x.seen_ms);
-    $("resolved").replaceChildren(...res.map(a => alertItem(a, true)));
+    $("resolved").replaceChildren(...res.slice(0, MAX_ROWS).map(a => alertItem(a, true)));
   }
 
   function renderSilences() {
@@ -310,6 +315,24 @@
   }
 
   // ------------------------------------------------------------------ live
+  // Updates are folded as they arrive but drawn once per animation frame: a burst of a
+  // thousand alerts is one render, not a thousand.
+  let pending = [], queued = false;
+  function scheduleRender() {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      renderAll();
+      const now = Date.now();
+      let last = null;
+      for (const p of pending) if (p.t) { last = now - p.t; S.lags.push({ lag: last, t: p.t, fps: p.fps }); }
+      while (S.lags.length > 5000) S.lags.shift();
+      pending = [];
+      if (last !== null) $("live").textContent = `live · last update drawn ${last} ms after the event`;
+    });
+  }
+
   function connect() {
     const es = new EventSource("/api/events");
     es.addEventListener("hello", async () => {
@@ -319,14 +342,10 @@
     });
     es.addEventListener("update", e => {
       const u = JSON.parse(e.data);
-      applyUpdate(u); renderAll();
+      applyUpdate(u);
       window.ubStats.updates++;
-      if (u.t) {
-        const lag = Date.now() - u.t;
-        S.lags.push({ lag, t: u.t, fps: u.alerts.map(a => a.fingerprint) });
-        if (S.lags.length > 5000) S.lags.shift();
-        $("live").textContent = `live · last update ${lag} ms after the event`;
-      }
+      pending.push({ t: u.t, fps: u.alerts.map(a => a.fingerprint) });
+      scheduleRender();
     });
     es.addEventListener("kpis", e => { S.kpis = JSON.parse(e.data); renderKpis(); });
     es.onerror = () => { $("live").className = "live off"; $("live").textContent = "reconnecting…"; };
