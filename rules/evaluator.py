@@ -129,6 +129,7 @@ class Evaluator:
         self._streaming = False
         self._timers: list[tuple[int, int, str, str]] = []  # (due, seq, rule id, instance)
         self._armed: set[tuple[str, str]] = set()  # (rule id, instance) with a queue entry
+        self._seen_floor: int | None = None
         self._seq = 0
         self._set_rules(ruleset)
 
@@ -146,6 +147,10 @@ class Evaluator:
         self._z_now: int | None = None
         self._z_memo: dict[tuple[str, str], tuple[float | None, float]] = {}
         self._by_id = {r.id: r for r in self._rules}
+        # district scope: reading times are kept this far behind the clock, for "last seen
+        # at or before t" when sources ahead of the clock have been folded in
+        self._absence_horizon = max((r.condition.silent_for_ms for r in self._rules
+                                     if isinstance(r.condition, AbsenceCond)), default=0)
         self._group_of = {r.id: g for g in ruleset.groups for r in g.rules}
         self._sensor_rules: dict[str, tuple[Rule, ...]] = {}
         if self._streaming:
@@ -262,9 +267,10 @@ class Evaluator:
                 # district scope: readings of sources ahead of the district's clock are
                 # folded in early, so absence asks "last seen at or before now"
                 mets = r.get("metrics") or {}
-                for m, horizon in plan.absence.items():
+                floor = self._seen_floor
+                for m in plan.absence:
                     if not m or m in mets:
-                        st.seen_at(m, ts, horizon)
+                        st.seen_at(m, ts, floor)
             for name, v in (r.get("metrics") or {}).items():
                 ret = plan.samples.get(name)
                 if ret is None and name not in plan.last:
@@ -985,6 +991,8 @@ class Evaluator:
         now = self.watermark if now_ms is None else int(now_ms)
         if now is None:
             return []
+        if self._absence_horizon:
+            self._seen_floor = now - self._absence_horizon
         if self._start is None:
             self._start = now
         self._dirty.add(META_KEY)

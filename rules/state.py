@@ -71,7 +71,9 @@ class SensorState:
         i = bisect_right(tsl, start_excl, 0, j)
         return tsl[i:j], vl[i:j]
 
-    def seen_at(self, metric: str, ts: int, horizon_ms: int) -> None:
+    def seen_at(self, metric: str, ts: int, floor: int | None) -> None:
+        """Record a reading time; times before ``floor`` (the evaluator's clock minus the
+        longest absence) are dropped, except the last one before it."""
         t = self.times.get(metric)
         if t is None:
             t = self.times[metric] = array("q")
@@ -81,9 +83,10 @@ class SensorState:
             i = bisect_left(t, ts)
             if i == len(t) or t[i] != ts:
                 t.insert(i, ts)
-        cutoff = t[-1] - horizon_ms - 60_000
-        if t[0] < cutoff:
-            del t[:bisect_left(t, cutoff)]
+        if floor is not None and t[0] < floor:
+            k = bisect_left(t, floor) - 1
+            if k > 0:
+                del t[:k]
 
     def last_seen_before(self, metric: str, now: int) -> int | None:
         t = self.times.get(metric)

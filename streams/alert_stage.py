@@ -68,6 +68,9 @@ class _Evaluators:
         self.silences = silences
         self.live: dict[tuple[str, int], Evaluator] = {}
         self.extra: dict[tuple[str, int], dict[str, Any]] = {}  # stage state per partition
+        #: partitions whose evaluator was built from no state at all (a new deploy): the
+        #: worker warms them up from history (streams/warmup.py) before the first batch
+        self.fresh: set[tuple[str, int]] = set()
         self._checkpointed: dict[tuple[str, int], float] = {}
         self.generation: Any = object()
 
@@ -112,7 +115,16 @@ class _Evaluators:
                      len(items))
         self.live[key] = ev
         self.extra[key] = extra
+        if not items and not extra:
+            self.fresh.add(key)
         return ev, events
+
+    def warm(self, source: str, partition: int, readings: Sequence[Mapping[str, Any]]) -> int:
+        """Fold history into a fresh evaluator's state without evaluating it (no alerts
+        for the past). Returns the readings used."""
+        ev, _ = self.get(source, partition)
+        self.fresh.discard((source, partition))
+        return ev.observe(readings) if readings else 0
 
     def persist(self, source: str, partition: int, *, force: bool = False) -> int:
         """Write changed state: alert lifecycle entries and the stage's own state always
@@ -190,6 +202,7 @@ class Forward:
     src: str
     wm: int | None
     readings: list[dict[str, Any]] = field(default_factory=list)
+    warm: bool = False  # history for a warm start: folded in, never evaluated
 
 
 class DistrictInterest:
@@ -248,11 +261,12 @@ class DistrictInterest:
                 for r in readings if any_kind or r.get("kind") in kinds]
 
     def forward(self, rs: RuleSet, source: str, partition: int, watermark: int | None,
-                readings: Iterable[Mapping[str, Any]]) -> dict[int, Forward]:
+                readings: Iterable[Mapping[str, Any]], *, warm: bool = False
+                ) -> dict[int, Forward]:
         """One :class:`Forward` per district partition (every partition gets one, with the
         watermark, so that all district clocks advance)."""
         src = f"{source}|{partition}"
-        out = {p: Forward(src, watermark) for p in range(self.partitions)}
+        out = {p: Forward(src, watermark, warm=warm) for p in range(self.partitions)}
         for r in self.select(rs, domain_of(source), readings):
             d = r.get("district")
             if d:
@@ -297,6 +311,9 @@ class DistrictRules(_Evaluators):
         step = self.step_ms
         last_tick = extra.get("tick")
         for f in forwards:
+            if f.warm:
+                ev.observe(f.readings)
+                continue
             old = srcs.get(f.src)
             if f.wm is not None and (old is None or f.wm > old):
                 srcs[f.src] = f.wm

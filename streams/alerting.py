@@ -69,6 +69,10 @@ class AlertSettings(BaseSettings):
         0.0, ge=0, description="write per-sensor rule state at most this often (0: every "
         "batch, so that a restart resumes exactly where the acknowledged records end)"
     )
+    warmup_s: float = Field(
+        7200.0, ge=0, description="warm start: a source partition with no rule state at all "
+        "(a new deploy) first folds in this much of its sensors' raw history from InfluxDB "
+        "(streams/warmup.py); 0: start cold")
     district_step_s: float = Field(
         60.0, gt=0, description="event-time grid of district rule evaluation")
     idle_s: float = Field(
