@@ -153,16 +153,19 @@ def live_score(readings: pd.DataFrame, truth: Sequence[Any], registry_csv: Path,
         t0 = time.monotonic()
         killed = threading.Event()
         stop_watch = threading.Event()
-        progress_box: list[int] = [0]
-
-        def on_progress(p: Any) -> None:
-            progress_box[0] = p.readings
+        reader_user, reader_pw = stack.influx_login("reader")
+        influx = InfluxQL(env["URBANBRAIN_INFLUX_URL"], env["URBANBRAIN_INFLUX_DB"],
+                          reader_user, reader_pw)
+        expected = len(live_rs) + len(history_rs)
 
         def killer() -> None:
-            target = int(kill_at * len(live_rs)) if kill_at is not None else None
-            while target is not None and not stop_watch.is_set() and not killed.is_set():
-                if progress_box[0] >= target:
-                    say(f"SIGKILL {ws[0].name} at {progress_box[0]:,} readings")
+            """SIGKILL a worker once ``kill_at`` of the readings are stored: mid-backlog,
+            with records read but not yet acknowledged."""
+            target = (len(history_rs) + int(kill_at * len(live_rs))
+                      if kill_at is not None else None)
+            while target is not None and not stop_watch.is_set():
+                if _raw_count(influx) >= target:
+                    say(f"SIGKILL {ws[0].name} at {target:,} stored readings")
                     ws[0].kill()
                     ws[0] = Component(ws[0].name, ws[0].args, env,
                                       workdir / "logs" / f"{ws[0].name}-restarted.log").start(
@@ -170,19 +173,16 @@ def live_score(readings: pd.DataFrame, truth: Sequence[Any], registry_csv: Path,
                     comps.append(ws[0])
                     killed.set()
                     return
-                time.sleep(0.05)
+                time.sleep(0.2)
 
         watcher = threading.Thread(target=killer, daemon=True)
         watcher.start()
-        replay(settings_of("simulator"), live_rs, speed=0, fmt=fmt, on_progress=on_progress)
-        stop_watch.set()
-        watcher.join(5)
+        replay(settings_of("simulator"), live_rs, speed=0, fmt=fmt)
         timing["publish_s"] = time.monotonic() - t0
         say("published; waiting for the workers to store everything")
-        reader_user, reader_pw = stack.influx_login("reader")
-        influx = InfluxQL(env["URBANBRAIN_INFLUX_URL"], env["URBANBRAIN_INFLUX_DB"],
-                          reader_user, reader_pw)
-        expected = len(live_rs) + len(history_rs)
+        if kill_at is not None:
+            watcher.join(timeout_s)
+        stop_watch.set()
         _wait_stored(influx, expected, timeout_s, comps)
         timing["drain_s"] = time.monotonic() - t0
         # let the last district ticks and alert deliveries settle, then read the topic
@@ -234,14 +234,10 @@ def _wait_log(c: Any, text: str, timeout: float) -> None:
 
 
 def _raw_count(influx: Any) -> int:
-    total = 0
-    for domain in ("traffic", "environment", "water", "power"):
-        try:
-            for s in influx.query(f'SELECT count(*) FROM "{domain}"'):
-                total += max((v for v in s["values"][0][1:] if isinstance(v, int)), default=0)
-        except Exception:  # noqa: BLE001 - not written yet
-            pass
-    return total
+    """Raw readings stored (per kind, the largest field count: kinds differ in fields)."""
+    from urbanbrain.up import count_raw_points
+
+    return count_raw_points(influx)
 
 
 def _wait_stored(influx: Any, expected: int, timeout_s: float, comps: Sequence[Any]) -> None:

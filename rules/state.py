@@ -17,7 +17,8 @@ WEEK_MS = 168 * HOUR_MS
 class SensorState:
     """Everything the engine remembers about one sensor."""
 
-    __slots__ = ("attrs", "evald", "ewma", "last", "seen", "series", "times", "tod", "weekly")
+    __slots__ = ("attrs", "evald", "ewma", "last", "seen", "series", "src", "times", "tod",
+                 "weekly")
 
     def __init__(self) -> None:
         self.seen: int | None = None  # event time of the newest reading
@@ -35,10 +36,16 @@ class SensorState:
         # metric ("" = any) -> recent reading times, for "last seen at or before t" when
         # readings newer than t are already in (district scope, sources at different speeds)
         self.times: dict[str, array] = {}
+        self.src: int | None = None  # the source (device, gateway) of its latest reading
 
     # --- samples ----------------------------------------------------------------------
-    def add(self, metric: str, ts: int, value: float, retention_ms: int) -> bool:
-        """Insert a sample (late ones in order, same time replaces); False if too old."""
+    def add(self, metric: str, ts: int, value: float, retention_ms: int,
+            clock: int | None = None) -> bool:
+        """Insert a sample (late ones in order, same time replaces); False if too old.
+
+        Samples are kept for ``retention_ms`` behind the newest one, or behind ``clock``
+        when that is older (district scope: sources ahead of the evaluator's clock are
+        folded in early, and the clock's windows still need what lies behind it)."""
         s = self.series.get(metric)
         if s is None:
             s = self.series[metric] = [array("q"), array("d")]
@@ -47,7 +54,8 @@ class SensorState:
             tsl.append(ts)
             vl.append(value)
         else:
-            if ts < tsl[-1] - retention_ms:
+            newest = tsl[-1] if clock is None else min(tsl[-1], clock)
+            if ts < newest - retention_ms:
                 return False
             i = bisect_left(tsl, ts)
             if i < len(tsl) and tsl[i] == ts:
@@ -55,7 +63,7 @@ class SensorState:
             else:
                 insort(tsl, ts)
                 vl.insert(i, value)
-        cutoff = tsl[-1] - retention_ms
+        cutoff = (tsl[-1] if clock is None else min(tsl[-1], clock)) - retention_ms
         if tsl[0] < cutoff:
             k = bisect_left(tsl, cutoff)
             del tsl[:k]
@@ -151,6 +159,8 @@ class SensorState:
             d["ev"] = dict(self.evald)
         if self.times:
             d["ts"] = {k: list(v) for k, v in self.times.items()}
+        if self.src is not None:
+            d["src"] = self.src
         return d
 
     @classmethod
@@ -165,4 +175,5 @@ class SensorState:
         st.tod = {k: list(v) for k, v in (d.get("t") or {}).items()}
         st.evald = dict(d.get("ev") or {})
         st.times = {k: array("q", v) for k, v in (d.get("ts") or {}).items()}
+        st.src = d.get("src")
         return st

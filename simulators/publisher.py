@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -70,7 +71,6 @@ class MqttPool:
         self.settings = settings
         self.qos = qos
         self.conns: list[_Conn] = []
-        self._rr = 0
         run = uuid.uuid4().hex[:6]
         try:
             for k in range(max(1, connections)):
@@ -115,8 +115,11 @@ class MqttPool:
         return conn
 
     def publish(self, topic: str, payload: bytes) -> None:
-        conn = self.conns[self._rr]
-        self._rr = (self._rr + 1) % len(self.conns)
+        """One topic always goes through one connection, as a device (or a gateway) has
+        one: its messages reach the broker in the order they were sent. Round-robin over
+        connections let a topic's older message overtake its newer one by many seconds
+        when one connection's in-flight window was full."""
+        conn = self.conns[zlib.crc32(topic.encode()) % len(self.conns)]
         if conn.sent - conn.acked >= conn.limit:
             with conn.cond:
                 while conn.sent - conn.acked >= conn.limit:

@@ -121,13 +121,15 @@ class Alerting:
 
         self.sensors = SensorRules(sensor_store, self.registry, rules, n,
                                    checkpoint_s=cfg.state_checkpoint_s, silences=self.silences,
-                                   lateness_ms=int(ss.streams_lateness_s * 1000))
+                                   lateness_ms=int(ss.streams_lateness_s * 1000),
+                                   idle_s=cfg.idle_s)
         self.districts = DistrictRules(district_store, self.registry, rules, n,
                                        checkpoint_s=cfg.state_checkpoint_s,
                                        silences=self.silences,
                                        step_ms=int(cfg.district_step_s * 1000),
                                        idle_s=cfg.idle_s)
         self.interest = DistrictInterest(n)
+        self.districts.interest = self.interest
         self.outputs = AlertOutputs(settings, writer, alerts_topic,
                                     webhook_urls=cfg.webhook_urls,
                                     external_url=cfg.external_url, close_writer=own_writer)
@@ -151,7 +153,12 @@ class Alerting:
                 stage.persist(source, partition)
 
     def checkpoint(self) -> int:
-        """Full write of every live evaluator (partitions revoked, worker stopping)."""
+        """Full write of every live evaluator (partitions revoked, worker stopping) when
+        sensor state is checkpointed less often than every batch; with the default (every
+        batch) the tables already hold everything, and a burst of writes in the middle of
+        a rebalance only races the next owner's recovery."""
+        if self.cfg.state_checkpoint_s <= 0:
+            return 0
         return self.sensors.persist_all() + self.districts.persist_all()
 
 

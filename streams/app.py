@@ -72,6 +72,12 @@ def faust_config(settings: Settings) -> dict:
         "web_host": "127.0.0.1",
         "web_port": settings.streams_web_port or 6066,
         "table_cleanup_interval": 30.0,
+        # The check guards a RocksDB file against a changelog that was deleted under it.
+        # Our stores are in memory, filled from the changelog by this very process; tansu
+        # may answer a standby's highwater query with a value a few records behind what
+        # the standby already read (seen in live scoring with a worker SIGKILLed), and the
+        # check then crashes a healthy worker.
+        "recovery_consistency_check": False,
         # Table deltas, aggregates and partials go out in bursts per agent batch; aiokafka
         # keeps one produce request in flight per broker, so bigger per-partition batches
         # (default 16 KB) mean fewer round trips for the flush the agent waits on.

@@ -218,7 +218,8 @@ def index_samples(domain: str, size: str, visible_ms: int, points: list[IndexPoi
         if metrics:
             district, kind = meta.get(p.sensor, ("", ""))
             out.append({"sensor_id": p.sensor, "ts": visible_ms, "domain": domain,
-                        "kind": kind, "district": district, "metrics": metrics})
+                        "kind": kind, "district": district, "metrics": metrics,
+                        "sample": True})
     return out
 
 

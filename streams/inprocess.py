@@ -17,11 +17,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from urbanbrain.rules import AlertEvent, RuleSet
+from urbanbrain.rules.registry import load_registry_csv
+
 from urbanbrain.kafka import readings_topic
 from urbanbrain.reading import Partitioner
 from urbanbrain.registry import Registry
-from urbanbrain.rules import AlertEvent, RuleSet
-from urbanbrain.rules.registry import load_registry_csv
 
 from .alert_stage import DistrictInterest, DistrictRules, Forward, SensorRules
 from .alerting import AlertSettings

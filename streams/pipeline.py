@@ -20,8 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from urbanbrain.indexes import INDEXES
 from urbanbrain.rules import AlertEvent, RuleSet
+
+from urbanbrain.indexes import INDEXES
 
 from .alert_stage import DistrictInterest, Forward, SensorRules
 from .processor import Rendered, WindowStage
@@ -78,9 +79,11 @@ class SourcePipeline:
         return self._needs[1].get(domain, frozenset())
 
     def process(self, topic: str, partition: int,
-                records: Sequence[tuple[int, Sequence[Mapping[str, Any]]]]) -> SourceOutput:
+                records: Sequence[tuple[int, Sequence[Mapping[str, Any]]]],
+                now_wall: float | None = None) -> SourceOutput:
         """``records`` in offset order. Window deltas are written to the window store here
-        (before any output, as the worker's durability requires)."""
+        (before any output, as the worker's durability requires). ``now_wall``: the
+        processing time of a live worker (idle sources); None in the backtest."""
         readings = [r for _, batch in records for r in batch]
         out = SourceOutput(topic, partition, readings)
         samples: list[dict[str, Any]] = []
@@ -92,7 +95,7 @@ class SourcePipeline:
             out.rendered = self.windows.render(topic, partition, res, outputs=self.outputs,
                                                sample_sizes=sizes)
             samples = out.rendered.samples
-        out.events = self.rules.process(topic, partition, readings, samples)
+        out.events = self.rules.process(topic, partition, readings, samples, now_wall)
         rs = self.ruleset()
         if self.interest.any(rs):
             out.forwards = self.interest.forward(

@@ -22,10 +22,11 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from urbanbrain.rules import RuleSet
+
 from urbanbrain.influx import InfluxError, InfluxWriter
 from urbanbrain.metrics import METRICS
 from urbanbrain.reading import Partitioner
-from urbanbrain.rules import RuleSet
 
 log = logging.getLogger(__name__)
 

@@ -153,7 +153,7 @@ class StreamsWorker:
         out_lines: list[str] = []
         for (topic, partition), recs in by_tp.items():
             recs.sort(key=lambda x: x[0])
-            out = self.pipeline.process(topic, partition, recs)
+            out = self.pipeline.process(topic, partition, recs, now_mono)
             for r in out.late:
                 await deadletters.send(value=_late_letter(topic, r, ss.streams_lateness_s))
             out_lines += out.rendered.lines
@@ -266,12 +266,19 @@ class StreamsWorker:
         still fires when they all fall silent. Only live: a partition with lag is not idle."""
         if self.app.rebalancing or self.app.in_recovery:
             return
+        self._new_generation()  # evaluators of partitions that moved away are dropped
+        try:
+            assigned = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+        except Exception:  # noqa: BLE001 - no consumer yet
+            return
         idle_s = self.alerting.cfg.idle_s
         now = time.monotonic()
         sensors = self.alerting.sensors
         events: list[AlertEvent] = []
         advanced = False
         for (topic, partition) in list(sensors.live):
+            if (topic, partition) not in assigned:
+                continue  # another worker's now: never advance (or persist) it here
             last = self.last_record.get((topic, partition))
             if last is None or now - last < idle_s or not _caught_up(self.app, topic, partition):
                 continue
@@ -279,7 +286,7 @@ class StreamsWorker:
             if wm is None:
                 continue
             wm_now = wm + int((now - last) * 1000)
-            events += sensors.advance(topic, partition, wm_now)
+            events += sensors.advance(topic, partition, wm_now, now)
             rs = self.alerting.watcher.ruleset
             if self.alerting.interest.any(rs):  # the district clocks move with it
                 await self._forward(self.alerting.interest.forward(rs, topic, partition,
@@ -290,7 +297,8 @@ class StreamsWorker:
         if advanced:
             await flush_durably(self.app)
         for topic, partition in list(sensors.live):
-            sensors.persist(topic, partition)
+            if (topic, partition) in assigned:
+                sensors.persist(topic, partition)
 
     # -- roll-ups ----------------------------------------------------------------------------
     async def write_rollups(self, partials_topic: str) -> None:
