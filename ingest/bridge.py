@@ -269,6 +269,7 @@ class IngestBridge:
         self._kafka_ready = True
         s = self.settings
         health = await self._serve_health()
+        watch = await self._watch_pipeline(producer)
         self._client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30)
         self._client.loop_start()
         linger = s.ingest_linger_ms / 1000
@@ -297,6 +298,9 @@ class IngestBridge:
                 await previous
         finally:
             reporter.cancel()
+            if watch is not None:
+                await watch[0].stop()
+                await watch[1].stop()
             if health is not None:
                 await health.stop()
             if self.kafka_probe is not None:
@@ -321,6 +325,23 @@ class IngestBridge:
         })
         health.register_metrics(self.metrics)
         return await health.start()
+
+    async def _watch_pipeline(self, producer) -> tuple | None:  # noqa: ANN001
+        """The pipeline rules over this process's metrics (IngestSessionLost, ...), their
+        alerts delivered like the city's: Kafka ``alerts`` (through our producer), MQTT
+        ``city/alerts/pipeline/...`` and the webhooks. None when there are no rules."""
+        from urbanbrain.kafka import ALERTS_TOPIC
+        from urbanbrain.pipeline_watch import PipelineSettings, ProducerTopic, load_watch
+        from urbanbrain.streams.alerting_outputs import AlertOutputs
+
+        outputs = AlertOutputs(self.settings, None, ProducerTopic(producer, ALERTS_TOPIC),
+                               webhook_urls=PipelineSettings().webhooks())
+        watch = load_watch(self.metrics, "ingest", self.settings.mqtt_client_id, outputs.emit)
+        if watch is None:
+            return None
+        await outputs.start()
+        watch.register_metrics(self.metrics)
+        return watch.start(), outputs
 
     def _registry_mtime(self) -> float | None:
         path = self.settings.registry_path

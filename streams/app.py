@@ -47,7 +47,8 @@ from .derive import IndexCalculator
 from .processor import WindowStage
 from .rollup_stage import RollupStage, points_to_lines
 from .settings import StreamsSettings
-from .state import TableStore, flush_durably
+from .state import GenerationFence, TableStore, flush_durably
+from .worker_health import observe_worker
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ def create_app(settings: Settings) -> faust.App:
                            nominal_kv=ss.streams_nominal_kv, nominal_hz=ss.streams_nominal_hz)
     stage = WindowStage(ss, TableStore(window_table), calc)
     decoded = DecodedBatches(consumers=2)  # store_readings + alert_sensors
+    fence = GenerationFence(app)  # no false `late` from a batch fetched before a rebalance
     windows_on = ss.streams_windows
     rollups = RollupStage(TableStore(rollup_table), expected_sources=ss.kafka_partitions,
                           grace_s=ss.streams_rollup_grace_s,
@@ -182,6 +184,7 @@ def create_app(settings: Settings) -> faust.App:
         async for events in stream.take_events(ss.streams_take_records,
                                                 within=ss.streams_take_within_s):
             t0 = time.perf_counter()
+            events = fence(events)
             if stage.generation != app.consumer_generation_id:
                 stage.reset(app.consumer_generation_id)
             readings = []
@@ -332,8 +335,9 @@ def create_app(settings: Settings) -> faust.App:
         await writer.write(points)
 
     register_alerting(app, ss, writer, decoded=decoded)
-    if ss.metrics_port is not None:
-        serve_health(app, ss)
+    health = serve_health(app, ss) if ss.metrics_port is not None else None
+    observe_worker(app, ss, writer=writer, stats=stats, stage=stage, worker_id=worker_id,
+                   health=health, fence=fence)
     return app
 
 

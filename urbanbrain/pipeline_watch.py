@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -78,6 +79,27 @@ class PipelineSettings(BaseSettings):
         if isinstance(v, str):
             return [u.strip() for u in v.split(",") if u.strip()]
         return v
+
+    def webhooks(self) -> list[str]:
+        """Our receivers, or the city alerts' ones (one Alertmanager gets both)."""
+        if self.webhook_urls:
+            return list(self.webhook_urls)
+        raw = os.environ.get("URBANBRAIN_ALERT_WEBHOOK_URLS", "")
+        return [u.strip() for u in raw.split(",") if u.strip()]
+
+
+class ProducerTopic:
+    """The ``send(key=, value=, headers=)`` of a Faust topic over a plain aiokafka producer,
+    so a process without Faust (ingest) delivers through the same
+    :class:`urbanbrain.streams.alerting_outputs.AlertOutputs` as the workers."""
+
+    def __init__(self, producer: Any, topic: str) -> None:
+        self.producer, self.topic = producer, topic
+
+    async def send(self, key: bytes | None = None, value: bytes | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> None:
+        fut = await self.producer.send(self.topic, value, key=key, headers=headers)
+        await fut
 
 
 #: snapshot key (Metrics.snapshot) of a counter -> pseudo metric of its per-second rate
