@@ -224,14 +224,18 @@ class MqttPool:
 
     def __init__(self, settings: Settings, *, connections: int = 1, qos: int = 1,
                  client_id_prefix: str = "urbanbrain-sim", max_outstanding: int = 200,
-                 connect_timeout_s: float = 10.0, queue_limit: int = 100_000,
-                 give_up_s: float = 120.0, backoff_s: float = 0.1,
+                 connect_timeout_s: float = 10.0, queue_limit: int | None = None,
+                 give_up_s: float | None = None, backoff_s: float = 0.1,
                  max_backoff_s: float = 5.0) -> None:
+        """``queue_limit`` / ``give_up_s``: default ``settings.mqtt_publish_queue`` /
+        ``settings.mqtt_publish_give_up_s``."""
         if qos not in (0, 1, 2):
             raise ValueError("qos must be 0, 1 or 2")
         self.settings = settings
         self.qos = qos
-        self.give_up_s, self.backoff_s, self.max_backoff_s = give_up_s, backoff_s, max_backoff_s
+        queue_limit = settings.mqtt_publish_queue if queue_limit is None else queue_limit
+        self.give_up_s = settings.mqtt_publish_give_up_s if give_up_s is None else give_up_s
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.conns: list[_Conn] = []
         self._rr = 0
         run = uuid.uuid4().hex[:6]

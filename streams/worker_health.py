@@ -20,6 +20,7 @@ from typing import Any
 
 import faust
 
+from urbanbrain import lognoise
 from urbanbrain.health import HealthServer, KafkaProbe
 from urbanbrain.kafka import READINGS_TOPICS, client_options
 from urbanbrain.observability import Metrics, writer_metrics
@@ -102,6 +103,9 @@ def observe_worker(app: faust.App, settings: Settings, *, writer: Any, stats: An
 
     metrics = worker_metrics(app, Metrics(stage="streams", worker=worker_id), writer=writer,
                              stats=stats, stage=stage, fence=fence)
+    lognoise.quiet()
+    metrics.counter("log_lines_suppressed", "by-design log lines counted instead of printed",
+                    lambda: {(k,): v for k, v in lognoise.SUPPRESSED.items()}, labels=("what",))
     probe = KafkaProbe(client_options(settings)) if health is not None else None
     if health is not None and probe is not None:
         health.add_check("kafka_reachable", probe.check)
