@@ -197,7 +197,7 @@ class IngestBridge:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(0.2, 5)
+        client.reconnect_delay_set(0.1, 2)  # a restarted broker: back within ~2 s
         return client
 
     def subscriptions(self) -> list[str]:

@@ -287,18 +287,21 @@ class MqttPool:
         return sum(c.resent for c in self.conns)
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every published message is confirmed; False on timeout. Raises
-        :class:`PublishError` when a connection gave up."""
-        deadline = time.monotonic() + timeout_s
+        """Wait until every published message is confirmed. False when a connected broker
+        confirmed nothing for ``timeout_s``; while the broker is unreachable it waits for the
+        reconnect (the store is resent) or raises :class:`PublishError` once a connection
+        gave up (``give_up_s``)."""
         for conn in self.conns:
             with conn.cond:
+                last, since = conn.acked, time.monotonic()
                 while conn.pending:
                     if conn.error:
                         raise PublishError(conn.error)
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                    if conn.acked != last or not conn.connected:
+                        last, since = conn.acked, time.monotonic()
+                    elif time.monotonic() - since > timeout_s:
                         return False
-                    conn.cond.wait(min(left, 0.5))
+                    conn.cond.wait(0.5)
         return True
 
     def close(self) -> None:

@@ -140,7 +140,7 @@ def main() -> None:
     try:
         app()
     except PublishError as exc:  # a publisher gave up: one line, no traceback
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise SystemExit(EX_UNAVAILABLE) from None
 
 
