@@ -81,6 +81,9 @@ def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
                          if tp.topic in READINGS_TOPICS]))
     m.gauge("windows_open_panes", "1-min panes open in this worker", lambda: stage.open_panes)
     m.counter("windows_emitted", "windows closed and written", lambda: stage.stats.windows)
+    m.counter("windows_replayed_readings", "readings of re-read records the window state "
+              "already held (after a crash or rebalance): skipped, not late",
+              lambda: stage.stats.replayed)
     m.gauge("agent_batch_seconds", "duration of the last store_readings batch",
             lambda: stats.batch_ms / 1000.0)
     writer_metrics(m, lambda: writer.stats)

@@ -216,3 +216,38 @@ def test_noisy_lines_are_counted_and_one_passes(caplog):
     assert sum("will rejoin" in m for m in msgs) <= 1
     assert any("unauthorized" in m for m in msgs), "real failures still pass"
     assert lognoise.SUPPRESSED["offset_commit_failed_rejoin"] - before >= 10
+
+
+# -- replays are not late -----------------------------------------------------------------------
+def _records(first_offset: int, first_step: int, n: int) -> list[tuple[int, list[dict]]]:
+    """n records of one reading each, 10 s of event time apart."""
+    return [(first_offset + i, [{"sensor_id": "s1", "district": "d", "kind": "k",
+                                 "ts": T0 + (first_step + i) * 10_000,
+                                 "metrics": {"speed_kmh": 50.0}}]) for i in range(n)]
+
+
+def test_reread_records_are_skipped_not_late_and_real_late_ones_still_are():
+    """What a worker sees after another advanced the partition: the state (reloaded from
+    the table) has closed panes the re-read records fall in. They are replays, not late."""
+    from urbanbrain.streams.windows import PartitionWindows
+
+    def fresh() -> PartitionWindows:
+        return PartitionWindows("readings.traffic", 0, lateness_ms=120_000)
+
+    from urbanbrain.streams.state import DictStore
+
+    a, table = fresh(), DictStore()
+    for first in (0, 100):  # 1100 s of event time: many panes closed
+        res = a.process(_records(first, first, 100 if first == 0 else 10))
+        for key, value in {**res.delta_puts, **res.after_puts}.items():
+            table.put(0, key, value)
+        for key in res.deletes:
+            table.delete(0, key)
+    b = fresh()  # the state as another worker reloads it from the table
+    b.load(table.items())
+    assert b.max_offset == 109 and b.emitted_until is not None
+    replay = b.process(_records(20, 20, 90))  # re-read from an old committed offset
+    assert replay.late == [] and replay.replayed == 90
+    late = b.process([(110, [{"sensor_id": "s1", "district": "d", "kind": "k",
+                              "ts": T0, "metrics": {"speed_kmh": 1.0}}])])
+    assert len(late.late) == 1, "a new record with an old event time is still late"
