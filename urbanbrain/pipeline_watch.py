@@ -132,6 +132,7 @@ class PipelineWatch:
         self.evaluations = 0
         self.transitions: dict[str, int] = {"firing": 0, "resolved": 0}
         self._last: tuple[float, dict[str, float]] | None = None
+        self._undelivered: list[Any] = []
         self._task: asyncio.Task | None = None
 
     @property
@@ -171,8 +172,17 @@ class PipelineWatch:
             self.transitions[ev.status] = self.transitions.get(ev.status, 0) + 1
             log.warning("pipeline alert %s %s: %s", ev.alertname, ev.status,
                         ev.annotations.get("summary", ""))
-        if events:
-            await self.emit(events)
+        batch = self._undelivered + events
+        if batch:
+            try:
+                await self.emit(batch)
+                self._undelivered = []
+            except Exception as exc:  # noqa: BLE001 - kept and sent again at the next step
+                # e.g. the broker or Kafka is down right when the pipeline is sick: a
+                # transition the evaluator already made must not be lost with the delivery
+                self._undelivered = batch[-1000:]
+                log.warning("pipeline alerts not delivered (%r); %d kept for the next try",
+                            exc, len(self._undelivered))
         return events
 
     def register_metrics(self, metrics: Metrics) -> None:
