@@ -16,6 +16,7 @@ What :func:`observe_worker` adds:
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -47,24 +48,22 @@ def lag_by_partition(app: faust.App) -> dict[tuple[str, str], float] | None:
         return None
 
 
-def _alerting(app: faust.App) -> dict[str, Any]:
-    return getattr(app, "urbanbrain_alerting", None) or {}
-
-
-def _alerts_by_state(app: faust.App) -> dict[tuple[str, ...], int]:
+def _alerts_by_state(alerting: Any) -> dict[tuple[str, ...], int]:
     out = {("pending",): 0, ("firing",): 0}
-    for key in ("sensors", "districts"):
-        pe = _alerting(app).get(key)
-        for ev in list(getattr(pe, "live", {}).values()):
+    for stage in (alerting.sensors, alerting.districts):
+        for ev in list(getattr(stage, "live", {}).values()):
             for a in ev.active_alerts():
                 out[(a["s"],)] = out.get((a["s"],), 0) + 1
     return out
 
 
 def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
-                   stage: Any, fence: Any = None) -> Metrics:
-    """Register the worker's families on ``metrics`` (values read at scrape time)."""
+                   stage: Any, alerting: Any, fence: Any = None) -> Metrics:
+    """Register the worker's families on ``metrics`` (values read at scrape time).
+    ``stage``: the window stage, None when windows are off (alerting-only replicas)."""
     m = metrics
+    windows = stage if stage is not None else SimpleNamespace(
+        stats=SimpleNamespace(late=0, windows=0, replayed=0), open_panes=0)
     m.counter("kafka_records_consumed", "Kafka records (batches of readings) processed",
               lambda: stats.records)
     m.counter("readings_in", "readings taken from Kafka and processed (a late reading's "
@@ -72,25 +71,26 @@ def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
     m.counter("readings_out", "readings whose raw point InfluxDB acknowledged",
               lambda: stats.readings - stats.refused)
     m.counter("dead_letters", "readings or records dead-lettered by the worker, by reason",
-              lambda: {("late",): stage.stats.late, ("sink_refused",): stats.refused,
+              lambda: {("late",): windows.stats.late, ("sink_refused",): stats.refused,
                        ("malformed",): stats.bad_records}, labels=("reason",))
     m.gauge("kafka_lag_records", "records of readings.* not yet read, per partition",
             lambda: lag_by_partition(app), labels=("topic", "partition"))
     m.gauge("kafka_partitions_assigned", "partitions of readings.* assigned to this worker",
             lambda: len([tp for tp in app.consumer.assignment()
                          if tp.topic in READINGS_TOPICS]))
-    m.gauge("windows_open_panes", "1-min panes open in this worker", lambda: stage.open_panes)
-    m.counter("windows_emitted", "windows closed and written", lambda: stage.stats.windows)
+    m.gauge("windows_open_panes", "1-min panes open in this worker",
+            lambda: windows.open_panes)
+    m.counter("windows_emitted", "windows closed and written", lambda: windows.stats.windows)
     m.counter("windows_replayed_readings", "readings of re-read records the window state "
               "already held (after a crash or rebalance): skipped, not late",
-              lambda: stage.stats.replayed)
+              lambda: windows.stats.replayed)
     m.gauge("agent_batch_seconds", "duration of the last store_readings batch",
             lambda: stats.batch_ms / 1000.0)
     writer_metrics(m, lambda: writer.stats)
     m.gauge("alerts", "city alerts of this worker's partitions, by state",
-            lambda: _alerts_by_state(app), labels=("state",))
+            lambda: _alerts_by_state(alerting), labels=("state",))
     m.counter("alert_notifications", "alert transitions handed to each output",
-              lambda: {(k,): v for k, v in _alerting(app)["outputs"].sent.items()},
+              lambda: {(k,): v for k, v in alerting.outputs.sent.items()},
               labels=("output",))
     if fence is not None:
         m.counter("events_fenced", "events of an older consumer generation dropped "
@@ -99,13 +99,13 @@ def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
 
 
 def observe_worker(app: faust.App, settings: Settings, *, writer: Any, stats: Any,
-                   stage: Any, worker_id: str, health: HealthServer | None = None,
-                   fence: Any = None) -> Metrics:
+                   stage: Any, alerting: Any, worker_id: str,
+                   health: HealthServer | None = None, fence: Any = None) -> Metrics:
     """Metrics, Kafka readiness and pipeline rules for this worker (see the module doc)."""
     from urbanbrain.pipeline_watch import load_watch
 
     metrics = worker_metrics(app, Metrics(stage="streams", worker=worker_id), writer=writer,
-                             stats=stats, stage=stage, fence=fence)
+                             stats=stats, stage=stage, alerting=alerting, fence=fence)
     lognoise.quiet()
     metrics.counter("log_lines_suppressed", "by-design log lines counted instead of printed",
                     lambda: {(k,): v for k, v in lognoise.SUPPRESSED.items()}, labels=("what",))
@@ -116,12 +116,7 @@ def observe_worker(app: faust.App, settings: Settings, *, writer: Any, stats: An
                       lambda: float(bool(probe.ok)))
         health.register_metrics(metrics)
 
-    async def emit(events: Any) -> None:
-        outputs = _alerting(app).get("outputs")
-        if outputs is not None:
-            await outputs.emit(events)
-
-    watch = load_watch(metrics, "streams", worker_id, emit)
+    watch = load_watch(metrics, "streams", worker_id, alerting.outputs.emit)
     if watch is not None:
         watch.register_metrics(metrics)
 

@@ -31,8 +31,7 @@ from datetime import datetime, timezone
 
 import orjson
 import pytest
-from conftest import component_env
-from conftest import test_stack as make_stack
+from conftest import component_env, make_stack
 from harness import Component, Influx, read_topic, wait_until
 
 from faults.gateway import GatewayReplay, http_get, metric
