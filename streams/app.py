@@ -45,8 +45,9 @@ from .processor import WindowStage
 from .rollup_stage import RollupStage
 from .settings import StreamsSettings
 from .silence_feed import SilenceFeed
-from .state import TableStore, flush_durably
+from .state import GenerationFence, TableStore, flush_durably
 from .worker import StreamsWorker
+from .worker_health import observe_worker
 
 log = logging.getLogger(__name__)
 
@@ -167,11 +168,12 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
                            rollups=rollups, topics=topics, worker_id=worker_id,
                            store_raw=not alerting_only)
     take = (ss.streams_take_records, ss.streams_take_within_s)
+    fence = GenerationFence(app)  # no false `late` from a batch fetched before a rebalance
 
     @app.agent(readings_topic, name="process_readings")
     async def process_readings(stream: faust.StreamT) -> None:
         async for events in stream.take_events(*take):
-            await worker.readings_batch(events)
+            await worker.readings_batch(fence(events))
 
     @app.agent(district_topic, name="alert_districts")
     async def alert_districts(stream: faust.StreamT) -> None:
@@ -226,8 +228,9 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
             await flush_durably(app)
             log.info("alert state checkpointed on revocation: %d entries", n_keys)
 
-    if ss.metrics_port is not None:
-        serve_health(app, ss)
+    health = serve_health(app, ss) if ss.metrics_port is not None else None
+    observe_worker(app, ss, writer=writer, stats=worker.stats, stage=windows,
+                   alerting=alerting, worker_id=worker_id, health=health, fence=fence)
     return app
 
 

@@ -50,6 +50,7 @@ class StageStats:
     partials: int = 0
     recovered_deltas: int = 0
     rebuilds: int = 0
+    replayed: int = 0  # readings of re-read records the state already held (not late)
 
 
 class WindowStage:
@@ -91,6 +92,7 @@ class WindowStage:
         for key, value in res.delta_puts.items():
             self.store.put(partition, key, value)
         self.stats.late += len(res.late)
+        self.stats.replayed += res.replayed
         return res
 
     def render(self, topic: str, partition: int, res: BatchResult, *,

@@ -134,8 +134,18 @@ def show_settings() -> None:
         console.print(f"URBANBRAIN_{name.upper()}={value}")
 
 
+#: sysexits.h EX_UNAVAILABLE: a service we need stayed unreachable.
+EX_UNAVAILABLE = 69
+
+
 def main() -> None:
-    app()
+    from urbanbrain.simulators.publisher import PublishError
+
+    try:
+        app()
+    except PublishError as exc:  # a publisher gave up: one line, no traceback
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise SystemExit(EX_UNAVAILABLE) from None
 
 
 if __name__ == "__main__":

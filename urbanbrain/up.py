@@ -4,6 +4,8 @@ Servers the environment does not point elsewhere (``URBANBRAIN_MQTT_URL``,
 ``URBANBRAIN_KAFKA_BOOTSTRAP``, ``URBANBRAIN_INFLUX_URL``) are started locally with their
 state under ``URBANBRAIN_DATA_DIR`` (default ``./var``). Ingest and the Faust workers run
 as real subprocesses, exactly as in production; the simulator runs in this process.
+A local server that dies is started again on its port and data (mosquitto keeps sessions
+and queued messages in its persistence folder; tansu keeps topics in memory only).
 """
 
 from __future__ import annotations
@@ -188,6 +190,9 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
             try:
                 while sim.is_alive():
                     sim.join(1.0)
+                    for name in stack.revive():  # a local server died: same port and data
+                        console.print(f"  [yellow]{name} died and was restarted[/] (log in "
+                                      f"{stack.workdir})")
                     snap.stages, snap.dead_letters = _pipeline_state(influx)
                     snap.alerts = _alert_state(influx)
                     live.update(_table(snap, time.monotonic() - t0, duration))

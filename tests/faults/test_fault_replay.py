@@ -275,6 +275,10 @@ def test_replay_survives_crashes_cuts_and_outage(proxied_stack, run_id, componen
               f" at=+{(r['at'] - replay.t0) // 1000}s")
 
     assert not dead, f"{len(dead)} dead letters, e.g. {dead[:3]}"
+    # the pipeline told about the InfluxDB outage itself (issue #14), without InfluxDB
+    told = {r["labels"]["alertname"] for r in alert_records(bootstrap, pipeline=True)
+            if r["status"] == "firing"}
+    assert "InfluxWriteRetries" in told, told
     unexpected = sorted({alert_key(r) for r in recs} - expected.keys())
     assert not unexpected, f"alerts nobody scripted: {unexpected}"
     missing = sorted(want - set(seen))
