@@ -204,7 +204,7 @@ class City:
 
     # -- exports --------------------------------------------------------------------------
     REGISTRY_COLUMNS = ("sensor_id", "domain", "kind", "district", "lat", "lon", "metrics",
-                        "road_class", "free_flow_kmh", "neighbours")
+                        "road_class", "free_flow_kmh", "neighbours", "nominal_kv")
 
     def write_registry(self, path: str | Path) -> Path:
         """The device registry CSV in the columns of the data contract (HELPERS.md)."""
@@ -220,6 +220,7 @@ class City:
                     ";".join(s.metrics), s.road_class if traffic else "",
                     f"{s.free_flow_kmh:g}" if traffic else "",
                     ";".join(s.neighbours) if traffic else "",
+                    f"{s.params['nominal_kv']:g}" if "nominal_kv" in s.params else "",
                 ])
         return path
 

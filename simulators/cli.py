@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from urbanbrain.reach import require_mqtt
 from urbanbrain.settings import Settings, get_settings
 from urbanbrain.simulators.publisher import Progress
 from urbanbrain.simulators.runner import RunResult, run_simulation
@@ -30,23 +31,25 @@ app = typer.Typer(help="City simulator: synthetic sensors, incidents, faults, re
 console = Console(stderr=True)
 
 
-def _duration(text: str | None) -> float | None:
-    """"90", "90s", "15m", "2h", "7d" → seconds."""
-    if not text:
-        return None
-    text = text.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[-1] in units:
-        return float(text[:-1]) * units[text[-1]]
-    return float(text)
+def _duration(text: str | None, option: str = "") -> float | None:
+    """"90", "90s", "15m", "2h", "7d" → seconds; anything else is one line (BadValue)."""
+    from urbanbrain.durations import parse_seconds
+
+    return parse_seconds(text, option) if text else None
 
 
 def _start_ms(text: str | None) -> int | None:
+    from urbanbrain.errors import BadValue
+
     if not text:
         return None
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        raise typer.BadParameter("--start needs a time zone, e.g. 2026-01-05T08:00:00+01:00")
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        dt = None
+    if dt is None or dt.tzinfo is None:
+        raise BadValue(f"--start {text!r} is not a time with a zone: write ISO 8601, e.g. "
+                       "2026-01-05T08:00:00+01:00")
     return int(dt.astimezone(timezone.utc).timestamp() * 1000)
 
 
@@ -117,12 +120,15 @@ def run(
     stop = threading.Event()
     _stop_on_signals(stop)
     settings = _settings(mqtt_url)
+    wall_s, sim_s = _duration(duration, "--duration"), _duration(sim_duration, "--sim-duration")
+    start_ms = _start_ms(start)
+    require_mqtt(settings)
     with Live(_render(Progress(), "urbanbrain simulate"), console=console,
               refresh_per_second=4) as live:
         result = run_simulation(
             settings, seed=seed, size=size, rate=rate or None, speed=speed,
-            duration_s=_duration(duration), sim_duration_s=_duration(sim_duration), fmt=fmt,
-            interval_s=interval, start_ms=_start_ms(start), registry_path=registry,
+            duration_s=wall_s, sim_duration_s=sim_s, fmt=fmt,
+            interval_s=interval, start_ms=start_ms, registry_path=registry,
             ground_truth_path=ground_truth, faults=faults, incidents=incidents,
             connections=connections, qos=qos, pack_size=pack_size, stop_event=stop, sumo=sumo,
             on_progress=lambda p: live.update(_render(p, "urbanbrain simulate")))
@@ -153,7 +159,7 @@ def record(
     from urbanbrain.simulators.incidents import GroundTruthWriter
     from urbanbrain.simulators.record import FrameTable, MqttRecorder, write_table
 
-    secs = _duration(duration) or 3600.0
+    secs = _duration(duration, "--duration") or 3600.0
     if from_mqtt:
         stop = threading.Event()
         _stop_on_signals(stop)
@@ -194,8 +200,11 @@ def replay(
     """Replay a recording to MQTT, keeping its event timestamps."""
     from urbanbrain.simulators.replay import replay as do_replay
 
+    if not path.is_file():
+        raise FileNotFoundError(2, "no such file", str(path))
     stop = threading.Event()
     _stop_on_signals(stop)
+    require_mqtt(_settings(mqtt_url))
     with Live(_render(Progress(), f"replay {path.name}"), console=console,
               refresh_per_second=4) as live:
         p = do_replay(_settings(mqtt_url), path, speed=speed, fmt=fmt, rate=rate or None,

@@ -21,12 +21,16 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from urbanbrain.errors import EX_CONFIG, EX_UNAVAILABLE, ActionableError, unreachable_message
 from urbanbrain.mqtt import apply_security
 from urbanbrain.settings import Settings
 
 
-class PublishError(RuntimeError):
-    """The broker could not be reached or refused us; the message says which and why."""
+class PublishError(ActionableError, RuntimeError):
+    """The broker could not be reached or refused us; the message says which, why and what
+    to do (one line on the command line, exit 69: worth retrying once the broker runs)."""
+
+    exit_code = EX_UNAVAILABLE
 
 
 @dataclass
@@ -104,14 +108,19 @@ class MqttPool:
         try:
             client.connect(s.mqtt_host, s.mqtt_port, keepalive=30)
         except OSError as exc:
-            raise PublishError(f"cannot connect to MQTT broker {s.mqtt_url}: {exc}") from exc
+            raise PublishError(unreachable_message(
+                "MQTT broker", s.mqtt_url, exc, "start it (urbanbrain up starts one), or set "
+                "URBANBRAIN_MQTT_URL (--mqtt-url) to a running broker")) from exc
         client.loop_start()
         if not conn.connected.wait(timeout):
             client.loop_stop()
-            raise PublishError(f"no CONNACK from {s.mqtt_url} within {timeout:.0f}s")
+            raise PublishError(f"MQTT broker at {s.mqtt_url} did not answer our CONNECT within "
+                               f"{timeout:.0f} s: is it an MQTT port (mqtts:// for TLS)?")
         if conn.error:
             client.loop_stop()
-            raise PublishError(f"{s.mqtt_url}: {conn.error}")
+            raise PublishError(f"MQTT broker at {s.mqtt_url}: {conn.error}: check "
+                               "URBANBRAIN_MQTT_USERNAME/URBANBRAIN_MQTT_PASSWORD and the "
+                               "broker's ACL", exit_code=EX_CONFIG)
         return conn
 
     def publish(self, topic: str, payload: bytes) -> None:

@@ -30,6 +30,7 @@ the state: a crash in between re-sends a transition (at least once), never loses
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -68,7 +69,10 @@ class AlertSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="URBANBRAIN_ALERT_", extra="ignore",
                                       frozen=True)
 
-    rules_path: Path = Field(DEFAULT_RULES_PATH, description="rule file or folder")
+    rules_path: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [DEFAULT_RULES_PATH],
+        description="rule files and folders, merged (comma- or colon-separated); default: "
+        "the starter rules (`urbanbrain up/streams worker --rules` add to them)")
     webhook_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated Alertmanager-compatible receivers"
     )
@@ -81,6 +85,13 @@ class AlertSettings(BaseSettings):
         10.0, ge=0, description="write per-sensor rule state at most this often (0: every batch)"
     )
     external_url: str = Field("http://localhost:9093", description="externalURL in webhooks")
+
+    @field_validator("rules_path", mode="before")
+    @classmethod
+    def _split_paths(cls, v: Any) -> Any:
+        if isinstance(v, (str, Path)):
+            return [p.strip() for p in str(v).replace(os.pathsep, ",").split(",") if p.strip()]
+        return v
 
     @field_validator("webhook_urls", mode="before")
     @classmethod
@@ -337,8 +348,9 @@ def register_alerting(app: faust.App, settings: Settings, writer: InfluxWriter, 
     # The registry is not given to the loader: its cross-checks (selectors matching no
     # sensor, unknown districts) are `urbanbrain rules check --registry` lint, not a reason
     # for a worker to refuse to start.
-    watcher = RuleWatcher([str(cfg.rules_path)], None)
-    log.info("alert rules: %d rules from %s", len(watcher.ruleset.rules), cfg.rules_path)
+    watcher = RuleWatcher([str(p) for p in cfg.rules_path], None)
+    log.info("alert rules: %d rules from %s", len(watcher.ruleset.rules),
+             ", ".join(map(str, cfg.rules_path)))
     n = settings.kafka_partitions
 
     readings_topic = app.topic(*READINGS_TOPICS, key_type=bytes, value_type=bytes,

@@ -36,7 +36,9 @@ class StreamsSettings(Settings):
     streams_default_road_class: str = Field(
         "arterial", description="road class of a traffic sensor the registry does not know"
     )
-    streams_nominal_kv: float = Field(11.0, gt=0, description="nominal voltage for voltage_kv")
+    streams_nominal_kv: float = Field(
+        11.0, gt=0, description="nominal voltage of a substation whose registry row has no "
+        "nominal_kv (the registry's value wins)")
     streams_nominal_hz: float = Field(50.0, gt=0, description="nominal grid frequency")
     streams_report_interval_s: float = Field(
         5.0, gt=0, description="how often the worker writes its ``pipeline`` point"
