@@ -17,11 +17,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from urbanbrain.errors import (
-    EX_CONFIG, EX_UNAVAILABLE, ActionableError, BadValue, unreachable_message,
+    EX_CONFIG, EX_DATAERR, EX_UNAVAILABLE, ActionableError, unreachable_message,
 )
 
 _VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}|\[\[(\w+)\]\]")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class QueryError(ActionableError, RuntimeError):
@@ -35,11 +34,10 @@ class InfluxUnreachable(QueryError):
 
 
 def seconds(duration: str) -> float:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", duration)
-    if not m:
-        raise BadValue(f"{duration!r} is not a duration: write a number and a unit, "
-                       "e.g. 30s, 5m, 6h")
-    return float(m[1]) * _UNITS[m[2]]
+    """Seconds of a Grafana/InfluxQL duration (``30s``, ``6h``, ``1h30m``)."""
+    from urbanbrain.durations import parse_seconds
+
+    return parse_seconds(duration, bare_seconds=False)
 
 
 def variables_used(text: str) -> set[str]:
@@ -176,6 +174,9 @@ def resolve_variables(dashboard: Mapping, client: InfluxQL,
         options = client.tag_values(expand(var["query"], values))
         if not options:
             raise QueryError(f"{dashboard['uid']}: variable ${name} has no values "
-                             f"({var['query']})")
-        values[name] = options[0]
+                             f"({var['query']}): no data in database '{client.db}' yet, or "
+                             f"pass --var {name}=VALUE", exit_code=EX_DATAERR)
+        saved = (var.get("current") or {}).get("value")
+        values[name] = saved if (not pick_first and isinstance(saved, str)
+                                 and saved in options) else options[0]
     return values

@@ -32,7 +32,7 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,8 +264,10 @@ def batches(wide: pd.DataFrame, registry: Mapping[str, Mapping[str, Any]]
 # --------------------------------------------------------------------------- replay
 
 def replay(ruleset: RuleSet, registry: Mapping[str, Mapping[str, Any]], wide: pd.DataFrame,
-           tick_every_ms: int | None = None) -> tuple[list[Firing], int]:
-    """Run the evaluator over the readings; firing intervals and the number of ticks."""
+           tick_every_ms: int | None = None,
+           progress: Callable[[str, float], None] | None = None) -> tuple[list[Firing], int]:
+    """Run the evaluator over the readings; firing intervals and the number of ticks.
+    ``progress("replay", fraction)`` is called as event time advances (a few hundred times)."""
     ev = Evaluator(ruleset, registry)
     rules = {r.id: r for r in ruleset.rules}
     open_: dict[tuple[str, str], Firing] = {}
@@ -291,7 +293,13 @@ def replay(ruleset: RuleSet, registry: Mapping[str, Mapping[str, Any]], wide: pd
                     done.append(f)
 
     next_tick = None
+    t_first = int(wide["ts"].min()) if progress is not None and len(wide) else 0
+    t_span = max(int(wide["ts"].max()) - t_first, 1) if progress is not None and len(wide) else 1
+    reported = -1.0
     for ts, batch in batches(wide, registry):
+        if progress is not None and (ts - t_first) / t_span - reported >= 0.005:
+            reported = (ts - t_first) / t_span
+            progress("replay", reported)
         if tick_every_ms:
             if next_tick is None:
                 next_tick = ts
@@ -601,18 +609,22 @@ def backtest(rule_paths: Sequence[str], readings: pd.DataFrame, truth: Sequence[
              registry_csv: str | Path, *, out_dir: str | Path | None = None,
              tick_every_ms: int | None = None, before_ms: int = 5 * MINUTE,
              after_ms: int = 30 * MINUTE, plots: bool = True,
-             scored_from_ms: int | None = None) -> BacktestResult:
+             scored_from_ms: int | None = None,
+             progress: Callable[[str, float], None] | None = None) -> BacktestResult:
     """Replay ``readings`` (long table) through the rules and score against ``truth``.
 
-    ``scored_from_ms``: readings before it are history (replayed, not scored)."""
+    ``scored_from_ms``: readings before it are history (replayed, not scored).
+    ``progress(phase, fraction)``: phases prepare, replay, outputs (for a progress bar)."""
     timing: dict[str, float] = {}
     t = time.perf_counter()
+    if progress is not None:
+        progress("prepare", 0.0)
     registry = load_registry_csv(registry_csv)
     ruleset = RuleSet.load(list(rule_paths), registry)
     wide = wide_readings(readings, registry)
     timing["prepare_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    firings, ticks = replay(ruleset, registry, wide, tick_every_ms)
+    firings, ticks = replay(ruleset, registry, wide, tick_every_ms, progress)
     timing["replay_s"] = time.perf_counter() - t
     span = (int(wide["ts"].min()), int(wide["ts"].max())) if len(wide) else (0, 0)
     if scored_from_ms is not None:
@@ -624,6 +636,8 @@ def backtest(rule_paths: Sequence[str], readings: pd.DataFrame, truth: Sequence[
                          detail=detail, peaks=peaks)
     if out_dir is not None:
         t = time.perf_counter()
+        if progress is not None:
+            progress("outputs", 0.0)
         write_outputs(res, ruleset, registry, wide, Path(out_dir), plots=plots)
         timing["outputs_s"] = time.perf_counter() - t
     return res

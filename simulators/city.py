@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from urbanbrain.errors import BadValue
+
 # kind -> (domain, id prefix, canonical metrics in a fixed order)
 KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "loop": ("traffic", "tl", ("vehicle_count", "occupancy_pct", "speed_kmh", "flow_vph")),
@@ -106,7 +108,7 @@ def _size_to_count(size: str | int) -> int:
         try:
             return SIZES[size]
         except KeyError:
-            raise ValueError(f"unknown size {size!r}: use {', '.join(SIZES)} or a number") from None
+            raise BadValue(f"unknown size {size!r}: use {', '.join(SIZES)} or a number") from None
     return int(size)
 
 

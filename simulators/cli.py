@@ -53,6 +53,22 @@ def _start_ms(text: str | None) -> int | None:
     return int(dt.astimezone(timezone.utc).timestamp() * 1000)
 
 
+def _check_options(size: str, fmt: str, faults: str = "off", qos: int = 1) -> None:
+    """Refuse a bad option value before the live display starts: one line, exit 2."""
+    from urbanbrain.errors import BadValue
+    from urbanbrain.simulators.city import SIZES
+    from urbanbrain.simulators.faults import FaultConfig
+    from urbanbrain.simulators.formats import FORMATS
+
+    if not size.isdigit() and size not in SIZES:
+        raise BadValue(f"--size {size!r}: use {', '.join(SIZES)} or a number of sensors")
+    if fmt not in FORMATS:
+        raise BadValue(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if qos not in (0, 1, 2):
+        raise BadValue(f"--qos {qos}: use 0, 1 or 2")
+    FaultConfig.parse(faults)
+
+
 def _render(p: Progress, title: str) -> Table:
     t = Table(title=title, show_header=False, box=None)
     t.add_row("readings sent", f"{p.readings:,}")
@@ -122,6 +138,7 @@ def run(
     settings = _settings(mqtt_url)
     wall_s, sim_s = _duration(duration, "--duration"), _duration(sim_duration, "--sim-duration")
     start_ms = _start_ms(start)
+    _check_options(size, fmt, faults, qos)
     require_mqtt(settings)
     with Live(_render(Progress(), "urbanbrain simulate"), console=console,
               refresh_per_second=4) as live:
@@ -202,6 +219,7 @@ def replay(
 
     if not path.is_file():
         raise FileNotFoundError(2, "no such file", str(path))
+    _check_options("small", fmt, qos=qos)
     stop = threading.Event()
     _stop_on_signals(stop)
     require_mqtt(_settings(mqtt_url))

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from urbanbrain.errors import EX_CONFIG, EX_UNAVAILABLE, ActionableError, unreachable_message
+from urbanbrain.errors import (
+    EX_CONFIG, EX_UNAVAILABLE, ActionableError, BadValue, unreachable_message,
+)
 from urbanbrain.mqtt import apply_security
 from urbanbrain.settings import Settings
 
@@ -70,7 +72,7 @@ class MqttPool:
                  client_id_prefix: str = "urbanbrain-sim", max_outstanding: int = 200,
                  connect_timeout_s: float = 10.0) -> None:
         if qos not in (0, 1, 2):
-            raise ValueError("qos must be 0, 1 or 2")
+            raise BadValue("qos must be 0, 1 or 2")
         self.settings = settings
         self.qos = qos
         self.conns: list[_Conn] = []

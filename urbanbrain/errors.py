@@ -56,8 +56,9 @@ class ActionableError(Exception):
             self.exit_code = exit_code
 
 
-class BadValue(ActionableError):
-    """A value given on the command line (or in a setting) is not one we accept."""
+class BadValue(ActionableError, ValueError):
+    """A value given on the command line (or in a setting) is not one we accept; a
+    ``ValueError`` too, so library callers that catch those still do."""
 
     exit_code = EX_USAGE
 
