@@ -116,7 +116,7 @@ def snapshot(
             path = render_dashboard(m, client, out, time_range=time_range, interval=interval,
                                     chosen=chosen, dpi=dpi,
                                     progress=lambda _title: bar.advance(task))
-            bar.console.print(str(path))
+            bar.console.print(str(path), soft_wrap=True)
 
 
 @app.command()

@@ -123,8 +123,9 @@ class InfluxQL:
         return result.get("series", [])
 
     def check(self) -> None:
-        """Raise one actionable error unless the server answers and our user may read the
-        database: a command checks this before it starts work (e.g. renders PNGs)."""
+        """Raise one actionable error unless the server answers, our user may read the
+        database and it holds data: a command checks this before it starts work (renders
+        PNGs of empty panels, say)."""
         from urbanbrain.reach import require_influx
 
         try:
@@ -141,7 +142,11 @@ class InfluxQL:
             raise QueryError(f"InfluxDB at {self.url} has no database '{self.db}' (it has: "
                              f"{', '.join(names) or 'none'}): set URBANBRAIN_INFLUX_DB",
                              exit_code=EX_CONFIG)
-        self.query("SHOW MEASUREMENTS LIMIT 1")
+        if not self.query("SHOW MEASUREMENTS LIMIT 1"):
+            raise QueryError(f"InfluxDB database '{self.db}' at {self.url} holds no data yet: "
+                             "run the pipeline first (urbanbrain up --keep), or set "
+                             "URBANBRAIN_INFLUX_DB to the database it writes",
+                             exit_code=EX_DATAERR)
 
     def tag_values(self, q: str) -> list[str]:
         """Values of a ``SHOW TAG VALUES`` query, de-duplicated in order."""

@@ -323,12 +323,19 @@ def draw_timeseries(cv: Canvas, box: Box, data: PanelData, t0_ms: float, t1_ms: 
     mode = (custom.get("thresholdsStyle") or {}).get("mode", "")
     if "area" in mode:
         _threshold_bands(ax, data.defaults)
+    values = [v for ln in lines for v in ln.vs]
+    if values and max(values) == min(values):  # flat: Grafana-like range above it, not ±3 %
+        v = values[0]
+        ax.set_ylim((0.0, 1.0) if v == 0 else (v - abs(v) * 0.1, v + abs(v) * 0.1))
     ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
     ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
     step = (ticks[1] - ticks[0]) if len(ticks) > 1 else 0.0
-    dec = units.tick_decimals(step, unit, max((abs(t) for t in ticks), default=0.0))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt(v, dec)))
-    labels = [fmt(t, dec) for t in ticks] or [""]
+
+    def tick(v: float, _pos: object = None) -> str:  # decimals in the scale of each tick
+        return fmt(v, units.tick_decimals(step, unit, abs(v)))
+
+    ax.yaxis.set_major_formatter(FuncFormatter(tick))
+    labels = [tick(t) for t in ticks] or [""]
     left = 0.12 + max(len(s) for s in labels) * CHAR_W
     ax.set_position(cv.rect(box.inset(left, 0.04, 0.12, 0.22 + legend_h)))
     span_h = (t1_ms - t0_ms) / 3_600_000
@@ -581,6 +588,18 @@ DRAW: dict[str, Callable[..., None]] = {
 }
 
 
+def title_of(title: str, values: Mapping[str, Any]) -> str:
+    """A panel title with its template variables filled in, as Grafana shows it."""
+    def sub(m: re.Match) -> str:
+        name = m[1] or m[2]
+        v = values.get(name)
+        if v is None:
+            return m[0]
+        return "All" if v == ".*" else ", ".join(v) if isinstance(v, list) else str(v)
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: sub(m) if (m[1] or m[2]) else m[0], title)
+
+
 def _header(values: Mapping[str, Any], time_range: str, now_ms: float) -> str:
     shown = ", ".join(f"${k}={'All' if v == '.*' else v}" for k, v in values.items())
     when = datetime.fromtimestamp(now_ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
@@ -639,7 +658,7 @@ def _render(dashboard: Mapping, client: InfluxQL, out_dir: Path, values: Mapping
                                           transform=fig.transFigure, facecolor=PANEL_BG,
                                           edgecolor=PANEL_EDGE, lw=0.8, zorder=-1))
         cv.text(cell.x + 0.1, cell.y + TITLE_H / 2 + 0.03,
-                _fits(p["title"], cell.w - 0.2, 8.5), fontsize=8.5, color=INK,
+                _fits(title_of(p["title"], values), cell.w - 0.2, 8.5), fontsize=8.5, color=INK,
                 fontweight="bold", va="center")
         content = cell.inset(0.08, TITLE_H, 0.08, 0.06)
         data = fetch(p, client, values, time_range=time_range, interval=interval)

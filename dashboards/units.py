@@ -37,8 +37,10 @@ def to_fixed(value: float, decimals: int | None = None) -> str:
     if not math.isfinite(value):
         return "∞" if value > 0 else "-∞" if value < 0 else "NaN"
     d = _auto_decimals(value) if decimals is None else max(0, decimals)
-    text = f"{round(value, d):.{d}f}"
-    return "0" if text in ("-0", "-0.0") and d == 0 else text
+    factor = 10 ** d
+    rounded = math.floor(value * factor + 0.5) / factor  # JavaScript's Math.round: half up
+    text = f"{rounded:.{d}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def fixed_unit(unit: str, prefix: bool = False) -> Formatter:
@@ -182,11 +184,14 @@ def format_value(value: object, unit: str | None = None, decimals: int | None = 
 
 def _scale_of(unit: str | None, magnitude: float) -> float:
     """What a scaled format divides by at ``magnitude`` (1000 per K/M/... or SI step)."""
-    scaled = unit in ("short", "hertz", "volt", "kvolt", "watt", "kwatt", "megwatt", "litre",
-                      "ops", "reqps") or (unit or "").startswith(("si:", "count:"))
-    if not scaled or magnitude <= 0 or not math.isfinite(magnitude):
+    u = unit or ""
+    si = u in ("hertz", "volt", "kvolt", "watt", "kwatt", "megwatt", "litre") or \
+        u.startswith("si:")
+    counts = u in ("short", "ops", "reqps") or u.startswith("count:")  # never below 1
+    if not (si or counts) or magnitude <= 0 or not math.isfinite(magnitude):
         return 1.0
-    return 1000.0 ** math.floor(math.log(magnitude, 1000))
+    k = math.floor(math.log(magnitude, 1000) + 1e-9)
+    return 1000.0 ** (max(k, 0) if counts else k)
 
 
 def tick_decimals(step: float, unit: str | None, magnitude: float = 0.0) -> int | None:

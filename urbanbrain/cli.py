@@ -137,13 +137,19 @@ def _alert_env(rules: list[Path] | None, webhooks: list[str] | None, starter: bo
                ) -> dict[str, str]:
     """The URBANBRAIN_ALERT_* values the options mean, with the rule files checked."""
     from urbanbrain.rule_deploy import (
-        RULES_ENV, alert_environment, check_rules, configured_rule_paths,
+        RULES_ENV, WEBHOOKS_ENV, alert_environment, check_rules, configured_rule_paths,
     )
 
     env = alert_environment(rules or [], webhooks or [], starter=starter)
     paths = env[RULES_ENV].split(",") if RULES_ENV in env else configured_rule_paths()
     n = check_rules(paths)
-    console.print(f"alert rules: {n} from {', '.join(map(str, paths))}")
+    console.print(f"alert rules: {n} from {', '.join(map(str, paths))}", soft_wrap=True)
+    hooks = env.get(WEBHOOKS_ENV) or os.environ.get(WEBHOOKS_ENV, "")
+    if hooks:
+        from urbanbrain.settings_report import mask_url
+
+        console.print("alert webhooks: " + ", ".join(mask_url(u) for u in hooks.split(",")),
+                      soft_wrap=True)
     return env
 
 
@@ -170,6 +176,9 @@ def kafka_init(
     from urbanbrain.kafka import ensure_topics
 
     settings = get_settings()
+    # the spinner says we wait, the one line says why we stopped: no library retry chatter
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logging.getLogger("urbanbrain.kafka").setLevel(logging.ERROR)
     with console.status(f"Kafka at {settings.kafka_bootstrap}: creating topics "
                         f"(waiting up to {wait:g} s for the brokers)"):
         created = asyncio.run(ensure_topics(settings, wait_s=wait))
@@ -193,8 +202,11 @@ def up(
     """Run the whole pipeline on an embedded local stack (no Docker) with live progress."""
     from urbanbrain.up import run_up
 
+    from urbanbrain import kept
+
     if duration is not None and duration <= 0:
         raise BadValue(f"--duration {duration:g}: give a number of seconds above 0")
+    kept.refuse_if_running(get_settings().data_dir.resolve())
     extra = _alert_env(rules, webhook, starter_rules)
     raise typer.Exit(run_up(get_settings(), duration=duration, rate=rate, size=size,
                             seed=seed, workers=workers, keep=keep, extra_env=extra))
@@ -227,7 +239,7 @@ def show_settings(
 
 
 def main() -> None:
-    app()
+    app(prog_name="urbanbrain")  # also under `python -m urbanbrain.cli` (components)
 
 
 if __name__ == "__main__":
