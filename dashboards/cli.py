@@ -86,7 +86,8 @@ def snapshot(
     out: Annotated[Path, typer.Option(help="output directory")] = Path("snapshots"),
     time_range: Annotated[str | None, typer.Option(
         "--range", help="e.g. 30m, 6h, 1d (default: each dashboard's own)")] = None,
-    interval: Annotated[str, typer.Option(help="$__interval")] = "1m",
+    interval: Annotated[str | None, typer.Option(
+        help="$__interval (default: fits the range, 6h → 1m, 24h → 5m)")] = None,
     dashboard: Annotated[list[str] | None, typer.Option(
         help="uid or short name, e.g. urbanbrain-traffic or traffic (repeatable)")] = None,
     var: Annotated[list[str] | None, typer.Option(help="name=value (repeatable)")] = None,
@@ -101,7 +102,7 @@ def snapshot(
     from urbanbrain.settings import get_settings
 
     time_range = influx_duration(time_range, "--range") if time_range else None
-    interval = influx_duration(interval, "--interval")
+    interval = influx_duration(interval, "--interval") if interval else None
     models = _pick_dashboards(_models(), dashboard)
     chosen = _variables(models, var)
     s = get_settings()

@@ -310,9 +310,10 @@ def draw_timeseries(cv: Canvas, box: Box, data: PanelData, t0_ms: float, t1_ms: 
     bars = custom.get("drawStyle") == "bars"
     for (c, _), ln in zip(legend, shown):
         xs = [to_dt(t) for t in ln.ts]
-        if bars:
-            width = seconds(data.panel.get("interval") or "1m") / 86400 / max(len(shown), 1)
-            ax.bar(xs, ln.vs, width=width * 0.9, color=c, alpha=0.85)
+        if bars:  # as wide as the buckets, side by side per series
+            gaps = [b - a for a, b in zip(ln.ts, ln.ts[1:]) if b > a]
+            width = (min(gaps) if gaps else 60_000) / 86_400_000 / max(len(shown), 1)
+            ax.bar(xs, ln.vs, width=width * 0.9, color=c, alpha=0.85, align="edge")
         else:
             ax.plot(xs, ln.vs, lw=1.1, color=c)
     ax.set_xlim(to_dt(t0_ms), to_dt(t1_ms))
@@ -607,6 +608,19 @@ def _header(values: Mapping[str, Any], time_range: str, now_ms: float) -> str:
             + "  ·  rendered by urbanbrain dashboards snapshot (times UTC)")
 
 
+#: Grafana-like rounded intervals, for an automatic ``$__interval``.
+NICE_INTERVALS = ("10s", "30s", "1m", "2m", "5m", "10m", "15m", "30m", "1h", "3h", "6h", "12h",
+                  "1d")
+POINTS_PER_PANEL = 360
+
+
+def auto_interval(time_range: str) -> str:
+    """``$__interval`` as Grafana picks it: about one bucket per few pixels of the panel,
+    rounded to a nice step (6h → 1m, 24h → 5m, 1h → 10s)."""
+    want = seconds(time_range) / POINTS_PER_PANEL
+    return next((i for i in NICE_INTERVALS if seconds(i) >= want), NICE_INTERVALS[-1])
+
+
 def own_range(dashboard: Mapping) -> str:
     """The dashboard's saved time range (``now-6h`` → ``6h``), as Grafana opens it."""
     start = str((dashboard.get("time") or {}).get("from", "now-6h"))
@@ -614,16 +628,17 @@ def own_range(dashboard: Mapping) -> str:
 
 
 def render_dashboard(dashboard: Mapping, client: InfluxQL, out_dir: Path, *,
-                     time_range: str | None = None, interval: str = "1m",
+                     time_range: str | None = None, interval: str | None = None,
                      chosen: Mapping[str, str] | None = None,
                      progress: Callable[[str], None] | None = None,
                      dpi: int = DPI) -> Path:
     """One PNG with every panel at its grid position; returns its path. ``time_range``
-    defaults to the dashboard's own; ``progress`` is called with each panel's title once it
-    is drawn."""
+    defaults to the dashboard's own, ``interval`` (``$__interval``) to one fitting it;
+    ``progress`` is called with each panel's title once it is drawn."""
     import matplotlib
 
     time_range = time_range or own_range(dashboard)
+    interval = interval or auto_interval(time_range)
     matplotlib.use("Agg")
     values = resolve_variables(dashboard, client, chosen)
     with matplotlib.rc_context({"text.parse_math": False}):  # "$district" is not mathematics

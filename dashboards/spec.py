@@ -366,7 +366,8 @@ def alerts() -> Dashboard:
             'SELECT mean("duration_s") AS "mean", max("duration_s") AS "max", '
             f'count("duration_s") AS "resolved" FROM {A} AND "status" = \'resolved\' '
             'GROUP BY "rule"'],
-            w=12, fmt="table", unit="s", transformations=_table("mean")),
+            w=12, fmt="table", unit="s", transformations=_table("mean"),
+            overrides=[unit_override("resolved", "none")]),  # a count, not seconds
         Panel("table", "History", [
             'SELECT "status", "rule", "severity", "district", "sensor", "summary", "value" '
             f"FROM {A} ORDER BY time DESC LIMIT 500"],

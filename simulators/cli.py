@@ -10,6 +10,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -17,6 +19,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.progress import TextColumn
 from rich.table import Table
 
 from urbanbrain.reach import require_mqtt
@@ -67,6 +70,18 @@ def _check_options(size: str, fmt: str, faults: str = "off", qos: int = 1) -> No
     if qos not in (0, 1, 2):
         raise BadValue(f"--qos {qos}: use 0, 1 or 2")
     FaultConfig.parse(faults)
+
+
+@contextmanager
+def _bar(what: str, total: float) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr; yields the function that advances it by one step."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+             console=console, transient=True) as bar:
+        task = bar.add_task(what, total=max(int(total), 1))
+        yield lambda: bar.advance(task)
 
 
 def _render(p: Progress, title: str) -> Table:
@@ -196,11 +211,14 @@ def record(
     sim = Simulation(city, seed, start_ms=_start_ms(start), interval_s=interval,
                      faults=FaultConfig.parse(faults), on_event=gt.write if gt else None)
     table = FrameTable(city)
-    for frame in sim.frames(until_ms=sim.start_ms + int(secs * 1000)):
-        table.add(frame)
+    with _bar(f"simulating {secs / 3600:g} h", secs / interval) as advance:
+        for frame in sim.frames(until_ms=sim.start_ms + int(secs * 1000)):
+            table.add(frame)
+            advance()
     if gt:
         gt.close()
-    write_table(table.to_frame(), out)
+    with console.status(f"writing {out}"):
+        write_table(table.to_frame(), out)
     console.print(f"wrote {table.readings:,} readings ({sim.ticks} ticks) to {out}")
 
 
@@ -243,7 +261,8 @@ def scenario(
     from urbanbrain.simulators.scenario import write_scenario
 
     t0 = time.monotonic()
-    paths = write_scenario(out, name, days=days)
+    with console.status(f"writing {name} (the whole week takes a minute or two)"):
+        paths = write_scenario(out, name, days=days)
     console.print(f"wrote {name} in {time.monotonic() - t0:.1f} s:")
     for k, p in paths.items():
         console.print(f"  {k}: {p}")

@@ -189,7 +189,7 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
     )
     if keep:
         for line in kept.how_to_reach(stack, settings.data_dir):
-            console.print(line)
+            console.print(line, soft_wrap=True)
     return 0 if stored > 0 else 1
 
 
