@@ -141,9 +141,11 @@ def backtest(
         typer.Option(help="recording: replay this much history first, unscored (e.g. 4d); "
                           "default: the manifest's history, else none"),
     ] = None,
-    tick: Annotated[
-        str | None, typer.Option(help="tick on a regular grid (e.g. 1m); default: each timestamp")
-    ] = None,
+    history: Annotated[
+        str, typer.Option(help="history before the scored span: 'replay' it through the "
+                               "worker, or 'warmup' (seed rule state only, as a worker warms "
+                               "up from InfluxDB)")
+    ] = "replay",
     tolerance: Annotated[
         str, typer.Option(help="how long after an incident's end a firing still counts")
     ] = "30m",
@@ -154,18 +156,17 @@ def backtest(
 
     from rich.console import Console
     from rich.markup import escape
+    from rich.progress import Progress
     from rich.table import Table
 
-    from urbanbrain.rules import backtest as bt
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from urbanbrain.errors import BadValue
+    from urbanbrain.rules import backtest as bt
     from urbanbrain.rules.loader import RuleFileError
 
     if (scenario is None) == (recording is None):
         raise BadValue("give exactly one of --scenario or --recording")
-    tick_ms = _duration_ms(tick, "--tick") if tick else None
+    if history not in ("replay", "warmup"):
+        raise BadValue(f"--history {history!r}: use replay or warmup")
     after_ms = _duration_ms(tolerance, "--tolerance")
     warmup_ms = _duration_ms(warmup, "--warmup") if warmup is not None else None
     reg_path: Path | None = None
@@ -179,20 +180,10 @@ def backtest(
         for f in (recording, ground_truth):
             if not f.is_file():
                 raise FileNotFoundError(2, "no such file", str(f))
-    con = Console(stderr=True)
-    phases = {"load": "loading readings", "prepare": "loading rules, preparing",
-              "replay": "replaying through the rules", "outputs": "scoring, writing plots"}
     t0 = time.perf_counter()
     scored_from: int | None = None
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=con,
-                  transient=True) as bar:
-        task = bar.add_task(phases["load"], total=1.0)
-
-        def progress(phase: str, fraction: float) -> None:
-            bar.update(task, description=phases.get(phase, phase),
-                       completed=fraction if phase == "replay" else 0.0)
-
+    with Progress(transient=True, console=Console(stderr=True)) as progress:
+        task = progress.add_task("loading the readings", total=None)
         if scenario is not None:
             try:
                 df, truth, reg, scored_from = bt.scenario_inputs(scenario, days=days, seed=seed)
@@ -206,10 +197,13 @@ def backtest(
             else:
                 scored_from = bt.manifest_scored_from(recording)
         load_s = time.perf_counter() - t0
+        progress.update(task, description="feeding the worker's stages")
         try:
             res = bt.backtest(paths or [DEFAULT_RULES], df, truth, reg, out_dir=out,
-                              tick_every_ms=tick_ms, after_ms=after_ms, plots=plots,
-                              scored_from_ms=scored_from, progress=progress)
+                              after_ms=after_ms, plots=plots,
+                              scored_from_ms=scored_from, history=history,
+                              on_progress=lambda done, total: progress.update(
+                                  task, completed=done, total=total))
         except RuleFileError as exc:
             raise _other_city(exc, reg_path, scenario) from None
     res.timing["load_s"] = load_s
@@ -230,6 +224,14 @@ def backtest(
     con.print("timing: " + ", ".join(f"{k} {v:.1f}s" for k, v in res.timing.items()))
     con.print(f"wrote {res.files.get('csv')}, {res.files.get('json')} and "
               f"{sum(1 for k in res.files if k.startswith('plot:'))} plot(s) to {out}")
+
+
+try:  # the console room implements `rules list` (it reads the alerts topic)
+    from urbanbrain.console.rules_status import list_rules as _list_rules_impl
+
+    app.command("list")(_list_rules_impl)
+except ModuleNotFoundError:  # pragma: no cover - installed without the console room
+    pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,7 @@ from rich.live import Live
 from rich.progress import TextColumn
 from rich.table import Table
 
+from urbanbrain.errors import BadValue
 from urbanbrain.reach import require_mqtt
 from urbanbrain.settings import Settings, get_settings
 from urbanbrain.simulators.publisher import Progress
@@ -42,8 +43,6 @@ def _duration(text: str | None, option: str = "") -> float | None:
 
 
 def _start_ms(text: str | None) -> int | None:
-    from urbanbrain.errors import BadValue
-
     if not text:
         return None
     try:
@@ -58,7 +57,6 @@ def _start_ms(text: str | None) -> int | None:
 
 def _check_options(size: str, fmt: str, faults: str = "off", qos: int = 1) -> None:
     """Refuse a bad option value before the live display starts: one line, exit 2."""
-    from urbanbrain.errors import BadValue
     from urbanbrain.simulators.city import SIZES
     from urbanbrain.simulators.faults import FaultConfig
     from urbanbrain.simulators.formats import FORMATS
@@ -114,6 +112,16 @@ def _settings(mqtt_url: str | None) -> Settings:
     return s.model_copy(update={"mqtt_url": mqtt_url}) if mqtt_url else s
 
 
+def _run_checked(*args, **kwargs) -> RunResult:  # noqa: ANN002, ANN003
+    """:func:`run_simulation`, with SUMO's missing parts as a ValueError (one-line error)."""
+    try:
+        return run_simulation(*args, **kwargs)
+    except RuntimeError as exc:
+        if type(exc).__name__ == "SumoUnavailable":
+            raise ValueError(f"SUMO mode unavailable: {exc}") from exc
+        raise
+
+
 @app.command()
 def run(
     seed: int = typer.Option(42, help="Seed: same seed, same city, signals and incidents."),
@@ -136,18 +144,39 @@ def run(
     qos: int = typer.Option(1, help="MQTT QoS."),
     pack_size: int = typer.Option(50, help="Sensors per SenML pack."),
     mqtt_url: Optional[str] = typer.Option(None, help="Override URBANBRAIN_MQTT_URL."),
-    sumo: bool = typer.Option(False, help="Drive traffic loops from a SUMO microsimulation."),
+    sumo: bool = typer.Option(False, help="Drive traffic loops from SUMO's E1 induction "
+                                          "loops (built-in grid, or --sumo-net ...)."),
+    sumo_net: Optional[Path] = typer.Option(None, help="SUMO mode: your network (.net.xml)."),
+    sumo_routes: list[Path] = typer.Option([], "--sumo-routes", "--sumo-trips",
+                                           help="SUMO mode: route or trip files (repeat)."),
+    sumo_additional: list[Path] = typer.Option([], help="SUMO mode: additional files with "
+                                                        "your E1 loops (repeat)."),
+    sumo_workdir: Optional[Path] = typer.Option(None, help="SUMO mode: where the built-in "
+                                                           "grid and SUMO's E1 XML go."),
 ) -> None:
     """Simulate the city live and publish to MQTT."""
-    if sumo:
-        from urbanbrain.simulators.sumo import SumoUnavailable, load_sumo, sumo_home
+    scenario = None
+    sim_city = None
+    if sumo or sumo_net or sumo_routes or sumo_additional:
+        from urbanbrain.simulators.city import City as _City
+        from urbanbrain.simulators.sumo import (NetGeometry, Scenario, SumoScenarioError,
+                                                SumoUnavailable, load_sumo, sumo_home)
 
+        sumo = True
         try:
             sumo_home()
             load_sumo()
+            if sumo_net or sumo_routes or sumo_additional:
+                if sumo_net is None:
+                    raise SumoScenarioError("--sumo-routes/--sumo-additional need --sumo-net")
+                scenario = Scenario.user(sumo_net, sumo_routes, sumo_additional)
+                centre = NetGeometry.of(scenario.net).centre_latlon()
+                if centre is not None:  # a geo-referenced network: the city lies around it
+                    sim_city = _City.generate(seed, size, centre=centre)
         except SumoUnavailable as exc:
-            console.print(f"[red]SUMO mode unavailable:[/red] {exc}")
-            raise typer.Exit(2) from exc
+            raise BadValue(f"SUMO mode unavailable: {exc}") from exc
+        except SumoScenarioError as exc:
+            raise BadValue(f"SUMO scenario: {exc}") from exc
     stop = threading.Event()
     _stop_on_signals(stop)
     settings = _settings(mqtt_url)
@@ -155,15 +184,21 @@ def run(
     start_ms = _start_ms(start)
     _check_options(size, fmt, faults, qos)
     require_mqtt(settings)
-    with Live(_render(Progress(), "urbanbrain simulate"), console=console,
-              refresh_per_second=4) as live:
-        result = run_simulation(
-            settings, seed=seed, size=size, rate=rate or None, speed=speed,
-            duration_s=wall_s, sim_duration_s=sim_s, fmt=fmt,
-            interval_s=interval, start_ms=start_ms, registry_path=registry,
-            ground_truth_path=ground_truth, faults=faults, incidents=incidents,
-            connections=connections, qos=qos, pack_size=pack_size, stop_event=stop, sumo=sumo,
-            on_progress=lambda p: live.update(_render(p, "urbanbrain simulate")))
+    try:
+        with Live(_render(Progress(), "urbanbrain simulate"), console=console,
+                  refresh_per_second=4) as live:
+            result = _run_checked(
+                settings, seed=seed, size=size, rate=rate or None, speed=speed,
+                duration_s=wall_s, sim_duration_s=sim_s, fmt=fmt,
+                interval_s=interval, start_ms=start_ms, registry_path=registry,
+                ground_truth_path=ground_truth, faults=faults, incidents=incidents,
+                connections=connections, qos=qos, pack_size=pack_size, stop_event=stop, sumo=sumo,
+                sumo_workdir=sumo_workdir, sumo_scenario=scenario, city=sim_city,
+                on_progress=lambda p: live.update(_render(p, "urbanbrain simulate")))
+    except ValueError as exc:  # SumoScenarioError and bad options: one line (urbanbrain/errors)
+        if isinstance(exc, BadValue):
+            raise
+        raise BadValue(str(exc)) from exc
     console.print(f"done: {result.progress.readings:,} readings, "
                   f"{result.progress.messages:,} messages, {result.progress.incidents} incidents; "
                   f"faults {result.faults.as_dict()}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .aggregates import by_sensor
-from .derive import IndexCalculator
+from .derive import IndexCalculator, index_samples
 from .rollups import partial
 from .settings import StreamsSettings
 from .sinks.lines import window_lines
@@ -38,6 +38,8 @@ class Rendered:
     refused: list[tuple[str, str]] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)  # for ``aggregates``
     partials: list[dict[str, Any]] = field(default_factory=list)  # for the roll-up topic
+    #: index samples for the rules (urbanbrain/indexes.py), stamped window end + lateness
+    samples: list[dict[str, Any]] = field(default_factory=list)
     windows: int = 0
 
 
@@ -91,7 +93,11 @@ class WindowStage:
         self.stats.late += len(res.late)
         return res
 
-    def render(self, topic: str, partition: int, res: BatchResult) -> Rendered:
+    def render(self, topic: str, partition: int, res: BatchResult, *,
+               outputs: bool = True, sample_sizes: frozenset[str] | None = None) -> Rendered:
+        """Closed windows → InfluxDB lines, ``aggregates`` records, roll-up partials and
+        index samples. ``outputs=False`` (backtest): index samples only, and only of the
+        window sizes in ``sample_sizes`` (None: all)."""
         pw = self.parts[(topic, partition)]
         domain = topic.split(".", 1)[-1]
         out = Rendered()
@@ -99,8 +105,14 @@ class WindowStage:
         src = f"{topic}|{partition}"
         with_data = set()
         for w in res.windows:
+            if not outputs and sample_sizes is not None and w.size not in sample_sizes:
+                continue
             rows = by_sensor(w.frame)
-            points = self.calc.compute(domain, rows, (w.end - w.start) / 1000.0)
+            points = self.calc.compute(domain, rows, (w.end - w.start) / 1000.0, w.start)
+            out.samples += index_samples(domain, w.size, w.end + pw.lateness_ms, points,
+                                         pw.meta)
+            if not outputs:
+                continue
             lines, bad = window_lines(domain, w.size, w.start, rows, pw.meta, points)
             out.lines += lines
             out.refused += bad
@@ -108,9 +120,10 @@ class WindowStage:
             if w.size == "1m":
                 with_data.add(w.start)
                 out.partials.append(partial(domain, w.start, w.end, src, rows, pw.meta, points))
-        for p in res.closed_panes:
-            if p not in with_data:
-                out.partials.append(partial(domain, p, p + pw.pane_ms, src, {}, pw.meta, []))
+        if outputs:
+            for p in res.closed_panes:
+                if p not in with_data:
+                    out.partials.append(partial(domain, p, p + pw.pane_ms, src, {}, pw.meta, []))
         out.windows = len(res.windows)
         self.stats.windows += len(res.windows)
         self.stats.partials += len(out.partials)

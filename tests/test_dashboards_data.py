@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import component_env, role_settings, test_stack
+from conftest import component_env, role_settings, make_stack
 from harness import Component, wait_until
 
 from urbanbrain.dashboards.build import build
@@ -82,7 +82,7 @@ def _alert_lines(reg: Registry, now_ms: int) -> list[str]:
 def city_data(tmp_path_factory: pytest.TempPathFactory):
     """(InfluxQL client, registry) after the pipeline processed 40 simulated minutes."""
     wd = tmp_path_factory.mktemp("dashdata")
-    stack = test_stack(wd / "stack").start()
+    stack = make_stack(wd / "stack").start()
     comps: list[Component] = []
     try:
         reg_path = wd / "devices.csv"

@@ -89,7 +89,9 @@ def test_replay_survives_crashes_cuts_and_outage(proxied_stack, run_id, componen
     n = replay.n
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES.format(district=f"{replay.prefix}-dz"))
+    # event time runs at 1 s per step, ~10x wall time: district rules on a 1 s grid
     env = component_env(stack, run_id, URBANBRAIN_ALERT_RULES_PATH=str(rules),
+                        URBANBRAIN_ALERT_DISTRICT_STEP_S="1",
                         URBANBRAIN_DATA_DIR=str(tmp_path / "var"))
     env.pop("URBANBRAIN_INGEST_LINGER_MS", None)  # the product's batching, not the tests' 20 ms
     bootstrap = env["URBANBRAIN_KAFKA_BOOTSTRAP"]
@@ -166,12 +168,15 @@ def test_replay_survives_crashes_cuts_and_outage(proxied_stack, run_id, componen
         worker.kill()
         log("SIGKILL worker", **state())
         assert 0 < before < n, "the worker must die mid-stream"
+        # The district alert fires only once every source partition passed the episode
+        # (event time), by when the worker may have caught up with the gated publisher:
+        # readings keep coming while it is dead, so the new one has a backlog to take over.
+        next(gate).set()
         worker = start("streams-2", ["streams", "worker", "-l", "info"])
         worker.wait_for_log("Ready", timeout=120)
         log("worker restarted: Ready", **state())
         log("points flow again", stored=points_flow(before, "points after the worker restart",
                                                     worker, ingest))
-        next(gate).set()
 
         # 3. Kafka: every client connection reset, new ones refused for BLACKOUT_S.
         publisher.wait_progress(int(0.54 * n), 120)
