@@ -18,6 +18,7 @@ Not pixel-equal to Grafana; times are UTC and the header says so.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -408,7 +409,29 @@ def table_frame(data: PanelData) -> frames.Frame:
     fr = frames.apply(frames.from_results(data.results), data.panel.get("transformations", []))
     if frames.TIME in fr.columns and len(set(fr.column(frames.TIME))) <= 1:
         fr = fr.drop({frames.TIME})  # aggregates over the range: one time, nothing to show
-    return fr
+    return fr.drop(_undrawable(fr))
+
+
+def _undrawable(fr: frames.Frame) -> set[str]:
+    """Columns in a script no installed font draws (the Chinese health advice on a machine
+    without CJK fonts) that have an English twin (``advice`` → ``advice_en``): shown as
+    boxes they say nothing, the twin says it all."""
+    if cjk_font() is not None:
+        return set()
+    return {c for c in fr.columns if f"{c}_en" in fr.columns and any(
+        isinstance(v, str) and any(ord(ch) >= 0x2E80 for ch in v) for v in fr.column(c))}
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """An installed font family with CJK glyphs, if any (matplotlib falls back to it)."""
+    from matplotlib import font_manager
+
+    for f in font_manager.fontManager.ttflist:
+        if any(k in f.name for k in ("CJK", "WenQuanYi", "Droid Sans Fallback", "AR PL",
+                                     "Source Han", "Noto Sans SC")):
+            return f.name
+    return None
 
 
 def _is_hex_column(fr: frames.Frame, name: str) -> bool:
@@ -641,7 +664,9 @@ def render_dashboard(dashboard: Mapping, client: InfluxQL, out_dir: Path, *,
     interval = interval or auto_interval(time_range)
     matplotlib.use("Agg")
     values = resolve_variables(dashboard, client, chosen)
-    with matplotlib.rc_context({"text.parse_math": False}):  # "$district" is not mathematics
+    fonts = ["DejaVu Sans", *([cjk_font()] if cjk_font() else [])]  # fallback for CJK text
+    with matplotlib.rc_context({"text.parse_math": False,  # "$district" is not mathematics
+                                "font.family": fonts}):
         return _render(dashboard, client, out_dir, values, time_range=time_range,
                        interval=interval, progress=progress, dpi=dpi)
 

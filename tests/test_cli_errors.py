@@ -93,6 +93,13 @@ def test_kafka_init_fails_fast(tmp_path: Path) -> None:
     assert r.seconds < 15, f"took {r.seconds:.1f} s for a 1 s wait"
 
 
+@pytest.mark.parametrize("args", [["alerts", "list"], ["silences", "list"], ["rules", "list"]])
+def test_alert_operations_with_kafka_down(tmp_path: Path, args: list[str]) -> None:
+    bootstrap = closed_url("")
+    r = cli(*args, cwd=tmp_path, env={"URBANBRAIN_KAFKA_BOOTSTRAP": bootstrap})
+    one_line_error(r, 69, f"Kafka at {bootstrap} unreachable", "URBANBRAIN_KAFKA_BOOTSTRAP")
+
+
 def test_simulate_run_against_a_stopped_broker(tmp_path: Path) -> None:
     url = closed_url("mqtt://")
     r = cli("simulate", "run", "--duration", "5s", "--mqtt-url", url, cwd=tmp_path)

@@ -131,8 +131,12 @@ class TopicReader:
         self._consumer = AIOKafkaConsumer(
             **client_options(self.settings), enable_auto_commit=False,
             auto_offset_reset="earliest", group_id=None)
-        await self._consumer.start()
-        await self._assign()
+        try:
+            await self._consumer.start()
+            await self._assign()
+        except BaseException:  # unreachable: close it, or aiokafka complains at exit
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         if self._consumer is not None:
