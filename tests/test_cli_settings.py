@@ -19,7 +19,16 @@ from urbanbrain.settings_report import MASK, SETTINGS_OBJECTS, mask_url, report
 from urbanbrain.streams.alerting import AlertSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-ROOMS = ("urbanbrain", "ingest", "streams", "rules", "dashboards", "simulators")
+def _rooms() -> list[str]:
+    """The room folders setup.py packages (so a new room is scanned too)."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ROOMS":
+            return list(ast.literal_eval(node.value).values())
+    raise AssertionError("setup.py has no ROOMS")
+
+
+ROOMS = _rooms()
 EXAMPLES = ROOT / "rules" / "examples"
 
 
@@ -55,17 +64,21 @@ def test_report_names_every_field_once_with_secrets_masked(monkeypatch) -> None:
 
     monkeypatch.setenv("URBANBRAIN_MQTT_PASSWORD", "hunter2")
     monkeypatch.setenv("URBANBRAIN_INFLUX_TOKEN", "tok-123")
+    monkeypatch.setenv("URBANBRAIN_CONSOLE_USERS", "ops:admin:$argon2id$v=19$hash-42")
     monkeypatch.setenv("URBANBRAIN_ALERT_WEBHOOK_URLS",
                        "https://ops:pw@hooks.example/a?token=s3cret,http://am:9093/api/v2/alerts")
     lines = list(report())
     text = "\n".join(lines)
-    for secret in ("hunter2", "tok-123", "s3cret", ":pw@"):
+    for secret in ("hunter2", "tok-123", "s3cret", ":pw@", "hash-42"):
         assert secret not in text
     names = [ln.split("=", 1)[0] for ln in lines if ln.startswith("URBANBRAIN_")]
     assert len(names) == len(set(names)), "a setting listed twice"
     wanted = {f"URBANBRAIN_{f.upper()}" for f in Settings.model_fields}
     wanted |= {f"URBANBRAIN_{f.upper()}" for f in StreamsSettings.model_fields}
     wanted |= {f"URBANBRAIN_ALERT_{f.upper()}" for f in AlertSettings.model_fields}
+    from urbanbrain.console.settings import ConsoleSettings
+
+    wanted |= {f"URBANBRAIN_{f.upper()}" for f in ConsoleSettings.model_fields}
     assert wanted <= set(names)
     by_name = {ln.split("=", 1)[0]: ln for ln in lines if ln.startswith("URBANBRAIN_")}
     assert by_name["URBANBRAIN_MQTT_PASSWORD"].startswith(f"URBANBRAIN_MQTT_PASSWORD={MASK}  # set")

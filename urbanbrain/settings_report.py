@@ -26,6 +26,7 @@ SETTINGS_OBJECTS: tuple[tuple[str, str, str], ...] = (
     ("urbanbrain.settings", "Settings", "shared by every process: servers, ingest, health"),
     ("urbanbrain.streams.settings", "StreamsSettings", "the Faust app: windows, indices"),
     ("urbanbrain.streams.alerting", "AlertSettings", "alert rules and their delivery"),
+    ("urbanbrain.console.settings", "ConsoleSettings", "the operations console"),
 )
 
 #: Variables read outside a settings object (name, description, secret?).
@@ -89,9 +90,17 @@ def _own_fields(cls: type[BaseModel]) -> list[str]:
 
 
 def settings_classes() -> list[tuple[type[BaseSettings], str]]:
+    """The settings classes of the installed rooms (a room left out of an install, e.g. the
+    console, is skipped)."""
     out = []
     for module, name, what in SETTINGS_OBJECTS:
-        out.append((getattr(importlib.import_module(module), name), what))
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        out.append((getattr(mod, name), what))
     return out
 
 
