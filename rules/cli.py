@@ -80,10 +80,36 @@ def test(
     typer.echo(f"{total} test(s) passed")
 
 
-def _duration_ms(text: str) -> int:
-    from urbanbrain.rules.durations import parse_duration
+def _duration_ms(text: str, option: str = "") -> int:
+    from urbanbrain.errors import BadValue
+    from urbanbrain.rules.durations import DurationError, parse_duration
 
-    return int(parse_duration(text))
+    try:
+        return int(parse_duration(text))
+    except DurationError as exc:
+        raise BadValue(f"{option} {exc}".strip()) from None
+
+
+def _other_city(exc: Exception, registry: Path | None, scenario: str | None) -> Exception:
+    """A rule set that names districts or sensors the replayed city lacks, as one line.
+
+    Why this case gets its own words: the starter rules, the rule tests and the
+    standard-week scenario describe one city, ``urbanbrain up`` simulates another (seed 7);
+    rules written for one and replayed against the other's registry refuse to load."""
+    from urbanbrain.errors import DataError
+
+    problems = getattr(exc, "problems", None) or []
+    first = str(problems[0]) if problems else str(exc).splitlines()[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    where = f"the registry {registry}" if registry else f"the {scenario} city"
+    if any(w in first for w in ("unknown district", "unknown sensor", "match no sensor")):
+        return DataError(
+            f"the rules name places {where} does not have: {first}{more}: a recording of "
+            "`urbanbrain up` (seed 7) is another city than standard-week (which the starter "
+            "rules and rules/tests describe): backtest rules written for this city, or "
+            "--scenario standard-week")
+    return DataError(f"rule files refused: {first}{more}: `urbanbrain rules check` lists "
+                     "every problem")
 
 
 @app.command()
@@ -130,41 +156,56 @@ def backtest(
 
     from rich.console import Console
     from rich.markup import escape
+    from rich.progress import Progress
     from rich.table import Table
 
+    from urbanbrain.errors import BadValue
     from urbanbrain.rules import backtest as bt
+    from urbanbrain.rules.loader import RuleFileError
 
     if (scenario is None) == (recording is None):
-        typer.echo("give exactly one of --scenario or --recording", err=True)
-        raise typer.Exit(2)
+        raise BadValue("give exactly one of --scenario or --recording")
+    if history not in ("replay", "warmup"):
+        raise BadValue(f"--history {history!r}: use replay or warmup")
+    after_ms = _duration_ms(tolerance, "--tolerance")
+    warmup_ms = _duration_ms(warmup, "--warmup") if warmup is not None else None
+    reg_path: Path | None = None
+    if recording is not None:
+        if ground_truth is None:
+            raise BadValue("--recording needs --ground-truth (the incidents to score against)")
+        reg_path = registry or Path(f"{recording.with_suffix('')}.registry.csv")
+        if not reg_path.exists():
+            raise BadValue(f"registry {reg_path} not found: pass --registry (the CSV of the "
+                           "recording's city)")
+        for f in (recording, ground_truth):
+            if not f.is_file():
+                raise FileNotFoundError(2, "no such file", str(f))
     t0 = time.perf_counter()
     scored_from: int | None = None
-    if scenario is not None:
-        df, truth, reg, scored_from = bt.scenario_inputs(scenario, days=days, seed=seed)
-    else:
-        if ground_truth is None:
-            typer.echo("--recording needs --ground-truth", err=True)
-            raise typer.Exit(2)
-        stem = recording.with_suffix("")
-        reg_path = registry or Path(f"{stem}.registry.csv")
-        if not reg_path.exists():
-            typer.echo(f"registry {reg_path} not found: pass --registry", err=True)
-            raise typer.Exit(2)
-        df, truth, reg = bt.recording_inputs(recording, ground_truth, reg_path, days=days)
-        if warmup is not None:
-            scored_from = int(df["ts"].min()) + _duration_ms(warmup) if len(df) else None
+    with Progress(transient=True, console=Console(stderr=True)) as progress:
+        task = progress.add_task("loading the readings", total=None)
+        if scenario is not None:
+            try:
+                df, truth, reg, scored_from = bt.scenario_inputs(scenario, days=days, seed=seed)
+            except ValueError as exc:  # unknown scenario: the message names the known ones
+                raise BadValue(f"--scenario: {exc}") from None
         else:
-            scored_from = bt.manifest_scored_from(recording)
-    load_s = time.perf_counter() - t0
-    from rich.progress import Progress
-
-    with Progress(transient=True) as progress:
-        task = progress.add_task("feeding the worker's stages", total=None)
-        res = bt.backtest(paths or [DEFAULT_RULES], df, truth, reg, out_dir=out,
-                          after_ms=_duration_ms(tolerance), plots=plots,
-                          scored_from_ms=scored_from, history=history,
-                          on_progress=lambda done, total: progress.update(
-                              task, completed=done, total=total))
+            assert recording is not None and ground_truth is not None and reg_path is not None
+            df, truth, reg = bt.recording_inputs(recording, ground_truth, reg_path, days=days)
+            if warmup_ms is not None:
+                scored_from = int(df["ts"].min()) + warmup_ms if len(df) else None
+            else:
+                scored_from = bt.manifest_scored_from(recording)
+        load_s = time.perf_counter() - t0
+        progress.update(task, description="feeding the worker's stages")
+        try:
+            res = bt.backtest(paths or [DEFAULT_RULES], df, truth, reg, out_dir=out,
+                              after_ms=after_ms, plots=plots,
+                              scored_from_ms=scored_from, history=history,
+                              on_progress=lambda done, total: progress.update(
+                                  task, completed=done, total=total))
+        except RuleFileError as exc:
+            raise _other_city(exc, reg_path, scenario) from None
     res.timing["load_s"] = load_s
     table = Table(title=f"backtest: {res.n_readings:,} readings, {res.ticks:,} ticks, scored "
                         f"{(res.span_ms[1] - res.span_ms[0]) / 86_400_000:.2f} days")

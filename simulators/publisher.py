@@ -41,6 +41,9 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from urbanbrain.errors import (
+    EX_CONFIG, EX_UNAVAILABLE, ActionableError, BadValue, unreachable_message,
+)
 from urbanbrain.mqtt import apply_security
 from urbanbrain.settings import Settings
 
@@ -48,8 +51,11 @@ from urbanbrain.settings import Settings
 _FATAL_CONNACK = ("not authori", "bad user name", "banned", "bad authentication")
 
 
-class PublishError(RuntimeError):
-    """The broker could not be reached or refused us; the message says which and why."""
+class PublishError(ActionableError, RuntimeError):
+    """The broker could not be reached or refused us; the message says which, why and what
+    to do (one line on the command line, exit 69: worth retrying once the broker runs)."""
+
+    exit_code = EX_UNAVAILABLE
 
 
 @dataclass
@@ -89,6 +95,7 @@ class _Conn:
         self.connected = False
         self.down_since: float | None = time.monotonic()
         self.error: str | None = None  # set once we gave up; publish/flush raise it
+        self.error_code = EX_UNAVAILABLE  # its exit code: 78 for refused credentials
         self.closing = False
         self.client: mqtt.Client | None = None
         self.thread = threading.Thread(target=self._run, name=f"mqtt-{client_id}",
@@ -99,10 +106,10 @@ class _Conn:
         with self.cond:
             while len(self.pending) >= (self.limit if self.connected else self.queue_limit):
                 if self.error:
-                    raise PublishError(self.error)
+                    raise PublishError(self.error, exit_code=self.error_code)
                 self.cond.wait(0.5)
             if self.error:
-                raise PublishError(self.error)
+                raise PublishError(self.error, exit_code=self.error_code)
             self.seq += 1
             self.pending[self.seq] = (topic, payload)
             self.unsent.append(self.seq)
@@ -121,10 +128,12 @@ class _Conn:
 
     def _on_connect(self, c, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         if reason_code.is_failure:
-            why = f"broker {self.pool.settings.mqtt_url} refused connection: {reason_code}"
+            why = (f"MQTT broker at {self.pool.settings.mqtt_url} refused us: {reason_code}: "
+                   "check URBANBRAIN_MQTT_USERNAME/URBANBRAIN_MQTT_PASSWORD and the broker's ACL")
             if any(f in str(reason_code).lower() for f in _FATAL_CONNACK):
                 with self.cond:
                     self.error = why
+                    self.error_code = EX_CONFIG
                     self.cond.notify_all()
             return
         with self.cond:
@@ -170,7 +179,9 @@ class _Conn:
             with self.cond:
                 self.error = (f"MQTT broker {s.mqtt_url} unreachable for "
                               f"{pool.give_up_s:.0f}s; gave up with {len(self.pending)} "
-                              "messages unsent")
+                              "messages unsent: start it (urbanbrain up starts one), or set "
+                              "URBANBRAIN_MQTT_URL (--mqtt-url) to a running broker")
+                self.error_code = EX_UNAVAILABLE
                 self.cond.notify_all()
             return True
         return False
@@ -231,7 +242,7 @@ class MqttPool:
         """``queue_limit`` / ``give_up_s``: default ``settings.mqtt_publish_queue`` /
         ``settings.mqtt_publish_give_up_s``."""
         if qos not in (0, 1, 2):
-            raise ValueError("qos must be 0, 1 or 2")
+            raise BadValue("qos must be 0, 1 or 2")
         self.settings = settings
         self.qos = qos
         queue_limit = settings.mqtt_publish_queue if queue_limit is None else queue_limit
@@ -263,7 +274,7 @@ class MqttPool:
                                            f"{self.settings.mqtt_url} within {timeout:.0f}s")
                     conn.cond.wait(min(left, 0.5))
                 if conn.error:
-                    raise PublishError(conn.error)
+                    raise PublishError(conn.error, exit_code=conn.error_code)
 
     def publish(self, topic: str, payload: bytes) -> None:
         """One topic always goes through one connection, as a device (or a gateway) has
@@ -298,7 +309,7 @@ class MqttPool:
                 last, since = conn.acked, time.monotonic()
                 while conn.pending:
                     if conn.error:
-                        raise PublishError(conn.error)
+                        raise PublishError(conn.error, exit_code=conn.error_code)
                     if conn.acked != last or not conn.connected:
                         last, since = conn.acked, time.monotonic()
                     elif time.monotonic() - since > timeout_s:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 
+from urbanbrain.errors import BadValue
 from urbanbrain.settings import Settings
 from urbanbrain.simulators.city import City
 from urbanbrain.simulators.formats import FIWARE_TYPES, SENML_UNITS, fiware_attributes, iso_ms
@@ -86,7 +87,7 @@ def encode_readings(fmt: str, readings: list[Reading], *, pack_size: int = 50,
             topic = f"{topic_prefix}/{r['district']}/{r['domain']}/{r['kind']}/{sid}"
             out.append((topic, orjson.dumps(e), 1))
         return out
-    raise ValueError(f"unknown format {fmt!r}")
+    raise BadValue(f"unknown format {fmt!r}")
 
 
 def replay(settings: Settings, source: str | Path | Iterable[Reading], *, speed: float = 1.0,

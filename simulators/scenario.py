@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from urbanbrain.errors import BadValue
 from urbanbrain.simulators.city import City
 from urbanbrain.simulators.engine import Simulation
 from urbanbrain.simulators.faults import FaultConfig, FaultStats
@@ -176,7 +177,7 @@ def get_scenario(name: str) -> Scenario:
     try:
         return SCENARIOS[name]
     except KeyError:
-        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
+        raise BadValue(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
 
 
 @dataclass

@@ -32,6 +32,7 @@ the state: a crash in between re-sends a transition (at least once), never loses
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,7 +61,10 @@ class AlertSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="URBANBRAIN_ALERT_", extra="ignore",
                                       frozen=True)
 
-    rules_path: Path = Field(DEFAULT_RULES_PATH, description="rule file or folder")
+    rules_path: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [DEFAULT_RULES_PATH],
+        description="rule files and folders, merged (comma- or colon-separated); default: "
+        "the starter rules (`urbanbrain up/streams worker --rules` add to them)")
     webhook_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated Alertmanager-compatible receivers"
     )
@@ -80,6 +84,13 @@ class AlertSettings(BaseSettings):
         "idle: a caught-up partition's rule clock then follows processing time, and an idle "
         "source no longer holds the district clock back")
     external_url: str = Field("http://localhost:9093", description="externalURL in webhooks")
+
+    @field_validator("rules_path", mode="before")
+    @classmethod
+    def _split_paths(cls, v: Any) -> Any:
+        if isinstance(v, (str, Path)):
+            return [p.strip() for p in str(v).replace(os.pathsep, ",").split(",") if p.strip()]
+        return v
 
     @field_validator("webhook_urls", mode="before")
     @classmethod
@@ -110,9 +121,9 @@ class Alerting:
         # The registry is not given to the loader: its cross-checks (selectors matching no
         # sensor, unknown districts) are `urbanbrain rules check --registry` lint, not a
         # reason for a worker to refuse to start.
-        self.watcher = RuleWatcher([str(cfg.rules_path)], None)
+        self.watcher = RuleWatcher([str(p) for p in cfg.rules_path], None)
         log.info("alert rules: %d rules from %s", len(self.watcher.ruleset.rules),
-                 cfg.rules_path)
+                 ", ".join(map(str, cfg.rules_path)))
         n = settings.kafka_partitions
         self.silences = SilenceStore()
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 
+from urbanbrain.errors import ConfigError
 from urbanbrain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,11 @@ class InfluxError(RuntimeError):
     pass
 
 
-class InfluxAuthError(InfluxError):
+class InfluxAuthError(InfluxError, ConfigError):
     """InfluxDB refused our credentials (401) or a privilege (403): fix configuration."""
 
 
-class InfluxSetupError(InfluxError):
+class InfluxSetupError(InfluxError, ConfigError):
     """The database is missing and this user may not create it."""
 
 

@@ -43,13 +43,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from urbanbrain.components import ROLE_PREFIX
+from urbanbrain.errors import EX_UNAVAILABLE, ActionableError
 
 #: The production ACL (compose mounts the same file into mosquitto).
 PRODUCTION_ACL = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "acl"
 
 
-class ServerError(RuntimeError):
-    """A local server could not be started; the message says what to install or read."""
+class ServerError(ActionableError, RuntimeError):
+    """A local server could not be started; the message says what to install or read
+    (its first line is what the command line shows, exit 69)."""
+
+    exit_code = EX_UNAVAILABLE
 
 
 def _ephemeral_low() -> int:
@@ -112,13 +116,15 @@ class ManagedProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerError(
-                    f"{self.name} exited with {self.proc.returncode}; log:\n{self.tail_log()}"
+                    f"{self.name} exited with {self.proc.returncode} (its log: "
+                    f"{self.log_path}); log:\n{self.tail_log()}"
                 )
             if ready():
                 return
             time.sleep(0.05)
         self.stop()
-        raise ServerError(f"{self.name} not ready after {timeout:.0f}s; log:\n{self.tail_log()}")
+        raise ServerError(f"{self.name} not ready after {timeout:.0f}s (its log: "
+                          f"{self.log_path}); log:\n{self.tail_log()}")
 
     def tail_log(self, lines: int = 30) -> str:
         try:
@@ -398,6 +404,13 @@ class StackSecrets:
         return {MQTT_USERS[role]: pw for role, pw in self.mqtt.items()}
 
 
+def _redact(q: str) -> str:
+    """A statement fit for an error message: ``PASSWORD '…'`` without the password."""
+    import re
+
+    return re.sub(r"(PASSWORD\s+)'[^']*'", r"\1'***'", q, flags=re.IGNORECASE)
+
+
 class InfluxAdmin:
     """The admin side of the local InfluxDB: what compose's influxdb image does at its first
     start (``INFLUXDB_DB``, ``INFLUXDB_USER``, ``INFLUXDB_READ_USER``), per database."""
@@ -422,10 +435,11 @@ class InfluxAdmin:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 body = json.load(resp)
         except urllib.error.HTTPError as exc:
-            raise ServerError(f"InfluxDB refused {q!r}: {exc.code} {exc.read()[:200]!r}") from exc
+            raise ServerError(f"InfluxDB refused {_redact(q)!r}: {exc.code} "
+                              f"{exc.read()[:200]!r}") from exc
         for r in body.get("results", []):
             if "error" in r:
-                raise ServerError(f"InfluxDB refused {q!r}: {r['error']}")
+                raise ServerError(f"InfluxDB refused {_redact(q)!r}: {r['error']}")
         return body
 
     def create_users(self) -> None:
