@@ -42,7 +42,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from urbanbrain.errors import (
-    EX_CONFIG, EX_UNAVAILABLE, ActionableError, BadValue, unreachable_message,
+    EX_CONFIG, EX_UNAVAILABLE, ActionableError, BadValue,
 )
 from urbanbrain.mqtt import apply_security
 from urbanbrain.settings import Settings
