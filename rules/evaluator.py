@@ -39,11 +39,13 @@ from urbanbrain.rules.model import (
     RuleSet,
     ThresholdCond,
 )
+from urbanbrain.rules.names import INDEX_METRICS
 from urbanbrain.rules.silences import Silence, SilenceStore
 from urbanbrain.rules.state import SensorState
 
 STATE_VERSION = 1
 META_KEY = "meta"
+INDEX_CLOCK = "~"  # prefix of the evaluation-time keys of index-driven rules
 
 
 @dataclass(slots=True)
@@ -163,6 +165,12 @@ class Evaluator:
                                      if isinstance(r.condition, AbsenceCond)), default=0)
         self._group_of = {r.id: g for g in ruleset.groups for r in g.rules}
         self._sensor_rules: dict[str, tuple[Rule, ...]] = {}
+        # sensor-scope rules that read only derived indices: evaluated at the index
+        # samples' times (see _evaluate_sensor)
+        self._index_rules = {
+            r.id for r in self._rules
+            if r.scope == "sensor" and not isinstance(r.condition, AbsenceCond)
+            and r.probes() and all(p.metric in INDEX_METRICS for p in r.probes())}
         if self._streaming:
             self._rebuild_timers()
 
@@ -829,11 +837,10 @@ class Evaluator:
                 j = i + 1
                 while j < n and items[j][:3] == (sid, ts, is_reading):
                     j += 1
-                if is_reading and sid in self._sensors:
-                    events += self._catch_up(sid, ts)
+                if sid in self._sensors:
+                    events += self._catch_up(sid, ts, index=not is_reading)
                 self.observe([x[3] for x in items[i:j]])
-                if is_reading:
-                    events += self._evaluate_sensor(sid, ts)
+                events += self._evaluate_sensor(sid, ts, index=not is_reading)
                 i = j
         if watermark is not None:
             self._idle = idle
@@ -842,6 +849,21 @@ class Evaluator:
             events += self._notify_unsilenced(int(watermark))
         self._src_moved.clear()
         return events
+
+    def note_sources(self, readings: Iterable[Mapping[str, Any]],
+                     idle: Callable[[int], bool] | None) -> int | None:
+        """Learn the sources' progress from readings about to be processed (the windows
+        close on it before the rules see the readings); returns :meth:`safe_watermark`."""
+        self._idle = idle
+        src_wm = self._src_wm
+        for r in readings:
+            src = r.get("src")
+            if src is not None:
+                ts = int(r["ts"])
+                if ts > src_wm.get(src, ts - 1):
+                    src_wm[src] = ts
+                    self._src_moved.add(src)
+        return self.safe_watermark()
 
     def safe_watermark(self) -> int | None:
         """The event time every *active* source of this evaluator has reached (Flink's
@@ -882,23 +904,40 @@ class Evaluator:
                 r for r in self._rules if r.scope == "sensor" and r.selector.matches(sid, attrs))
         return got
 
-    def _evaluate_sensor(self, sid: str, t: int) -> list[AlertEvent]:
+    def _evald_key(self, rule: Rule) -> str:
+        """Evaluation-time key of a rule's group for one sensor: index-driven rules keep
+        their own (they run at index-sample times, the others at reading times)."""
+        g = self._group_of[rule.id].name
+        return INDEX_CLOCK + g if rule.id in self._index_rules else g
+
+    def _evaluate_sensor(self, sid: str, t: int, *, index: bool = False) -> list[AlertEvent]:
+        """Evaluate ``sid`` at ``t``: the rules that read raw readings at a reading's time
+        (``index=False``), or those that read only derived indices at an index sample's
+        time (``index=True``). Why the split: an index sample exists only once its window
+        closed, which waits for every source of the partition; evaluated at the sensor's
+        reading times, an index rule would see or miss a sample depending on how far the
+        slowest gateway had got. At the samples' own times, in their order, it sees
+        exactly the samples up to then, whatever the arrival order."""
         st = self._sensors.get(sid)
         if st is None:
             return []  # no rule needs this sensor
         events: list[AlertEvent] = []
         district = None
         due_groups: dict[str, bool] = {}
+        index_rules = self._index_rules
         for rule in self._rules_for(sid):
+            if (rule.id in index_rules) != index:
+                continue
             g = self._group_of[rule.id]
-            ok_group = due_groups.get(g.name)
+            gkey = INDEX_CLOCK + g.name if index else g.name
+            ok_group = due_groups.get(gkey)
             if ok_group is None:
-                last = st.evald.get(g.name)
+                last = st.evald.get(gkey)
                 ok_group = last is None or (t >= last and (not g.interval_ms
                                                            or t >= last + g.interval_ms))
-                due_groups[g.name] = ok_group
+                due_groups[gkey] = ok_group
                 if ok_group:
-                    st.evald[g.name] = t
+                    st.evald[gkey] = t
             if not ok_group:
                 continue
             if district is None:
@@ -919,16 +958,19 @@ class Evaluator:
         self._dirty.add("s|" + sid)
         return events
 
-    def _catch_up(self, sid: str, t: int) -> list[AlertEvent]:
+    def _catch_up(self, sid: str, t: int, *, index: bool = False) -> list[AlertEvent]:
         """Due entries of ``sid`` earlier than its reading at ``t``, at their own times,
         before the reading is folded in. Why: in a backlog the watermark is known only at
         the end of a batch, by when a silence in the middle of it would be hidden by the
         readings after it. The sensor's own next reading proves that nothing of it
         arrived in between, so its timers can run now, in event-time order."""
         events: list[AlertEvent] = []
+        index_rules = self._index_rules
         for rule in self._rules_for(sid):
-            if (rule.id, sid) not in self._armed and not isinstance(rule.condition,
-                                                                     AbsenceCond):
+            absence = isinstance(rule.condition, AbsenceCond)
+            if (rule.id in index_rules) != index or (absence and index):
+                continue  # a sample runs the index rules' entries, a reading the others'
+            if (rule.id, sid) not in self._armed and not absence:
                 continue  # nothing due: no active alert (parked absences count too)
             due = self._due(rule, sid)
             while due is not None and due < t:
@@ -947,7 +989,7 @@ class Evaluator:
         but evaluates nothing, so the alert's history never runs backwards."""
         sen = self._sensors.get(inst)
         if sen is not None:
-            g = self._group_of[rule.id].name
+            g = self._evald_key(rule)
             if t > sen.evald.get(g, t - 1):
                 sen.evald[g] = t
             self._dirty.add("s|" + inst)
@@ -989,7 +1031,7 @@ class Evaluator:
                 dues.append(st["active"] + rule.for_ms)
         elif st is not None:
             sen = self._sensors.get(inst)
-            last = sen.evald.get(self._group_of[rule.id].name) if sen else None
+            last = sen.evald.get(self._evald_key(rule)) if sen else None
             if last is not None:
                 reach = max((p.reach_ms for p in rule.probes()), default=0)
                 dues.append(last + max(reach, 1))
@@ -1011,6 +1053,8 @@ class Evaluator:
     def _run_timers(self, watermark: int) -> list[AlertEvent]:
         events: list[AlertEvent] = []
         heap = self._timers
+        later: list[tuple[str, str]] = []
+        safe = self.safe_watermark()
         while heap and heap[0][0] <= watermark:
             due, _, rid, inst = heapq.heappop(heap)
             self._armed.discard((rid, inst))
@@ -1027,8 +1071,15 @@ class Evaluator:
             if src is not None:  # its own source has not got there yet: park
                 self._parked.setdefault(src, []).append((rid, inst))
                 continue
+            if rid in self._index_rules and safe is not None and safe < now_due:
+                later.append((rid, inst))  # its index samples are not all closed yet
+                continue
             events += self._fire_due(rule, inst, now_due)
             if (rid, inst) not in self._armed:
+                self._arm(rule, inst)
+        for rid, inst in later:
+            rule = self._by_id.get(rid)
+            if rule is not None and (rid, inst) not in self._armed:
                 self._arm(rule, inst)
         return events
 

@@ -89,12 +89,16 @@ class SourcePipeline:
         samples: list[dict[str, Any]] = []
         sizes = None if self.outputs else self._sample_sizes(topic.split(".", 1)[-1])
         if self.windows is not None and (sizes is None or sizes):
-            res = self.windows.process(topic, partition, records)
+            caps = self.rules.caps(topic, partition, records, now_wall)
+            res = self.windows.process(topic, partition, records, caps)
             out.window_result = res
             out.late = list(res.late)
             out.rendered = self.windows.render(topic, partition, res, outputs=self.outputs,
                                                sample_sizes=sizes)
             samples = out.rendered.samples
+        fresh = self.rules.unseen(topic, partition, records)
+        if len(fresh) != len(records):
+            readings = [r for _, batch in fresh for r in batch]
         out.events = self.rules.process(topic, partition, readings, samples, now_wall)
         rs = self.ruleset()
         if self.interest.any(rs):
