@@ -846,7 +846,10 @@ class Evaluator:
             self._idle = idle
             self._unpark(int(watermark))
             events += self._run_timers(int(watermark))
-            events += self._notify_unsilenced(int(watermark))
+            # a silence is over when event time passed its end: the newest reading's time,
+            # not the watermark (which lags by the allowed lateness, and would find the
+            # silence not yet begun)
+            events += self._notify_unsilenced(max(int(watermark), self.watermark or 0))
         self._src_moved.clear()
         return events
 
