@@ -126,6 +126,7 @@ class Evaluator:
         self._start: int | None = None
         self.watermark: int | None = None
         self._dirty: set[str] = set()
+        self._urgent: set[str] = set()  # entries holding a changed alert (written first)
         self._neigh = self._neighbours()
         # streaming mode (:meth:`process`): per-key event time and a due-time queue
         self._streaming = False
@@ -279,6 +280,13 @@ class Evaluator:
                 st = self._sensors[sid] = SensorState()
                 st.attrs = own
                 self._cands.clear()
+                if self.scope == "sensor":
+                    # alerts of a sensor not seen before (its absence) move into its entry:
+                    # their separate entries are deleted
+                    for rule_id, states in self._alerts.items():
+                        if sid in states:
+                            self._dirty.add(_alert_key(rule_id, sid))
+                            self._mark_alert(rule_id, sid)
             else:
                 plan = self._plan_for(sid, self.attrs(sid))
             if r.get("sample"):
@@ -310,10 +318,15 @@ class Evaluator:
                     continue
                 if not math.isfinite(x):
                     continue
-                if ts > st.last.get(name, -1):
+                # newer than this metric's last sample: a record read again after a crash
+                # (or a late one) fills its window slot but never counts twice in a baseline
+                newer = ts > st.last.get(name, -1)
+                if newer:
                     st.last[name] = ts
                 if ret is not None:
                     st.add(name, ts, x, ret, self._keep_behind)
+                if not newer:
+                    continue
                 for key, hl in plan.ewma.get(name, ()):
                     windows.ewma_update(st.ewma.setdefault(key, []), x, ts, hl)
                 if name in plan.weekly:
@@ -723,8 +736,7 @@ class Evaluator:
         st = states.get(inst) if states else None
         if hit is None and st is None:
             return []
-        key = _alert_key(rule.id, inst)
-        self._dirty.add(key)
+        self._mark_alert(rule.id, inst)
         if hit is not None:
             value, labels, extra = hit
             if st is None:
@@ -1113,7 +1125,7 @@ class Evaluator:
                         and not self._silenced_by(st["labels"], now)):
                     st["notified"] = True
                     events.append(self._event("firing", rule_id, st, now, []))
-                    self._dirty.add(_alert_key(rule_id, inst))
+                    self._mark_alert(rule_id, inst)
         return events
 
     def tick(self, now_ms: int | None = None) -> list[AlertEvent]:
@@ -1198,28 +1210,70 @@ class Evaluator:
                         )
                         events.append(self._event("resolved", rule_id, st, now, by))
                     del states[inst]
-                    self._dirty.add(_alert_key(rule_id, inst))
+                    self._mark_alert(rule_id, inst)
             if not states:
                 del self._alerts[rule_id]
         return events
 
     # ------------------------------------------------------------------ state
+    #
+    # Where an alert's lifecycle entry lives (its "home"): inside the entry of its sensor
+    # (sensor scope) or of the meta entry (district scope), so that the state a batch
+    # changed for one key is written as ONE table entry. A worker killed while its changes
+    # were being written leaves some keys at the new batch and others at the old one; each
+    # key is still consistent in itself (its samples, its evaluation times, its alerts),
+    # and a record read again only tops up what is missing (observe is idempotent per
+    # sensor). Separate entries (``a|rule|instance``) remain for sensors never seen (the
+    # absence of a registered sensor) and for evaluators of no scope (rule unit tests).
+    def _home(self, rule_id: str, inst: str) -> str:
+        if self.scope == "district":
+            return META_KEY
+        if self.scope == "sensor" and inst in self._sensors:
+            return "s|" + inst
+        return _alert_key(rule_id, inst)
+
+    def _mark_alert(self, rule_id: str, inst: str) -> None:
+        home = self._home(rule_id, inst)
+        self._dirty.add(home)
+        self._urgent.add(home)
+
+    def _alerts_of(self, inst: str) -> dict[str, dict[str, Any]]:
+        out = {}
+        for rule_id, states in self._alerts.items():
+            st = states.get(inst)
+            if st is not None:
+                out[rule_id] = _copy_alert(st)
+        return out
+
     def _meta(self) -> dict[str, Any]:
-        return {
+        meta: dict[str, Any] = {
             "v": STATE_VERSION,
             "start": self._start,
             "wm": self.watermark,
             "groups": dict(self._group_last),
             "silences": [s.to_dict() for s in self._silences] if self._own_silences else [],
         }
+        if self.scope == "district":
+            meta["al"] = {rule_id: {i: _copy_alert(st) for i, st in states.items()}
+                          for rule_id, states in self._alerts.items() if states}
+        return meta
 
     def _value(self, key: str) -> dict[str, Any] | None:
         if key == META_KEY:
             return self._meta()
         if key.startswith("s|"):
             st = self._sensors.get(key[2:])
-            return st.to_dict() if st else None
+            if st is None:
+                return None
+            d = st.to_dict()
+            if self.scope == "sensor":
+                al = self._alerts_of(key[2:])
+                if al:
+                    d["al"] = al
+            return d
         _, rule_id, inst = key.split("|", 2)
+        if self._home(rule_id, inst) != key:
+            return None  # lives in its home entry now
         st = self._alerts.get(rule_id, {}).get(inst)
         return _copy_alert(st) if st else None
 
@@ -1234,18 +1288,24 @@ class Evaluator:
             keys = sorted(self._dirty)
             self._dirty.clear()
         else:
-            keys = sorted(k for k in self._dirty if not k.startswith("s|"))
+            keys = sorted(k for k in self._dirty
+                          if not k.startswith("s|") or k in self._urgent)
             self._dirty.difference_update(keys)
+        self._urgent.clear()
         return {k: self._value(k) for k in keys}
 
     def state_dict(self) -> dict[str, dict[str, Any]]:
         """Everything, as key -> JSON dict (same keys as :meth:`take_changes`)."""
         out: dict[str, dict[str, Any]] = {META_KEY: self._meta()}
-        for sid, st in self._sensors.items():
-            out["s|" + sid] = st.to_dict()
+        for sid in self._sensors:
+            v = self._value("s|" + sid)
+            if v is not None:
+                out["s|" + sid] = v
         for rule_id, states in self._alerts.items():
             for inst, st in states.items():
-                out[_alert_key(rule_id, inst)] = _copy_alert(st)
+                key = _alert_key(rule_id, inst)
+                if self._home(rule_id, inst) == key:
+                    out[key] = _copy_alert(st)
         return out
 
     def load_state(
@@ -1270,13 +1330,15 @@ class Evaluator:
                 for s in val.get("silences") or []:
                     if self._own_silences:
                         self._silences.put(Silence.from_dict(s))
+                for states in (val.get("al") or {}).values():
+                    for a in states.values():
+                        self._load_alert(a)
             elif key.startswith("s|"):
                 self._sensors[key[2:]] = SensorState.from_dict(val)
+                for a in (val.get("al") or {}).values():
+                    self._load_alert(a)
             elif key.startswith("a|"):
-                st = dict(val)
-                st["labels"] = dict(st["labels"])
-                st["ann"] = dict(st.get("ann") or {})
-                self._alerts[st["rule"]][st["key"]] = st
+                self._load_alert(val)
         self._cands.clear()
         self._plans.clear()
         self._div_cache.clear()
@@ -1284,6 +1346,12 @@ class Evaluator:
         self._sensor_rules.clear()
         if self._streaming:
             self._rebuild_timers()
+
+    def _load_alert(self, val: Mapping[str, Any]) -> None:
+        st = dict(val)
+        st["labels"] = dict(st["labels"])
+        st["ann"] = dict(st.get("ann") or {})
+        self._alerts[st["rule"]][st["key"]] = st
 
     @classmethod
     def from_state(

@@ -193,21 +193,6 @@ class SensorRules(_Evaluators):
         safe = ev.safe_watermark()
         return wm if safe is None else min(wm, safe)
 
-    def unseen(self, source: str, partition: int,
-               records: Sequence[tuple[int, Sequence[Mapping[str, Any]]]]
-               ) -> list[tuple[int, Sequence[Mapping[str, Any]]]]:
-        """The records this partition's rule state has not folded in yet. After a crash
-        or a rebalance, records are read again from the committed offset, which trails
-        the state (written every batch): folding them in twice would count them twice
-        in time-of-day and EWMA baselines."""
-        self.get(source, partition)
-        extra = self.extra.setdefault((source, partition), {})
-        last = extra.get("offset")
-        out = [rec for rec in records if last is None or rec[0] > last]
-        if out:
-            extra["offset"] = max(rec[0] for rec in out)
-        return out
-
     def caps(self, source: str, partition: int,
              records: Sequence[tuple[int, Sequence[Mapping[str, Any]]]],
              now_wall: float | None) -> list[int | None] | None:

@@ -96,9 +96,6 @@ class SourcePipeline:
             out.rendered = self.windows.render(topic, partition, res, outputs=self.outputs,
                                                sample_sizes=sizes)
             samples = out.rendered.samples
-        fresh = self.rules.unseen(topic, partition, records)
-        if len(fresh) != len(records):
-            readings = [r for _, batch in fresh for r in batch]
         out.events = self.rules.process(topic, partition, readings, samples, now_wall)
         rs = self.ruleset()
         if self.interest.any(rs):
