@@ -1153,6 +1153,47 @@ class Evaluator:
         # notify alerts that fired while silenced, once their silence is over
         return events + self._notify_unsilenced(now)
 
+    def _cold(self, a: AnomalyCond, sid: str, now: int) -> bool:
+        """Whether the baseline of anomaly ``a`` for ``sid`` has too little history at
+        ``now`` to judge (the rule cannot fire there yet: it is warming up)."""
+        st = self._sensors.get(sid)
+        if st is None:
+            return True
+        if a.method == "ewma":
+            e = st.ewma.get(a.key)
+            return not e or e[2] - 1 < a.min_samples
+        if a.seasonal == "time_of_day":
+            b = st.tod.get(a.tod_key)
+            if b is None:
+                return True
+            base = seasonal.baseline_at(b, self._tod_positions(a.timezone, now))
+            return base is None or base[0] < a.min_samples
+        if a.seasonal == "same_hour_last_week":
+            base = st.weekly_baseline(a.probe.metric, now)
+            return base is None or base[0] < a.min_samples
+        _, bv = st.window(a.probe.metric, now - a.baseline_ms - a.probe.span_ms, now)
+        return len(bv) < a.min_samples
+
+    def rule_status(self, now: int | None = None, *, examples: int = 5
+                    ) -> dict[str, dict[str, Any]]:
+        """Per rule of this evaluator: pending and firing alerts, candidate keys, and the
+        keys whose baselines are still warming up (with a few examples), for operators
+        (``urbanbrain rules list``, the console; published on ``alerts.rules``)."""
+        now = self.watermark if now is None else now
+        out: dict[str, dict[str, Any]] = {}
+        for rule in self._rules:
+            states = self._alerts.get(rule.id, {})
+            pending = sum(1 for st in states.values() if st["s"] == "pending")
+            cands = self._candidates(rule)
+            cold: list[str] = []
+            anomalies = rule.anomalies()
+            if anomalies and now is not None:
+                cold = [sid for sid in cands if any(self._cold(a, sid, now) for a in anomalies)]
+            out[rule.id] = {"pending": pending, "firing": len(states) - pending,
+                            "candidates": len(cands), "warming": len(cold),
+                            "warming_keys": cold[:examples]}
+        return out
+
     @property
     def has_active(self) -> bool:
         """Whether any alert is pending or firing (cheap: no copy)."""
