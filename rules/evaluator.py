@@ -826,9 +826,7 @@ class Evaluator:
         Cost: one evaluation per reading time per sensor (rules matching that sensor)
         plus the due entries; nothing iterates over all sensors.
         """
-        if not self._streaming:
-            self._streaming = True
-            self._rebuild_timers()
+        self._ensure_streaming()
         events: list[AlertEvent] = []
         # one pass per sensor in event-time order; at equal times a sample (visible from
         # then on) is folded in before the readings that are evaluated there
@@ -869,6 +867,7 @@ class Evaluator:
                      idle: Callable[[int], bool] | None) -> int | None:
         """Learn the sources' progress from readings about to be processed (the windows
         close on it before the rules see the readings); returns :meth:`safe_watermark`."""
+        self._ensure_streaming()  # the sources known from the state count too
         self._idle = idle
         src_wm = self._src_wm
         for r in readings:
@@ -878,6 +877,11 @@ class Evaluator:
                 if ts > src_wm.get(src, ts - 1):
                     self._advance_source(src, ts)
         return self.safe_watermark()
+
+    def _ensure_streaming(self) -> None:
+        if not self._streaming:
+            self._streaming = True
+            self._rebuild_timers()
 
     def _advance_source(self, src: int, ts: int) -> None:
         self._src_wm[src] = ts

@@ -211,7 +211,8 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
 
     @app.timer(alerting.cfg.reload_interval_s)
     async def reload_rules() -> None:
-        await alerting.reload(app)
+        async with worker.lock:
+            await alerting.reload(app)
 
     @app.timer(max(1.0, alerting.cfg.idle_s / 3))
     async def advance_idle_partitions() -> None:

@@ -103,6 +103,10 @@ class StreamsWorker:
         self._rollup_generation: Any = object()
         #: (topic, partition) -> monotonic time of its last record (idle partitions)
         self.last_record: dict[tuple[str, int], float] = {}
+        #: one handler at a time touches the evaluators: a timer (idle partitions, rule
+        #: reload) running between a batch's awaits would write state whose events that
+        #: batch has not delivered yet, and a crash then would lose them
+        self.lock = asyncio.Lock()
 
     # -- consumer generations ------------------------------------------------------------
     def _new_generation(self) -> None:
@@ -116,6 +120,10 @@ class StreamsWorker:
 
     # -- readings.* ------------------------------------------------------------------------
     async def readings_batch(self, events: Sequence[Any]) -> None:
+        async with self.lock:
+            await self._readings_batch(events)
+
+    async def _readings_batch(self, events: Sequence[Any]) -> None:
         t0 = time.perf_counter()
         self._new_generation()
         st, ss = self.stats, self.settings
@@ -244,6 +252,10 @@ class StreamsWorker:
 
     # -- district forwards -------------------------------------------------------------------
     async def district_batch(self, events: Sequence[Any]) -> None:
+        async with self.lock:
+            await self._district_batch(events)
+
+    async def _district_batch(self, events: Sequence[Any]) -> None:
         self._new_generation()
         by_part: dict[int, list[tuple[int, Forward]]] = defaultdict(list)
         for event in events:
@@ -267,6 +279,10 @@ class StreamsWorker:
         """Processing-time tick: a caught-up partition that received nothing for
         ``idle_s`` moves its rule watermark with the clock, so the absence of its sensors
         still fires when they all fall silent. Only live: a partition with lag is not idle."""
+        async with self.lock:
+            await self._advance_idle()
+
+    async def _advance_idle(self) -> None:
         if self.app.rebalancing or self.app.in_recovery:
             return
         self._new_generation()  # evaluators of partitions that moved away are dropped
@@ -278,7 +294,7 @@ class StreamsWorker:
         now = time.monotonic()
         sensors = self.alerting.sensors
         events: list[AlertEvent] = []
-        advanced = False
+        advanced: list[tuple[str, int]] = []
         for (topic, partition) in list(sensors.live):
             if (topic, partition) not in assigned:
                 continue  # another worker's now: never advance (or persist) it here
@@ -294,14 +310,13 @@ class StreamsWorker:
             if self.alerting.interest.any(rs):  # the district clocks move with it
                 await self._forward(self.alerting.interest.forward(rs, topic, partition,
                                                                    wm_now, []))
-            advanced = True
+            advanced.append((topic, partition))
         if events:
             await self.alerting.outputs.emit(events)
         if advanced:
-            await flush_durably(self.app)
-        for topic, partition in list(sensors.live):
-            if (topic, partition) in assigned:
-                sensors.persist(topic, partition)
+            await flush_durably(self.app)  # the events before the state that says so
+        for topic, partition in advanced:
+            sensors.persist(topic, partition)
 
     # -- rule status for operators ----------------------------------------------------------
     async def publish_rule_status(self) -> None:
