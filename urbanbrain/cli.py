@@ -26,7 +26,9 @@ console = Console(stderr=True)
 
 kafka_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 streams_app = typer.Typer(help="Faust stream processors.", no_args_is_help=True)
+influx_app = typer.Typer(help="InfluxDB database and retention policies.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(influx_app, name="influx")
 app.add_typer(streams_app, name="streams")
 
 # Rooms with their own commands: (module, command name, help).
@@ -58,8 +60,10 @@ EX_CONFIG = 78
 
 
 def _influx_preflight(settings: Settings) -> None:
-    """Refuse to start, with one line, when InfluxDB refuses our user or database."""
-    from urbanbrain.influx import InfluxAuthError, InfluxSetupError, preflight
+    """Refuse to start, with one line, when InfluxDB refuses our user or database, or the
+    database lacks its retention policies."""
+    from urbanbrain.influx import InfluxAuthError, InfluxSetupError
+    from urbanbrain.retention import preflight
 
     try:
         preflight(settings)
@@ -105,6 +109,22 @@ def kafka_init() -> None:
 
     created = asyncio.run(ensure_topics(get_settings()))
     console.print(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")
+
+
+@influx_app.command("init")
+def influx_init() -> None:
+    """Create the database and its retention policies, as admin (idempotent)."""
+    from urbanbrain.retention import run_init
+
+    raise typer.Exit(run_init(get_settings(), console))
+
+
+@influx_app.command("check")
+def influx_check() -> None:
+    """Check, as the writer, that every retention policy exists (exit 78 if not)."""
+    from urbanbrain.retention import run_check
+
+    raise typer.Exit(run_check(get_settings(), console))
 
 
 @app.command()

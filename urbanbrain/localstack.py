@@ -405,10 +405,24 @@ class InfluxAdmin:
         self.query(f"CREATE USER \"{INFLUX_READER_USER}\" WITH PASSWORD '{s.influx_reader}'")
 
     def provision(self, db: str) -> None:
-        """A database the writer may write and read, and the reader may read (idempotent)."""
+        """A database the writer may write and read, and the reader may read, with its
+        retention policies (idempotent): the image's first start, then compose's
+        ``influx-init`` service (``urbanbrain influx init`` as admin)."""
         self.query(f'CREATE DATABASE "{db}"')
         self.query(f'GRANT ALL ON "{db}" TO "{INFLUX_WRITER_USER}"')
         self.query(f'GRANT READ ON "{db}" TO "{INFLUX_READER_USER}"')
+        self.init_retention(db)
+
+    def init_retention(self, db: str) -> None:
+        """``urbanbrain influx init``'s own code, as this stack's admin."""
+        import asyncio
+
+        from urbanbrain.retention import init
+        from urbanbrain.settings import Settings
+
+        asyncio.run(init(Settings(influx_url=self.url, influx_db=db,
+                                  influx_admin_username=INFLUX_ADMIN_USER,
+                                  influx_admin_password=self.secrets.influx_admin)))
 
 
 #: What each urbanbrain command logs in as: (MQTT role, InfluxDB user) as in compose.yaml.
