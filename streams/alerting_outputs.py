@@ -35,6 +35,7 @@ from mode import Service
 
 from urbanbrain.latency import LatencyHistogram
 from urbanbrain.mqtt import apply_security
+from urbanbrain.retention import ALERTS
 from urbanbrain.rules import AlertEvent, influx_line, mqtt_message, webhook_payloads
 from urbanbrain.settings import Settings
 
@@ -216,7 +217,7 @@ class AlertStore:
                 lines.append(influx_line(AlertEvent.from_dict(orjson.loads(raw))))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 log.error("alerts record not stored (%s): %r", exc, raw[:200])
-        refused = await self.writer.write(lines)
+        refused = await self.writer.write(lines, rp=ALERTS)
         for text, why in refused or ():
             log.warning("alert point refused by InfluxDB: %s (%s)", text[:200], why)
         self.sent["influx"] += len(lines) - len(refused or ())

@@ -7,6 +7,8 @@
            water_index, power_index ──▶ Kafka ``aggregates`` (rules engine)
                                       └──▶ <app id>-rollup-partials ──▶ rollup (table
                                            ``rollup-state``) ──▶ InfluxDB district_1m, city_1m
+           hours folded from the closed minutes (streams/hourly.py) ──▶ InfluxDB longterm
+           agg_sensor_1h, indices window=1h; their partials ──▶ district_1h, city_1h
     readings.* ──▶ alert_sensors (rules, sensor scope; table ``alert-state``)
                └──▶ <app id>-alerts-district-readings ──▶ alert_districts (district scope)
                     ──▶ alerts: Kafka ``alerts``, InfluxDB ``alerts``, MQTT city/alerts/..., webhooks
@@ -37,6 +39,7 @@ from urbanbrain.latency import LatencyHistogram
 from urbanbrain.kafka import AGGREGATES_TOPIC, DEADLETTER_TOPIC, READINGS_TOPICS
 from urbanbrain.lineprotocol import ReadingLineEncoder, line
 from urbanbrain.reading import encode_batch
+from urbanbrain.retention import LONGTERM, PIPELINE, RAW, WINDOWS, write_routed
 from urbanbrain.registry import Registry
 from urbanbrain.settings import Settings
 
@@ -204,13 +207,14 @@ def create_app(settings: Settings) -> faust.App:
             #    on it meanwhile); it is awaited before anything is acknowledged
             lines, bad = encoder.encode(readings)
             t1 = time.perf_counter()
-            raw_write = asyncio.ensure_future(writer.write(lines))
+            raw_write = asyncio.ensure_future(writer.write(lines, rp=RAW))
             await asyncio.sleep(0)  # let the request start before the CPU-bound part
             for r, why in bad:
                 await deadletters.send(value=_sink_dead_letter(r, why))
             # 2. windows: deltas go to the table first, outputs next, marks/tombstones last
             results = []
             out_lines: list[str] = []
+            hour_lines: list[str] = []  # closed hours (streams/hourly.py)
             for (topic, partition), recs in by_tp.items():
                 recs.sort(key=lambda x: x[0])
                 res = stage.process(topic, partition, recs)
@@ -218,11 +222,15 @@ def create_app(settings: Settings) -> faust.App:
                     await deadletters.send(value=_late_letter(topic, r, ss.streams_lateness_s))
                 rendered = stage.render(topic, partition, res)
                 out_lines += rendered.lines
+                hour_lines += rendered.hourly_lines
                 for sensor, why in rendered.refused:
                     await deadletters.send(value=_refused_letter(sensor, why))
                 results.append((topic, partition, res, rendered))
             t2 = time.perf_counter()
-            window_write = asyncio.ensure_future(writer.write(out_lines)) if out_lines else None
+            window_write = (asyncio.ensure_future(writer.write(out_lines, rp=WINDOWS))
+                            if out_lines else None)
+            hour_write = (asyncio.ensure_future(writer.write(hour_lines, rp=LONGTERM))
+                          if hour_lines else None)
             closed_any = False
             for topic, partition, res, rendered in results:
                 recs = rendered.records
@@ -243,6 +251,7 @@ def create_app(settings: Settings) -> faust.App:
             for text, why in refused:
                 await deadletters.send(value=_refused_letter(text, why))
             win_refused = await window_write if window_write is not None else []
+            win_refused += await hour_write if hour_write is not None else []
             for text, why in win_refused:
                 await deadletters.send(value=_refused_letter(text, why))
             if refused or win_refused:
@@ -290,7 +299,7 @@ def create_app(settings: Settings) -> faust.App:
             return
         due = rollups.due(active)
         if due:
-            for text, why in await writer.write(points_to_lines(due)):
+            for text, why in await write_routed(writer, points_to_lines(due)):
                 log.warning("roll-up point refused: %s (%s)", text[:200], why)
 
     @app.timer(ss.streams_report_interval_s)
@@ -314,6 +323,7 @@ def create_app(settings: Settings) -> faust.App:
                 "agent_batch_ms": stats.batch_ms,
                 **{f"agent_{k}_s_total": v for k, v in stats.phase_s.items()},
                 "late_total": stage.stats.late, "windows_emitted_total": stage.stats.windows,
+                "hours_emitted_total": stage.hourly.stats.hours,
                 "partials_total": stage.stats.partials, "open_panes": stage.open_panes,
                 "rollups_emitted_total": rollups.stats.emitted,
                 "rollup_partials_dropped_total": rollups.stats.dropped_late,
@@ -329,7 +339,7 @@ def create_app(settings: Settings) -> faust.App:
                                 **{f"sent_{k}_total": v
                                    for k, v in alerting["outputs"].sent.items()}},
                                _now_ms()))
-        await writer.write(points)
+        await writer.write(points, rp=PIPELINE)
 
     register_alerting(app, ss, writer, decoded=decoded)
     if ss.metrics_port is not None:

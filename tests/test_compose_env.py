@@ -178,7 +178,7 @@ def test_compose_environment_end_to_end(tmp_path: Path) -> None:
                     if any(a["labels"].get("sensor") == sensor for a in b["alerts"]))
         assert body["externalURL"] == dotenv["ALERT_EXTERNAL_URL"]
         wait_until(lambda: reader.query(
-            f"SELECT count(active) FROM alerts WHERE sensor = '{sensor}'"), 30,
+            f"SELECT count(active) FROM alerts.alerts WHERE sensor = '{sensor}'"), 30,
             what="the alert in InfluxDB, read as Grafana")
         sub.loop_stop()
     finally:

@@ -49,7 +49,7 @@ def _influx_query(client: InfluxQL, q: str) -> list[dict]:
 
 def _pipeline_state(client: InfluxQL) -> tuple[dict[str, dict], dict[str, int]]:
     stages: dict[str, dict] = {}
-    for s in _influx_query(client, "SELECT last(*) FROM pipeline WHERE time > now() - 1h "
+    for s in _influx_query(client, "SELECT last(*) FROM pipeline.pipeline WHERE time > now() - 1h "
                                     "GROUP BY stage, worker, client"):
         row = dict(zip(s["columns"], s["values"][0]))
         stage = s["tags"].get("stage", "?")
@@ -58,7 +58,7 @@ def _pipeline_state(client: InfluxQL) -> tuple[dict[str, dict], dict[str, int]]:
             if k.startswith("last_") and isinstance(v, (int, float)):
                 merged[k[5:]] = merged.get(k[5:], 0) + v
     dead: dict[str, int] = {}
-    for s in _influx_query(client, "SELECT last(count_total) FROM deadletters "
+    for s in _influx_query(client, "SELECT last(count_total) FROM deadletters.deadletters "
                                     "WHERE time > now() - 1h GROUP BY reason"):
         dead[s["tags"]["reason"]] = int(s["values"][0][1])
     return stages, dead
