@@ -47,7 +47,8 @@ def push(
 def snapshot(
     out: Annotated[Path, typer.Option(help="output directory")] = Path("snapshots"),
     time_range: Annotated[str, typer.Option("--range", help="e.g. 30m, 6h, 1d")] = "6h",
-    interval: Annotated[str, typer.Option(help="$__interval")] = "1m",
+    interval: Annotated[str, typer.Option(
+        help="$__interval; auto: range / 1000 points, as Grafana")] = "auto",
     dashboard: Annotated[list[str] | None, typer.Option(help="uid (repeatable)")] = None,
     var: Annotated[list[str] | None, typer.Option(help="name=value (repeatable)")] = None,
 ) -> None:

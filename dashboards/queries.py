@@ -2,14 +2,19 @@
 
 Used by ``urbanbrain dashboards snapshot`` and by the test that runs every panel query
 against real data. Expansion follows Grafana's InfluxDB datasource: ``$timeFilter`` becomes
-``time > now() - <range>``, ``$__interval`` the panel's interval (never below its ``interval``
-setting), and a template variable its value, regex-escaped for ``=~ /^$var$/`` matches.
+``time > now() - <range>``, ``${__from}``/``${__to}`` the range's ends in epoch ms,
+``$__interval`` the panel's interval (never below its ``interval`` setting; ``auto``: the
+range over about a thousand points, as Grafana picks it for a full-width panel), and a
+template variable its value, regex-escaped for ``=~ /^$var$/`` matches. Variables are
+resolved in the dashboard's time range (the resolution variables of resolution.py depend
+on it).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,21 +36,35 @@ def seconds(duration: str) -> float:
     return float(m[1]) * _UNITS[m[2]]
 
 
+#: Grafana's rounding of an automatic interval (kbn.roundInterval, simplified)
+_NICE = ("1s", "5s", "10s", "30s", "1m", "5m", "10m", "30m", "1h", "3h", "12h", "1d", "7d")
+
+
+def auto_interval(time_range: str, points: int = 1000) -> str:
+    """The ``$__interval`` Grafana gives a panel about ``points`` pixels wide."""
+    raw = seconds(time_range) / points
+    return next((n for n in _NICE if seconds(n) >= raw), _NICE[-1])
+
+
 def variables_used(text: str) -> set[str]:
     return {a or b or c for a, b, c in _VAR.findall(text)}
 
 
 def expand(query: str, values: Mapping[str, str | list[str]], *, time_range: str = "2h",
-           interval: str = "1m", min_interval: str = "") -> str:
+           interval: str = "1m", min_interval: str = "", now_ms: int | None = None) -> str:
     """``query`` with Grafana's macros and the template variables ``values`` substituted.
 
     A list value becomes ``(a|b)`` as Grafana does for multi-value regex variables; the
     value ``.*`` (All) is left unescaped.
     """
+    if interval == "auto":
+        interval = auto_interval(time_range)
     if min_interval and seconds(min_interval) > seconds(interval):
         interval = min_interval
+    to = int(time.time() * 1000) if now_ms is None else now_ms
     builtins = {"timeFilter": f"time > now() - {time_range}", "__interval": interval,
-                "interval": interval}
+                "interval": interval, "__to": str(to),
+                "__from": str(to - int(seconds(time_range) * 1000))}
 
     def one(name: str) -> str:
         if name in builtins:
@@ -116,7 +135,7 @@ class InfluxQL:
 
 def resolve_variables(dashboard: Mapping, client: InfluxQL,
                       chosen: Mapping[str, str] | None = None, *,
-                      pick_first: bool = False) -> dict[str, str]:
+                      pick_first: bool = False, time_range: str = "6h") -> dict[str, str]:
     """Values for the dashboard's template variables, in definition order.
 
     ``chosen`` wins; otherwise a variable is All (``.*``) when it allows it and
@@ -132,7 +151,7 @@ def resolve_variables(dashboard: Mapping, client: InfluxQL,
         if var.get("includeAll") and not pick_first:
             values[name] = ".*"
             continue
-        options = client.tag_values(expand(var["query"], values))
+        options = client.tag_values(expand(var["query"], values, time_range=time_range))
         if not options:
             raise QueryError(f"{dashboard['uid']}: variable ${name} has no values "
                              f"({var['query']})")

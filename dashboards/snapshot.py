@@ -94,7 +94,7 @@ def _draw(ax, panel: dict, results: list[list[dict]], errors: list[str]) -> None
 
 
 def render_dashboard(dashboard: Mapping, client: InfluxQL, out_dir: Path, *,
-                     time_range: str = "6h", interval: str = "1m",
+                     time_range: str = "6h", interval: str = "auto",
                      chosen: Mapping[str, str] | None = None) -> Path:
     """One PNG with every panel at its grid position; returns its path."""
     import matplotlib
@@ -102,7 +102,7 @@ def render_dashboard(dashboard: Mapping, client: InfluxQL, out_dir: Path, *,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    values = resolve_variables(dashboard, client, chosen)
+    values = resolve_variables(dashboard, client, chosen, time_range=time_range)
     panels = dashboard["panels"]
     bottom = max((p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels), default=8)
     fig = plt.figure(figsize=(_CELL[0] * 4, _CELL[1] * bottom / 8))
