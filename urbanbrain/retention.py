@@ -248,7 +248,13 @@ async def init(settings: Settings) -> InitReport:
         existing = parse_show(await w.query(f'SHOW RETENTION POLICIES ON "{db}"'))
         report.statements = plan(db, existing, policies(admin))
         for q in report.statements:
-            await w.query(q, method="POST")
+            try:
+                await w.query(q, method="POST")
+            except InfluxAuthError as exc:
+                raise InfluxAuthError(
+                    f"InfluxDB refused {q!r} to '{admin.influx_username}': retention policies "
+                    "need an InfluxDB admin in URBANBRAIN_INFLUX_ADMIN_USERNAME/_PASSWORD"
+                ) from exc
         report.policies = parse_show(await w.query(f'SHOW RETENTION POLICIES ON "{db}"'))
         refused = await w.write(resolution_lines(), rp=LONGTERM)
         if refused:
@@ -320,7 +326,9 @@ def run_init(settings: Settings, console: object) -> int:
     """``urbanbrain influx init``: one line per change, one line of errors; the exit code."""
     import aiohttp
 
-    say = console.print  # type: ignore[attr-defined]
+    def say(text: str) -> None:  # one line each, however narrow the terminal
+        console.print(text, soft_wrap=True)  # type: ignore[attr-defined]
+
     try:
         report = asyncio.run(init(settings))
     except (InfluxAuthError, InfluxSetupError) as exc:
@@ -343,7 +351,9 @@ def run_check(settings: Settings, console: object) -> int:
     """``urbanbrain influx check``: the writer's start check, alone."""
     import aiohttp
 
-    say = console.print  # type: ignore[attr-defined]
+    def say(text: str) -> None:
+        console.print(text, soft_wrap=True)  # type: ignore[attr-defined]
+
     try:
         missing = asyncio.run(missing_policies(settings))
     except InfluxError as exc:
