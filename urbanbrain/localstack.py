@@ -404,14 +404,15 @@ class InfluxAdmin:
         self.query(f"CREATE USER \"{INFLUX_WRITER_USER}\" WITH PASSWORD '{s.influx_writer}'")
         self.query(f"CREATE USER \"{INFLUX_READER_USER}\" WITH PASSWORD '{s.influx_reader}'")
 
-    def provision(self, db: str) -> None:
+    def provision(self, db: str, *, retention: bool = True) -> None:
         """A database the writer may write and read, and the reader may read, with its
         retention policies (idempotent): the image's first start, then compose's
         ``influx-init`` service (``urbanbrain influx init`` as admin)."""
         self.query(f'CREATE DATABASE "{db}"')
         self.query(f'GRANT ALL ON "{db}" TO "{INFLUX_WRITER_USER}"')
         self.query(f'GRANT READ ON "{db}" TO "{INFLUX_READER_USER}"')
-        self.init_retention(db)
+        if retention:
+            self.init_retention(db)
 
     def init_retention(self, db: str) -> None:
         """``urbanbrain influx init``'s own code, as this stack's admin."""
@@ -452,6 +453,9 @@ class LocalStack:
     #: inject what the production ACL keeps out (see tests/conftest.py)
     extra_mqtt_accounts: dict[str, str] = field(default_factory=dict)
     mqtt_acl: Path | None = None
+    #: create the retention policies with each database (``urbanbrain influx init``); off
+    #: for a test that runs compose's influx-init service itself
+    init_retention: bool = True
 
     def start(self, mqtt: bool = True, kafka: bool = True, influx: bool = True) -> LocalStack:
         try:
@@ -471,7 +475,7 @@ class LocalStack:
                     lambda: influxd(self.workdir / "influxdb"),
                     lambda srv: _influx_ready(srv.port), timeout=60)
                 self.influx_admin.create_users()
-                self.influx_admin.provision(self.influx_db)
+                self.influx_admin.provision(self.influx_db, retention=self.init_retention)
         except BaseException:
             self.stop()
             raise
