@@ -97,6 +97,14 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
     stack.start(mqtt="URBANBRAIN_MQTT_URL" not in external,
                 kafka="URBANBRAIN_KAFKA_BOOTSTRAP" not in external,
                 influx="URBANBRAIN_INFLUX_URL" not in external)
+    if stack.influx is None and settings.influx_admin_username:
+        # an external InfluxDB: its retention policies, as compose's influx-init does (the
+        # local one got them from stack.start(), with the local admin)
+        from urbanbrain.retention import run_init
+
+        if run_init(settings, console) != 0:
+            stack.stop()
+            return 78
     env = {**stack.env()}
     registry = data / "registry.csv"
     ground_truth = data / "ground_truth.jsonl"
