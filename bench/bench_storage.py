@@ -165,6 +165,12 @@ def _sensor(city: City, sid: str):  # noqa: ANN202
     return _SENSOR_CACHE[sid]
 
 
+def tsm_bytes(path: Path) -> int:
+    """The compressed points alone (TSM files), without the tsi1 index, whose size follows
+    the number of series, not of points."""
+    return sum(f.stat().st_size for f in path.rglob("*.tsm")) if path.exists() else 0
+
+
 def wait_compacted(data: Path, quiet_s: float = 25.0, limit_s: float = 600.0) -> dict[str, int]:
     """Policy directory sizes once they stopped changing for ``quiet_s`` (snapshots and full
     compactions of cold shards done)."""
@@ -235,7 +241,10 @@ def main(argv: list[str] | None = None) -> None:
         tiers = {}
         for rp, n in filled["points"].items():
             b = sizes.get(rp, 0)
+            tsm = tsm_bytes(work / "influxdb" / "data" / DB / rp)
             tiers[rp] = {"points": n, "bytes": b, "bytes_per_point": round(b / n, 2) if n else None,
+                         "tsm_bytes": tsm,
+                         "tsm_bytes_per_point": round(tsm / n, 2) if n else None,
                          "points_per_sensor_day": round(n / filled["sensors"] / args.days, 1)}
         client = InfluxQL(s.influx_url, DB)
         result = {
