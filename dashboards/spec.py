@@ -27,7 +27,7 @@ D = '"district" =~ /^$district$/'
 S = '"sensor" =~ /^$sensor$/'
 TS = "GROUP BY time($__interval)"
 
-#: AQI breakpoints shared by US EPA and HJ 633-2012 (0–50, 51–100, 101–150, 151–200,
+#: AQI levels shared by US EPA and both editions of HJ 633 (0–50, 51–100, 101–150, 151–200,
 #: 201–300, > 300); only the fifth colour differs between the two standards.
 AQI_STEPS = (None, 51, 101, 151, 201, 301)
 
@@ -184,8 +184,9 @@ def city_overview() -> Dashboard:
     return Dashboard(
         "urbanbrain-city", "City overview", [
             readings, sensors,
-            city_stat("Mean AQI (US)", "environment", "aqi_us_mean",
-                      thresholds=aqi_thresholds(US_COLORS)),
+            city_stat("Mean AQI (US EPA)", "environment", "aqi_us_mean",
+                      thresholds=aqi_thresholds(US_COLORS),
+                      description=f"Mean over sensors of the {AQI_STANDARDS['us']}."),
             city_stat("Congestion index", "traffic", "congestion_index_mean", "percentunit",
                       thresholds=thresholds((None, "green"), (0.3, "orange"), (0.6, "red"))),
             city_stat("Power load", "power", "load_mw_total", "MW"),
@@ -194,8 +195,10 @@ def city_overview() -> Dashboard:
             deadletter_rate,
             district_series("Congestion by district", "traffic", "congestion_index_mean",
                             "percentunit", w=8),
-            district_series("AQI (US) by district", "environment", "aqi_us_mean", w=8,
+            district_series("AQI (US EPA) by district", "environment", "aqi_us_mean", w=8,
                             thresholds=aqi_thresholds(US_COLORS),
+                            description=f"{AQI_STANDARDS['us']}; mean over each district's "
+                                        "sensors, 1-min windows.",
                             custom={"thresholdsStyle": {"mode": "line+area"}}),
         ],
         [district_var(), *resolution_vars("rp_r", "r")], ["overview"],
@@ -235,12 +238,24 @@ def traffic() -> Dashboard:
 
 # --- Environment -----------------------------------------------------------------------------
 
+#: What each ``aqi`` standard is, for panel descriptions (the ``edition`` tag says which
+#: edition a point was computed by: ``epa-2024``, ``hj633-2012``, ``hj633-2026``).
+AQI_STANDARDS = {
+    "us": "US EPA AQI, Technical Assistance Document EPA-454/B-24-002 (May 2024)",
+    "cn": "China AQI, HJ 633-2026 for data from 2026-03-01 00:00 UTC+8 and HJ 633-2012 "
+          "before (or the edition URBANBRAIN_STREAMS_AQI_CN_EDITION pins)",
+}
+
+
 def _aqi_series(title: str, standard: str, colors: tuple[str, ...]) -> Panel:
     return Panel("timeseries", title, [
         'SELECT mean("aqi") AS "aqi" FROM "$rp_w"."aqi" WHERE $timeFilter '
         f"AND \"standard\" = '{standard}' AND \"window\" = '${{w5}}' AND {D} "
-        f'{TS}, "district" fill(none)'],
-        w=12, aliases=["$tag_district"], thresholds=aqi_thresholds(colors),
+        f'{TS}, "district", "edition" fill(none)'],
+        w=12, aliases=["$tag_district ($tag_edition)"], thresholds=aqi_thresholds(colors),
+        description=f"{AQI_STANDARDS[standard]}; the legend names each line's edition. "
+                    "5-min window means per sensor (hourly beyond 14 days), averaged per "
+                    "district.",
         custom={"thresholdsStyle": {"mode": "line+area"}})
 
 
@@ -249,19 +264,39 @@ def environment() -> Dashboard:
         'SELECT last("aqi") AS "aqi", last("category") AS "category", '
         'last("primary") AS "primary", last("color") AS "color" FROM "windows"."aqi" '
         f"WHERE $timeFilter AND \"standard\" = '$standard' AND \"window\" = '5m' AND {D} "
-        'GROUP BY "district", "sensor"'],
+        'GROUP BY "district", "sensor", "edition"'],
         w=24, h=9, fmt="table", transformations=_table("aqi"),
+        description="Latest 5-min AQI per sensor; the edition column names the standard "
+                    "(epa-2024: US EPA TAD May 2024; hj633-2026 / hj633-2012: China HJ 633).",
         thresholds=aqi_thresholds(US_COLORS),
         overrides=[{"matcher": {"id": "byName", "options": "aqi"},
                     "properties": [{"id": "custom.cellOptions",
                                     "value": {"type": "color-background"}}]}])
+    advice = Panel("table", "Public health advice now (China HJ 633, 5 min)", [
+        'SELECT last("aqi") AS "aqi", last("category") AS "category", '
+        'last("advice") AS "advice", last("sensitive_groups") AS "sensitive_groups", '
+        'last("advice_en") AS "advice_en", last("sensitive_groups_en") AS '
+        "\"sensitive_groups_en\" FROM \"windows\".\"aqi\" WHERE $timeFilter "
+        "AND \"standard\" = 'cn' "
+        f"AND \"window\" = '5m' AND {D} "
+        'GROUP BY "district", "sensor", "edition"'],
+        w=24, h=9, fmt="table", transformations=_table("aqi"),
+        thresholds=aqi_thresholds(CN_COLORS),
+        description="The message for the public per sensor: 建议采取的措施 of the AQI level "
+                    "(HJ 633-2026 Table 1; HJ 633-2012 Table 2 for older data) and, from "
+                    "HJ 633-2026 Table 2, the sensitive groups of each pollutant whose IAQI "
+                    "is above 100. Chinese as in the standard; the English columns are our "
+                    "rendering.",
+        overrides=[{"matcher": {"id": "byName", "options": "aqi"},
+                    "properties": [{"id": "custom.cellOptions",
+                                    "value": {"type": "color-background"}}]}])
     return Dashboard("urbanbrain-environment", "Environment", [
-        city_stat("City AQI (US)", "environment", "aqi_us_max",
+        city_stat("City AQI (US EPA)", "environment", "aqi_us_max",
                   thresholds=aqi_thresholds(US_COLORS),
-                  description="Worst sensor's US EPA AQI, 1-min window means."),
-        city_stat("City AQI (CN)", "environment", "aqi_cn_max",
+                  description=f"Worst sensor's {AQI_STANDARDS['us']}; 1-min window means."),
+        city_stat("City AQI (China HJ 633)", "environment", "aqi_cn_max",
                   thresholds=aqi_thresholds(CN_COLORS),
-                  description="Worst sensor's HJ 633-2012 AQI, 1-min window means."),
+                  description=f"Worst sensor's {AQI_STANDARDS['cn']}; 1-min window means."),
         city_stat("City PM2.5", "environment", "pm25_ugm3_mean", "conμgm3"),
         city_stat("City noise", "environment", "noise_dba_mean", "dB"),
         city_stat("Temperature", "environment", "temperature_c_mean", "celsius"),
@@ -269,6 +304,7 @@ def environment() -> Dashboard:
         _aqi_series("AQI (US EPA) by district", "us", US_COLORS),
         _aqi_series("AQI (China HJ 633) by district", "cn", CN_COLORS),
         aqi_now,
+        advice,
         district_series("PM2.5 by district", "environment", "pm25_ugm3_mean", "conμgm3"),
         district_series("NO2 by district", "environment", "no2_ugm3_mean", "conμgm3"),
         district_series("O3 by district", "environment", "o3_ugm3_mean", "conμgm3"),

@@ -116,6 +116,9 @@ class IngestBridge:
         self.settings = settings
         self.mapper = _MemoTopicMapper(mapper or TopicMapper())
         self.normaliser = Normaliser(settings, registry or Registry(), self.mapper)
+        self.profile_watcher = _profile_watcher(settings)  # device profiles, hot reloaded
+        if self.profile_watcher is not None:
+            self.normaliser.profiles = self.profile_watcher.profiles
         self.partitioner = Partitioner(settings.kafka_partitions)
         self.stats = BridgeStats()
         self._queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
@@ -153,6 +156,7 @@ class IngestBridge:
 
     def subscriptions(self) -> list[str]:
         subs = self.mapper.subscriptions()
+        subs += [t for t in self.normaliser.profiles.subscriptions() if t not in subs]
         group = self.settings.mqtt_shared_group
         return [f"$share/{group}/{s}" for s in subs] if group else subs
 
@@ -278,6 +282,7 @@ class IngestBridge:
         try:
             while True:
                 await asyncio.sleep(every_s)
+                self._reload_profiles()
                 mtime = self._registry_mtime()
                 if mtime != reg_mtime:
                     reg_mtime = mtime
@@ -324,6 +329,24 @@ class IngestBridge:
                     log.error("pipeline metrics not written: %s", exc)
         finally:
             await writer.close()
+
+    def _reload_profiles(self) -> None:
+        """Swap in changed device profiles (a broken set is logged and the old one kept)
+        and subscribe to topics new profiles claim."""
+        w = self.profile_watcher
+        if w is None:
+            return
+        reloaded, error = w.poll()
+        if error is not None:
+            log.error("device profiles not reloaded, keeping the old ones:\n%s", error)
+        if not reloaded:
+            return
+        before = set(self.subscriptions())
+        self.normaliser.profiles = w.profiles
+        log.info("device profiles reloaded: %d profiles", len(w.profiles))
+        new = [s for s in self.subscriptions() if s not in before]
+        if new and self._connected.is_set():
+            self._client.subscribe([(s, 1) for s in new])
 
     def _drain(self, limit: int = 20_000, max_bytes: int = 1 << 20) -> list[_Message]:
         """What is queued, up to ``limit`` messages or ``max_bytes`` of payload. Bounded so
@@ -418,6 +441,20 @@ class IngestBridge:
         st.dead_letters += n_dead
         st.records += len(futures)
         st.acked += len(batch)
+
+
+def _profile_watcher(settings: Settings):  # noqa: ANN202 - avoids importing at module load
+    """The device profiles of ``URBANBRAIN_INGEST_PROFILES_PATH`` (None: none configured).
+    Profiles that fail the check stop the bridge at start: better than dead-lettering a
+    fleet's data; after start a broken edit keeps the previous profiles."""
+    if settings.ingest_profiles_path is None:
+        return None
+    from urbanbrain.ingest.profiles import ProfileFileError, ProfileWatcher
+
+    try:
+        return ProfileWatcher(str(settings.ingest_profiles_path))
+    except ProfileFileError as exc:
+        raise SystemExit(f"device profiles {settings.ingest_profiles_path}:\n{exc}") from None
 
 
 def load_registry(settings: Settings) -> Registry:

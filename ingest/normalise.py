@@ -4,6 +4,17 @@ This is the whole of ingest's judgement, free of any I/O so it can be tested and
 directly: the bridge only moves bytes between MQTT and Kafka around it. Nothing raises out
 of :meth:`Normaliser.process`; every payload ends as readings, dead letters, or both (a
 SenML pack may hold good and bad records).
+
+A payload on a topic (or of a device type) that a device profile claims is read by that
+profile (ingest/profiles); anything else goes to the format decoders.
+
+Partial acceptance: one implausible field of a multi-field reading (out of range, not
+finite, not a number, of another domain) does not cost the reading its good fields. The
+good ones are stored and the bad one goes to the dead-letter topic on its own, with its
+reason and ``metric`` (and the vendor ``field`` for a profile). ``partial: reject`` in a
+profile, or ``URBANBRAIN_INGEST_PARTIAL=reject`` for everything without one, refuses the
+whole reading instead (one dead letter, the first problem's reason). The default is
+``accept``.
 """
 
 from __future__ import annotations
@@ -14,12 +25,13 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 
 from urbanbrain.ingest.decoders import all_decoders
 from urbanbrain.ingest.decoders.base import DecodedReading, Decoder, pick
+from urbanbrain.ingest.profiles.model import Profile, ProfileSet
 from urbanbrain.ingest.rejects import Reason, Reject
 from urbanbrain.ingest.topics import TopicMapper
 from urbanbrain.metrics import METRICS
@@ -39,6 +51,9 @@ class DeadLetter(TypedDict):
     payload: str | None  # the payload as text when it is UTF-8
     payload_b64: str | None  # otherwise base64 of the raw bytes
     sensor_id: str | None
+    metric: NotRequired[str]  # one field of a reading refused alone (partial acceptance)
+    field: NotRequired[str]  # the vendor field it came from (device profiles)
+    profile: NotRequired[str]  # the device profile that read the payload
 
 
 def dead_letter(
@@ -83,8 +98,10 @@ class Normaliser:
     mapper: TopicMapper = field(default_factory=TopicMapper)
     decoders: list[Decoder] = field(default_factory=all_decoders)
     dedup_window_ms: int = 60_000
+    profiles: ProfileSet = field(default_factory=ProfileSet)
     rejected: Counter = field(default_factory=Counter)
     ignored: int = 0
+    absent: int = 0  # profile fields at a sentinel value ("not measured"): dropped, no error
 
     def __post_init__(self) -> None:
         self._dedup = _Deduplicator(self.dedup_window_ms)
@@ -115,8 +132,9 @@ class Normaliser:
         limit = self.settings.ingest_max_payload_bytes
         if len(payload) > limit:
             raise Reject(Reason.TOO_LARGE, f"payload of {len(payload)} bytes exceeds {limit}")
+        candidates = self.profiles.candidates(topic) if self.profiles else ()
         tags = self.mapper.tags(topic)
-        if tags is None:
+        if tags is None and not any(p.topic is not None for p, _ in candidates):
             raise Reject(Reason.BAD_TOPIC, f"topic {topic!r} matches no topic pattern")
         try:
             doc: Any = orjson.loads(payload)
@@ -126,25 +144,109 @@ class Normaliser:
             raise Reject(Reason.MALFORMED, f"not JSON: {exc}") from None
         if self._dedup.seen(topic, payload, received_ms):
             raise Reject(Reason.DUPLICATE, "exact resend of a payload seen in the last minute")
+        for prof, ptags in candidates:
+            if prof.topic is None and tags is None:
+                continue
+            if prof.matches_device(doc):
+                return self._profiled(prof, ptags if prof.topic is not None else tags, topic,
+                                      payload, doc, received_ms)
+        if tags is None:
+            raise Reject(Reason.UNKNOWN_FORMAT, f"topic {topic!r} belongs to device profiles "
+                                                "but no profile's device type matches")
         decoded = pick(self.decoders, doc).decode(doc, topic)
         if not decoded:
             raise Reject(Reason.SCHEMA, "payload holds no readings")
         readings: list[Reading] = []
         dead: list[DeadLetter] = []
+        partial = self.settings.ingest_partial
         for d in decoded:
-            try:
-                readings.append(self._normalise(d, tags, received_ms))
-            except Reject as rej:
-                self.rejected[rej.reason.value] += 1
-                dead.append(
-                    dead_letter(
-                        topic, payload, rej.reason, rej.message, received_ms,
-                        d.sensor_id or tags.get("sensor_id"),
-                    )
-                )
+            self._one(d, tags, topic, payload, received_ms, partial, readings, dead)
         return readings, dead
 
-    def _normalise(self, d: DecodedReading, tags: dict[str, str], received_ms: int) -> Reading:
+    def _profiled(self, prof: Profile, tags: dict[str, str], topic: str, payload: bytes,
+                  doc: Any, received_ms: int) -> tuple[list[Reading], list[DeadLetter]]:
+        """A payload read by a device profile: field problems and unknown fields become
+        dead letters of their own (partial acceptance), unless the profile says reject."""
+        partial = prof.partial or self.settings.ingest_partial
+        readings: list[Reading] = []
+        dead: list[DeadLetter] = []
+        found = prof.apply(doc, tags)
+        if not found:
+            raise Reject(Reason.SCHEMA, f"profile {prof.name}: payload holds no readings")
+        for pr in found:
+            d = pr.decoded
+            if pr.error is not None:
+                self.rejected[pr.error.reason.value] += 1
+                letter = dead_letter(topic, payload, pr.error.reason, pr.error.message,
+                                     received_ms, tags.get("sensor_id"))
+                letter["profile"] = prof.name
+                dead.append(letter)
+                continue
+            self.absent += pr.absent
+            sid = d.sensor_id or tags.get("sensor_id")
+            if pr.problems and partial == "reject":
+                fp = pr.problems[0]
+                self.rejected[fp.reason.value] += 1
+                dead.append(self._field_letter(topic, payload, fp.reason, fp.message,
+                                               received_ms, sid, fp.metric, fp.field, prof.name))
+                continue
+            n_dead = len(dead)
+            ok = self._one(d, tags, topic, payload, received_ms, partial, readings, dead,
+                           prof.name, {m.metric: m.ref.text for m in prof.metrics})
+            for x in dead[n_dead:]:
+                x["profile"] = prof.name
+            if not ok:
+                continue
+            for fp in pr.problems:
+                self.rejected[fp.reason.value] += 1
+                dead.append(self._field_letter(topic, payload, fp.reason, fp.message,
+                                               received_ms, sid, fp.metric, fp.field, prof.name))
+            if pr.unknown:
+                self.rejected[Reason.UNKNOWN_FIELD.value] += 1
+                letter = dead_letter(topic, payload, Reason.UNKNOWN_FIELD,
+                                     f"profile {prof.name} does not name field(s) "
+                                     f"{', '.join(pr.unknown[:20])}", received_ms, sid)
+                letter["profile"] = prof.name
+                letter["field"] = ",".join(pr.unknown)
+                dead.append(letter)
+        return readings, dead
+
+    @staticmethod
+    def _field_letter(topic: str, payload: bytes, reason: Reason, message: str, received_ms: int,
+                      sensor_id: str | None, metric: str, fld: str | None,
+                      profile: str | None) -> DeadLetter:
+        d = dead_letter(topic, payload, reason, message, received_ms, sensor_id)
+        d["metric"] = metric
+        if fld:
+            d["field"] = fld
+        if profile:
+            d["profile"] = profile
+        return d
+
+    def _one(self, d: DecodedReading, tags: dict[str, str], topic: str, payload: bytes,
+             received_ms: int, partial: str, readings: list[Reading], dead: list[DeadLetter],
+             profile: str | None = None, fields: dict[str, str] | None = None) -> bool:
+        """Normalise one decoded reading into ``readings``/``dead``; False if refused whole."""
+        sid = d.sensor_id or tags.get("sensor_id")
+        try:
+            reading, bad = self._normalise(d, tags, received_ms, partial)
+        except Reject as rej:
+            self.rejected[rej.reason.value] += 1
+            dead.append(dead_letter(topic, payload, rej.reason, rej.message, received_ms, sid))
+            return False
+        readings.append(reading)
+        for name, rej in bad:
+            self.rejected[rej.reason.value] += 1
+            dead.append(self._field_letter(topic, payload, rej.reason, rej.message, received_ms,
+                                           reading["sensor_id"], name,
+                                           (fields or {}).get(name), profile))
+        return True
+
+    def _normalise(self, d: DecodedReading, tags: dict[str, str], received_ms: int,
+                   partial: str = "accept") -> tuple[Reading, list[tuple[str, Reject]]]:
+        """The reading, and the metrics refused alone (``partial == "accept"``). Raises
+        Reject when the whole reading is refused (bad id, topic, time; no good metric; or
+        any bad metric with ``partial == "reject"``)."""
         sensor_id = d.sensor_id or tags.get("sensor_id")
         if sensor_id is None:
             raise Reject(Reason.SCHEMA, "no sensor id in the payload or the topic")
@@ -173,25 +275,6 @@ class Normaliser:
         district = (reg.district if reg else None) or d.district or tags.get("district") or "unknown"
         check_id(kind, "kind")
         check_id(district, "district")
-        metrics: dict[str, float] = {}
-        for name, value in d.metrics.items():
-            m = METRICS.get(name)
-            if m is None:
-                raise Reject(Reason.UNKNOWN_METRIC, f"metric {name!r} is not in the catalogue")
-            if m.domain != domain:
-                raise Reject(
-                    Reason.DOMAIN_MISMATCH, f"metric {name!r} belongs to {m.domain}, not {domain}"
-                )
-            if not math.isfinite(value):
-                raise Reject(Reason.NOT_FINITE, f"metric {name!r} is {value!r}")
-            if not (m.low <= value <= m.high):
-                raise Reject(
-                    Reason.OUT_OF_RANGE,
-                    f"{name}={value!r} outside plausible range [{m.low}, {m.high}] {m.unit}",
-                )
-            metrics[name] = value
-        if not metrics:
-            raise Reject(Reason.SCHEMA, "reading without metrics")
         ts = received_ms if d.ts is None else d.ts
         if ts > received_ms + self.settings.ingest_max_future_s * 1000:
             raise Reject(
@@ -201,6 +284,33 @@ class Normaliser:
             raise Reject(
                 Reason.BAD_TIMESTAMP, f"event time {ts} is {(received_ms - ts) / 1000:.0f}s in the past"
             )
+        metrics: dict[str, float] = {}
+        bad: list[tuple[str, Reject]] = []
+        for name, value in d.metrics.items():
+            m = METRICS.get(name)
+            if m is None:
+                rej = Reject(Reason.UNKNOWN_METRIC, f"metric {name!r} is not in the catalogue")
+            elif m.domain != domain:
+                rej = Reject(
+                    Reason.DOMAIN_MISMATCH, f"metric {name!r} belongs to {m.domain}, not {domain}"
+                )
+            elif not math.isfinite(value):
+                rej = Reject(Reason.NOT_FINITE, f"metric {name!r} is {value!r}")
+            elif not (m.low <= value <= m.high):
+                rej = Reject(
+                    Reason.OUT_OF_RANGE,
+                    f"{name}={value!r} outside plausible range [{m.low}, {m.high}] {m.unit}",
+                )
+            else:
+                metrics[name] = value
+                continue
+            if partial == "reject":
+                raise rej
+            bad.append((name, rej))
+        if not metrics:
+            if bad:
+                raise bad[0][1]
+            raise Reject(Reason.SCHEMA, "reading without metrics")
         lat = reg.lat if reg and reg.lat is not None else d.lat
         lon = reg.lon if reg and reg.lon is not None else d.lon
         reading: Reading = {
@@ -209,7 +319,7 @@ class Normaliser:
         }
         if flags:
             reading["flags"] = flags
-        return reading
+        return reading, bad
 
 
 def check_id(value: str, what: str) -> None:

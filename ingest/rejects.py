@@ -25,6 +25,7 @@ class Reason(StrEnum):
     DUPLICATE = "duplicate"  # exact resend inside the dedup window
     DOMAIN_MISMATCH = "domain_mismatch"  # metric of another domain than the sensor's
     LATE = "late"  # (streams) event time behind the window's allowed lateness
+    UNKNOWN_FIELD = "unknown_field"  # a field no part of the device profile names (policy)
 
 
 class Reject(Exception):

@@ -2,23 +2,28 @@
 
 Why: a rule set is only as good as its precision and recall on incidents we know about.
 The simulator writes that knowledge down (incidents *and* injected sensor faults), so we
-replay its readings through the real :class:`Evaluator`, in event-time order, and compare
-the firing intervals with the ground truth.
+replay its readings through the streams worker's own stages and compare the firing
+intervals with the ground truth.
+
+One evaluation path: the readings go through :class:`urbanbrain.streams.inprocess.
+InProcessWorker`, i.e. the worker's windows, indices (AQI, congestion: there is no second
+implementation of any index here), sensor rules and district rules, with the same
+event-time semantics as live. ``urbanbrain rules livescore`` replays the same scenario
+through the real servers and scores the ``alerts`` topic with :func:`score`.
 
 Pipeline:
 
-1. readings (long table of ``simulators/record.py``) -> one reading per (ts, sensor), plus
-   the indices the streams room would derive per reading (``congestion_index``,
-   ``speed_ratio`` for loops with the registry's free-flow speed, ``aqi_us`` for air-quality
-   stations), computed with the streams room's own formulas;
-2. batches of equal event time -> ``observe`` then ``tick(ts)`` (or a regular tick grid);
-3. firing/resolved transitions -> firing intervals per rule and instance;
+1. readings (long table of ``simulators/record.py``) -> one reading per (ts, sensor);
+2. one tick of event time at a time -> ``InProcessWorker.feed`` (records per readings
+   topic and partition, as ingest cuts them);
+3. firing/resolved events -> firing intervals per rule and instance;
 4. scoring (see :func:`score`): each rule maps to the ground-truth kinds it is meant to
    detect (:data:`DETECTS`, overridable with a rule label ``detects: a,b``).
 
-A scenario may start with history days (``Scenario.history_days``): they are replayed, so
-time-of-day baselines have seen the city, but only the span from the scenario's start on
-is scored.
+A scenario may start with history days (``Scenario.history_days``). They are fed through
+the worker too (``history="replay"``: baselines and windows have seen the city, alerts
+in them are not scored), or only seed the rule state the way a worker warms up from
+InfluxDB at start (``history="warmup"``, see streams/warmup.py).
 """
 
 from __future__ import annotations
@@ -40,7 +45,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from urbanbrain.rules.evaluator import Evaluator
 from urbanbrain.rules.model import (
     AbsenceCond,
     AnomalyCond,
@@ -191,46 +195,19 @@ class BacktestResult:
     files: dict[str, str] = field(default_factory=dict)
     detail: dict[str, dict] = field(default_factory=dict)
     peaks: dict[str, dict] = field(default_factory=dict)
+    events: list[Any] = field(default_factory=list)  # every alert event, for comparisons
 
 
 # --------------------------------------------------------------------------- readings
 
 def wide_readings(df: pd.DataFrame, registry: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Long table -> one row per (ts, sensor), metric columns, derived indices added."""
+    """Long table -> one row per (ts, sensor), one column per metric."""
     wide = df.pivot_table(index=["ts", "sensor_id"], columns="metric", values="value",
                           aggfunc="last", observed=True)
     wide.columns = [str(c) for c in wide.columns]
     wide = wide.reset_index()
     wide["sensor_id"] = wide["sensor_id"].astype(str)
-    wide = wide.sort_values(["ts", "sensor_id"], kind="stable", ignore_index=True)
-    add_indices(wide, registry)
-    return wide
-
-
-def add_indices(wide: pd.DataFrame, registry: Mapping[str, Mapping[str, Any]]) -> None:
-    """Per-reading indices, as the streams room derives them (its formulas, in place)."""
-    from urbanbrain.streams import indices as ix
-
-    if "speed_kmh" in wide:
-        sids = wide["sensor_id"].to_numpy()
-        ff = np.array([_float(registry.get(s, {}).get("free_flow_kmh")) for s in sids])
-        rc = np.array([registry.get(s, {}).get("road_class") or "arterial" for s in sids],
-                      dtype=object)
-        ff = np.where(np.isfinite(ff) & (ff > 0), ff, ix.free_flow_speed(rc))
-        speed = wide["speed_kmh"].to_numpy(np.float64)
-        wide["congestion_index"] = ix.congestion_index(speed, free_flow_kmh=ff)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            wide["speed_ratio"] = np.where(ff > 0, speed / ff, np.nan)
-    if "pm25_ugm3" in wide:
-        def col(name: str) -> np.ndarray | None:
-            return wide[name].to_numpy(np.float64) if name in wide else None
-        rep = ix.aqi_us_report(
-            pm25_24h_ugm3=col("pm25_ugm3"), pm10_24h_ugm3=col("pm10_ugm3"),
-            o3_8h_ugm3=col("o3_ugm3"), o3_1h_ugm3=col("o3_ugm3"), co_8h_mgm3=col("co_mgm3"),
-            no2_1h_ugm3=col("no2_ugm3"),
-        )
-        aqi = np.asarray(rep.aqi, dtype=np.float64)
-        wide["aqi_us"] = np.where(wide["pm25_ugm3"].notna(), aqi, np.nan)
+    return wide.sort_values(["ts", "sensor_id"], kind="stable", ignore_index=True)
 
 
 def _float(v: Any) -> float:
@@ -263,56 +240,65 @@ def batches(wide: pd.DataFrame, registry: Mapping[str, Mapping[str, Any]]
 
 # --------------------------------------------------------------------------- replay
 
-def replay(ruleset: RuleSet, registry: Mapping[str, Mapping[str, Any]], wide: pd.DataFrame,
-           tick_every_ms: int | None = None) -> tuple[list[Firing], int]:
-    """Run the evaluator over the readings; firing intervals and the number of ticks."""
-    ev = Evaluator(ruleset, registry)
+def firings_of(events: Sequence[Any], ruleset: RuleSet, end_ms: int | None) -> list[Firing]:
+    """Firing intervals per rule and instance from alert events (in any order: each
+    transition carries its own times); still open at ``end_ms`` -> ``open``."""
     rules = {r.id: r for r in ruleset.rules}
-    open_: dict[tuple[str, str], Firing] = {}
+    open_: dict[tuple[str, str, int], Firing] = {}
     done: list[Firing] = []
-    ticks = 0
-    last = None
-
-    def handle(events: list) -> None:
-        for e in events:
-            rule = rules.get(e.rule)
-            sensor = e.labels.get("sensor")
-            inst = sensor or e.labels.get("district", "")
-            key = (e.rule, e.fingerprint)
-            if e.status == "firing":
-                if key not in open_:
-                    open_[key] = Firing(rule.alert if rule else e.rule, inst, sensor,
-                                        e.labels.get("district", ""), int(e.starts_at),
-                                        int(e.at))
-            else:
-                f = open_.pop(key, None)
-                if f is not None:
-                    f.end_ms = int(e.ends_at if e.ends_at is not None else e.at)
-                    done.append(f)
-
-    next_tick = None
-    for ts, batch in batches(wide, registry):
-        if tick_every_ms:
-            if next_tick is None:
-                next_tick = ts
-            while next_tick < ts:  # grid ticks before this batch
-                handle(ev.tick(next_tick))
-                ticks += 1
-                next_tick += tick_every_ms
-        ev.observe(batch)
-        if not tick_every_ms:
-            handle(ev.tick(ts))
-            ticks += 1
-        last = ts
-    if tick_every_ms and last is not None:
-        handle(ev.tick(last))
-        ticks += 1
+    firing = sorted((e for e in events if e.status == "firing"), key=lambda e: e.starts_at)
+    for e in firing:
+        key = (e.rule, e.fingerprint, int(e.starts_at))
+        if key in open_:
+            continue  # a re-notification (after a silence) of the same firing
+        rule = rules.get(e.rule)
+        sensor = e.labels.get("sensor")
+        open_[key] = Firing(rule.alert if rule else e.rule, sensor or e.labels.get("district", ""),
+                            sensor, e.labels.get("district", ""), int(e.starts_at), int(e.at))
+    for e in events:
+        if e.status != "resolved":
+            continue
+        f = open_.pop((e.rule, e.fingerprint, int(e.starts_at)), None)
+        if f is not None:
+            f.end_ms = int(e.ends_at if e.ends_at is not None else e.at)
+            done.append(f)
     for f in open_.values():
-        f.end_ms = last if last is not None else f.start_ms
+        f.end_ms = end_ms if end_ms is not None else f.start_ms
         f.open = True
         done.append(f)
     done.sort(key=lambda f: (f.rule, f.start_ms, f.instance))
-    return done, ticks
+    return done
+
+
+def replay(ruleset: RuleSet, registry_csv: str | Path, wide: pd.DataFrame,
+           registry: Mapping[str, Mapping[str, Any]], *, warm_until_ms: int | None = None,
+           settings: Any = None, on_progress: Any = None) -> tuple[list[Firing], int, Any]:
+    """Feed the readings through the worker's stages in process; (firing intervals,
+    ticks, the worker). Readings before ``warm_until_ms`` only seed the rule state."""
+    from urbanbrain.streams.inprocess import InProcessWorker
+
+    worker = InProcessWorker(ruleset, registry_csv, settings=settings)
+    ticks, last = 0, None
+    total = int(wide["ts"].nunique()) if len(wide) else 0
+    for ts, batch in batches(wide, registry):
+        if warm_until_ms is not None and ts < warm_until_ms:
+            worker.warm(batch)
+        else:
+            worker.feed(batch)
+        ticks += 1
+        last = ts
+        if on_progress is not None:
+            on_progress(ticks, total)
+    return firings_of(worker.events, ruleset, last), ticks, worker
+
+
+def samples_frame(samples: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Index samples of the worker's windows as wide rows (ts, sensor_id, index columns)."""
+    if not samples:
+        return pd.DataFrame(columns=["ts", "sensor_id"])
+    rows = [{"ts": int(s["ts"]), "sensor_id": str(s["sensor_id"]), **s["metrics"]}
+            for s in samples]
+    return pd.DataFrame(rows).groupby(["ts", "sensor_id"], as_index=False).last()
 
 
 # --------------------------------------------------------------------------- scoring
@@ -599,12 +585,12 @@ def plot_rule(path: Path, rule: Rule, fs: list[Firing], truth: Sequence[Any],
 
 def backtest(rule_paths: Sequence[str], readings: pd.DataFrame, truth: Sequence[Any],
              registry_csv: str | Path, *, out_dir: str | Path | None = None,
-             tick_every_ms: int | None = None, before_ms: int = 5 * MINUTE,
-             after_ms: int = 30 * MINUTE, plots: bool = True,
-             scored_from_ms: int | None = None) -> BacktestResult:
-    """Replay ``readings`` (long table) through the rules and score against ``truth``.
-
-    ``scored_from_ms``: readings before it are history (replayed, not scored)."""
+             before_ms: int = 5 * MINUTE, after_ms: int = 30 * MINUTE, plots: bool = True,
+             scored_from_ms: int | None = None, history: str = "replay",
+             settings: Any = None, on_progress: Any = None) -> BacktestResult:
+    """Feed ``readings`` (long table) through the worker's stages and score against
+    ``truth``. ``scored_from_ms``: readings before it are history, fed (``history=
+    "replay"``) or only seeding the rule state (``"warmup"``), never scored."""
     timing: dict[str, float] = {}
     t = time.perf_counter()
     registry = load_registry_csv(registry_csv)
@@ -612,19 +598,25 @@ def backtest(rule_paths: Sequence[str], readings: pd.DataFrame, truth: Sequence[
     wide = wide_readings(readings, registry)
     timing["prepare_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    firings, ticks = replay(ruleset, registry, wide, tick_every_ms)
+    warm = scored_from_ms if history == "warmup" else None
+    firings, ticks, worker = replay(ruleset, registry_csv, wide, registry,
+                                    warm_until_ms=warm, settings=settings,
+                                    on_progress=on_progress)
     timing["replay_s"] = time.perf_counter() - t
     span = (int(wide["ts"].min()), int(wide["ts"].max())) if len(wide) else (0, 0)
     if scored_from_ms is not None:
         span = (max(span[0], int(scored_from_ms)), span[1])
-    peaks = incident_peaks(ruleset, truth, wide)
+    # the worker's own indices (AQI ...) beside the readings: categories and plots
+    with_indices = pd.concat([wide, samples_frame(worker.samples)], ignore_index=True)
+    peaks = incident_peaks(ruleset, truth, with_indices)
     scores, detail = score(ruleset, firings, truth, span=span, registry=registry,
                            before_ms=before_ms, after_ms=after_ms, peaks=peaks)
     res = BacktestResult(scores, firings, list(truth), timing, len(wide), ticks, span,
                          detail=detail, peaks=peaks)
+    res.events = worker.events
     if out_dir is not None:
         t = time.perf_counter()
-        write_outputs(res, ruleset, registry, wide, Path(out_dir), plots=plots)
+        write_outputs(res, ruleset, registry, with_indices, Path(out_dir), plots=plots)
         timing["outputs_s"] = time.perf_counter() - t
     return res
 

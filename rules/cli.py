@@ -115,9 +115,11 @@ def backtest(
         typer.Option(help="recording: replay this much history first, unscored (e.g. 4d); "
                           "default: the manifest's history, else none"),
     ] = None,
-    tick: Annotated[
-        str | None, typer.Option(help="tick on a regular grid (e.g. 1m); default: each timestamp")
-    ] = None,
+    history: Annotated[
+        str, typer.Option(help="history before the scored span: 'replay' it through the "
+                               "worker, or 'warmup' (seed rule state only, as a worker warms "
+                               "up from InfluxDB)")
+    ] = "replay",
     tolerance: Annotated[
         str, typer.Option(help="how long after an incident's end a firing still counts")
     ] = "30m",
@@ -154,10 +156,15 @@ def backtest(
         else:
             scored_from = bt.manifest_scored_from(recording)
     load_s = time.perf_counter() - t0
-    res = bt.backtest(paths or [DEFAULT_RULES], df, truth, reg, out_dir=out,
-                      tick_every_ms=_duration_ms(tick) if tick else None,
-                      after_ms=_duration_ms(tolerance), plots=plots,
-                      scored_from_ms=scored_from)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("feeding the worker's stages", total=None)
+        res = bt.backtest(paths or [DEFAULT_RULES], df, truth, reg, out_dir=out,
+                          after_ms=_duration_ms(tolerance), plots=plots,
+                          scored_from_ms=scored_from, history=history,
+                          on_progress=lambda done, total: progress.update(
+                              task, completed=done, total=total))
     res.timing["load_s"] = load_s
     table = Table(title=f"backtest: {res.n_readings:,} readings, {res.ticks:,} ticks, scored "
                         f"{(res.span_ms[1] - res.span_ms[0]) / 86_400_000:.2f} days")

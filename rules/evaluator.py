@@ -19,10 +19,11 @@ changelog-backed table; :meth:`state_dict` / :meth:`from_state` snapshot everyth
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -55,6 +56,8 @@ class _Plan:
     weekly: frozenset[str]
     # metric -> [(state key, local clock, across-days weight)] of time-of-day baselines
     tod: dict[str, list[tuple[str, seasonal.LocalClock, float]]]
+    # metric ("" = any reading) -> longest silent_for of the absence rules on it
+    absence: dict[str, int] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -122,6 +125,11 @@ class Evaluator:
         self.watermark: int | None = None
         self._dirty: set[str] = set()
         self._neigh = self._neighbours()
+        # streaming mode (:meth:`process`): per-key event time and a due-time queue
+        self._streaming = False
+        self._timers: list[tuple[int, int, str, str]] = []  # (due, seq, rule id, instance)
+        self._armed: set[tuple[str, str]] = set()  # (rule id, instance) with a queue entry
+        self._seq = 0
         self._set_rules(ruleset)
 
     # ------------------------------------------------------------------ rules / plans
@@ -137,6 +145,11 @@ class Evaluator:
         self._div_cache: dict[tuple[str, str | None], float] = {}
         self._z_now: int | None = None
         self._z_memo: dict[tuple[str, str], tuple[float | None, float]] = {}
+        self._by_id = {r.id: r for r in self._rules}
+        self._group_of = {r.id: g for g in ruleset.groups for r in g.rules}
+        self._sensor_rules: dict[str, tuple[Rule, ...]] = {}
+        if self._streaming:
+            self._rebuild_timers()
 
     def _neighbours(self) -> dict[str, set[str]]:
         adj: dict[str, set[str]] = defaultdict(set)
@@ -159,6 +172,7 @@ class Evaluator:
         ewma: dict[str, list[tuple[str, int]]] = defaultdict(list)
         weekly: set[str] = set()
         tod: dict[str, list[tuple[str, seasonal.LocalClock, float]]] = defaultdict(list)
+        absence: dict[str, int] = {}
         for r in self._rules:
             if not r.selector.matches(sid, attrs):
                 continue
@@ -179,7 +193,11 @@ class Evaluator:
                     )
             if isinstance(c, AbsenceCond) and not c.metric:
                 last.add("")  # marker: the sensor matters for absence even without samples
-        return _Plan(samples, frozenset(last), dict(ewma), frozenset(weekly), dict(tod))
+            if isinstance(c, AbsenceCond):
+                m = c.metric or ""
+                absence[m] = max(absence.get(m, 0), c.silent_for_ms)
+        return _Plan(samples, frozenset(last), dict(ewma), frozenset(weekly), dict(tod),
+                     absence if self.scope == "district" else {})
 
     def _plan_for(self, sid: str, attrs: Mapping[str, Any]) -> _Plan:
         p = self._plans.get(sid)
@@ -240,6 +258,13 @@ class Evaluator:
                 plan = self._plan_for(sid, self.attrs(sid))
             if st.seen is None or ts > st.seen:
                 st.seen = ts
+            if plan.absence:
+                # district scope: readings of sources ahead of the district's clock are
+                # folded in early, so absence asks "last seen at or before now"
+                mets = r.get("metrics") or {}
+                for m, horizon in plan.absence.items():
+                    if not m or m in mets:
+                        st.seen_at(m, ts, horizon)
             for name, v in (r.get("metrics") or {}).items():
                 ret = plan.samples.get(name)
                 if ret is None and name not in plan.last:
@@ -569,6 +594,8 @@ class Evaluator:
         last = None
         if st is not None:
             last = st.last.get(c.metric) if c.metric else st.seen
+            if last is not None and last > now and st.times:
+                last = st.last_seen_before(c.metric or "", now)
         if last is None:
             last = self._start
         if last is None or last > now:
@@ -643,12 +670,30 @@ class Evaluator:
         )
 
     def _advance(self, rule: Rule, now: int, true: Mapping[str, tuple]) -> list[AlertEvent]:
+        """Lifecycle of every instance of ``rule`` at ``now``: those in ``true`` hold, every
+        other active instance does not."""
         events: list[AlertEvent] = []
-        states = self._alerts[rule.id]
-        for inst, (value, labels, extra) in true.items():
-            st = states.get(inst)
+        for inst, hit in true.items():
+            events += self._advance_one(rule, inst, now, hit)
+        for inst in [i for i in self._alerts.get(rule.id, ()) if i not in true]:
+            events += self._advance_one(rule, inst, now, None)
+        return events
+
+    def _advance_one(self, rule: Rule, inst: str, now: int,
+                     hit: tuple[float | None, dict[str, str], Mapping[str, Any]] | None
+                     ) -> list[AlertEvent]:
+        """One instance's lifecycle at ``now``: ``hit`` = (value, labels, template extras)
+        when the condition holds, None when it does not."""
+        states = self._alerts.get(rule.id)
+        st = states.get(inst) if states else None
+        if hit is None and st is None:
+            return []
+        key = _alert_key(rule.id, inst)
+        self._dirty.add(key)
+        if hit is not None:
+            value, labels, extra = hit
             if st is None:
-                st = states[inst] = {
+                st = self._alerts[rule.id][inst] = {
                     "rule": rule.id,
                     "key": inst,
                     "s": "pending",
@@ -670,29 +715,268 @@ class Evaluator:
                 st["ann"] = self._render(rule, value, st["labels"], extra)
                 by = self._silenced_by(st["labels"], now)
                 st["notified"] = not by
-                events.append(self._event("firing", rule.id, st, now, by))
-            self._dirty.add(_alert_key(rule.id, inst))
-        for inst in [i for i in states if i not in true]:
-            st = states[inst]
-            key = _alert_key(rule.id, inst)
-            if st["s"] == "pending":
-                del states[inst]
-                self._dirty.add(key)
-                continue
-            if rule.keep_firing_for_ms > 0:
-                if st["keep_since"] is None:
-                    st["keep_since"] = now
-                    self._dirty.add(key)
-                if now - st["keep_since"] < rule.keep_firing_for_ms:
-                    continue
-            by = self._silenced_by(st["labels"], now)
-            if not st["notified"] and not by:
-                by = ["(never notified)"]
-            events.append(self._event("resolved", rule.id, st, now, by))
+                self._after(rule, inst, st, now)
+                return [self._event("firing", rule.id, st, now, by)]
+            self._after(rule, inst, st, now)
+            return []
+        assert st is not None and states is not None
+        if st["s"] == "pending":
             del states[inst]
-            self._dirty.add(key)
+            if not states:
+                self._alerts.pop(rule.id, None)
+            return []
+        if rule.keep_firing_for_ms > 0:
+            if st["keep_since"] is None:
+                st["keep_since"] = now
+            if now - st["keep_since"] < rule.keep_firing_for_ms:
+                self._after(rule, inst, st, now)
+                return []
+        by = self._silenced_by(st["labels"], now)
+        if not st["notified"] and not by:
+            by = ["(never notified)"]
+        del states[inst]
         if not states:
             self._alerts.pop(rule.id, None)
+        return [self._event("resolved", rule.id, st, now, by)]
+
+    def _after(self, rule: Rule, inst: str, st: Mapping[str, Any], now: int) -> None:
+        """Hook: an instance is still active after ``now`` (the streaming mode schedules
+        the evaluations that may end it, see :meth:`_schedule_active`)."""
+        if self._streaming:
+            self._schedule_active(rule, inst, st, now)
+
+    # ------------------------------------------------------------------ streaming
+    def process(
+        self,
+        readings: Sequence[Mapping[str, Any]],
+        *,
+        watermark: int | None = None,
+        samples: Sequence[Mapping[str, Any]] = (),
+    ) -> list[AlertEvent]:
+        """Event-time evaluation of sensor-scope rules, as the pipeline runs it.
+
+        * Each sensor is evaluated at the event times of its own readings, in order, at
+          most once per group ``interval``. The result depends on that sensor's data
+          only: never on how records interleave in a partition, how large a batch or a
+          backlog is, or which worker holds the partition.
+        * ``samples`` (index samples of closed windows, stamped with the event time at
+          which they become visible: window end + allowed lateness) are observed only;
+          they never trigger an evaluation themselves.
+        * ``watermark`` (the event time every input of the source partition has reached)
+          drives the due-time queue, each entry evaluated at exactly its due time: absence
+          (``last seen + silent_for``), and active alerts whose sensor fell silent
+          (window emptied, ``for`` of an absence, ``keep_firing_for``).
+        * A reading older than its sensor's last evaluation is folded into the windows
+          but evaluates nothing: it is late for the rules.
+
+        Cost: one evaluation per reading time per sensor (rules matching that sensor)
+        plus the due entries; nothing iterates over all sensors.
+        """
+        if not self._streaming:
+            self._streaming = True
+            self._rebuild_timers()
+        events: list[AlertEvent] = []
+        # one pass per sensor in event-time order; at equal times a sample (visible from
+        # then on) is folded in before the readings that are evaluated there
+        items = [(str(r["sensor_id"]), int(r["ts"]), 0, r) for r in samples]
+        items += [(str(r["sensor_id"]), int(r["ts"]), 1, r) for r in readings]
+        if items:
+            items.sort(key=lambda x: x[:3])  # stable: arrival order within a key
+            lo = min(x[1] for x in items if x[2]) if readings else None
+            if lo is not None and (self._start is None or lo < self._start):
+                first = self._start is None
+                self._start = lo
+                self._dirty.add(META_KEY)
+                if first:  # registered sensors that never report are silent from here
+                    self._rebuild_timers()
+            n, i = len(items), 0
+            while i < n:
+                sid, ts, is_reading, _ = items[i]
+                j = i + 1
+                while j < n and items[j][:3] == (sid, ts, is_reading):
+                    j += 1
+                if is_reading and sid in self._sensors:
+                    events += self._catch_up(sid, ts)
+                self.observe([x[3] for x in items[i:j]])
+                if is_reading:
+                    events += self._evaluate_sensor(sid, ts)
+                i = j
+        if watermark is not None:
+            events += self._run_timers(int(watermark))
+            events += self._notify_unsilenced(int(watermark))
+        return events
+
+    def _rules_for(self, sid: str) -> tuple[Rule, ...]:
+        """Sensor-scope rules whose selector matches ``sid`` (cached per sensor)."""
+        got = self._sensor_rules.get(sid)
+        if got is None:
+            attrs = self.attrs(sid)
+            got = self._sensor_rules[sid] = tuple(
+                r for r in self._rules if r.scope == "sensor" and r.selector.matches(sid, attrs))
+        return got
+
+    def _evaluate_sensor(self, sid: str, t: int) -> list[AlertEvent]:
+        st = self._sensors.get(sid)
+        if st is None:
+            return []  # no rule needs this sensor
+        events: list[AlertEvent] = []
+        district = None
+        due_groups: dict[str, bool] = {}
+        for rule in self._rules_for(sid):
+            g = self._group_of[rule.id]
+            ok_group = due_groups.get(g.name)
+            if ok_group is None:
+                last = st.evald.get(g.name)
+                ok_group = last is None or (t >= last and (not g.interval_ms
+                                                           or t >= last + g.interval_ms))
+                due_groups[g.name] = ok_group
+                if ok_group:
+                    st.evald[g.name] = t
+            if not ok_group:
+                continue
+            if district is None:
+                district = self.attrs(sid).get("district") or ""
+            states = self._alerts.get(rule.id)
+            active = states is not None and sid in states
+            c = rule.condition
+            if isinstance(c, AbsenceCond):
+                if (rule.id, sid) not in self._armed:
+                    self._arm(rule, sid)
+                if active:  # it reported: the absence ends (keep_firing_for permitting)
+                    events += self._advance_one(rule, sid, t, self._absence_hit(rule, sid, t))
+                continue
+            ok, v, extra = self._sensor_cond(rule, sid, st, t, active)
+            if ok or active:
+                hit = (v, self._labels(rule, sid, district or None), extra) if ok else None
+                events += self._advance_one(rule, sid, t, hit)
+        self._dirty.add("s|" + sid)
+        return events
+
+    def _catch_up(self, sid: str, t: int) -> list[AlertEvent]:
+        """Due entries of ``sid`` earlier than its reading at ``t``, at their own times,
+        before the reading is folded in. Why: in a backlog the watermark is known only at
+        the end of a batch, by when a silence in the middle of it would be hidden by the
+        readings after it. The sensor's own next reading proves that nothing of it
+        arrived in between, so its timers can run now, in event-time order."""
+        events: list[AlertEvent] = []
+        for rule in self._rules_for(sid):
+            if (rule.id, sid) not in self._armed:
+                continue
+            due = self._due(rule, sid)
+            while due is not None and due < t:
+                events += self._fire_due(rule, sid, due)
+                nxt = self._due(rule, sid)
+                if nxt is not None and nxt <= due:
+                    break
+                due = nxt
+        return events
+
+    def _fire_due(self, rule: Rule, inst: str, t: int) -> list[AlertEvent]:
+        """Evaluate ``rule`` for ``inst`` at its due time ``t`` (no new data since)."""
+        if isinstance(rule.condition, AbsenceCond):
+            return self._advance_one(rule, inst, t, self._absence_hit(rule, inst, t))
+        sen = self._sensors.get(inst)
+        if sen is None:
+            return []
+        sen.evald[self._group_of[rule.id].name] = t
+        self._dirty.add("s|" + inst)
+        ok, v, extra = self._sensor_cond(rule, inst, sen, t, True)
+        hit = (v, self._labels(rule, inst, self.attrs(inst).get("district")),
+               extra) if ok else None
+        return self._advance_one(rule, inst, t, hit)
+
+    def _absence_hit(self, rule: Rule, sid: str, t: int
+                     ) -> tuple[float, dict[str, str], dict[str, Any]] | None:
+        c = rule.condition
+        silent = self._silent_ms(c, sid, t)  # type: ignore[arg-type]
+        if silent is None or silent < c.silent_for_ms:  # type: ignore[union-attr]
+            return None
+        return (silent / 1000.0,
+                self._labels(rule, sid, self.attrs(sid).get("district")), {})
+
+    # --- the due-time queue
+    def _due(self, rule: Rule, inst: str) -> int | None:
+        """When ``rule`` must next be evaluated for ``inst`` without new data, or None."""
+        st = self._alerts.get(rule.id, {}).get(inst)
+        c = rule.condition
+        dues: list[int] = []
+        if st is not None and st.get("keep_since") is not None:
+            dues.append(st["keep_since"] + rule.keep_firing_for_ms)
+        if isinstance(c, AbsenceCond):
+            if st is None:
+                sen = self._sensors.get(inst)
+                last = (sen.last.get(c.metric) if c.metric else sen.seen) if sen else None
+                if last is None:
+                    last = self._start
+                if last is not None:
+                    dues.append(last + c.silent_for_ms)
+            elif st["s"] == "pending":
+                dues.append(st["active"] + rule.for_ms)
+        elif st is not None:
+            sen = self._sensors.get(inst)
+            last = sen.evald.get(self._group_of[rule.id].name) if sen else None
+            if last is not None:
+                reach = max((p.reach_ms for p in rule.probes()), default=0)
+                dues.append(last + max(reach, 1))
+        return min(dues) if dues else None
+
+    def _arm(self, rule: Rule, inst: str) -> None:
+        due = self._due(rule, inst)
+        if due is None:
+            self._armed.discard((rule.id, inst))
+            return
+        self._seq += 1
+        heapq.heappush(self._timers, (due, self._seq, rule.id, inst))
+        self._armed.add((rule.id, inst))
+
+    def _schedule_active(self, rule: Rule, inst: str, st: Mapping[str, Any], now: int) -> None:
+        if rule.scope == "sensor" and (rule.id, inst) not in self._armed:
+            self._arm(rule, inst)
+
+    def _run_timers(self, watermark: int) -> list[AlertEvent]:
+        events: list[AlertEvent] = []
+        heap = self._timers
+        while heap and heap[0][0] <= watermark:
+            due, _, rid, inst = heapq.heappop(heap)
+            self._armed.discard((rid, inst))
+            rule = self._by_id.get(rid)
+            if rule is None:
+                continue
+            now_due = self._due(rule, inst)
+            if now_due is None:
+                continue
+            if now_due > due:  # data or a transition moved it: wait for the new time
+                self._arm(rule, inst)
+                continue
+            events += self._fire_due(rule, inst, now_due)
+            if (rid, inst) not in self._armed:
+                self._arm(rule, inst)
+        return events
+
+    def _rebuild_timers(self) -> None:
+        """The queue is derived state: rebuilt from the alert and sensor state (after a
+        restart, a rebalance or a rule reload), so it is never persisted."""
+        self._timers, self._armed = [], set()
+        for rule in self._rules:
+            if rule.scope != "sensor":
+                continue
+            if isinstance(rule.condition, AbsenceCond):
+                for sid in self._candidates(rule):
+                    self._arm(rule, sid)
+            for inst in self._alerts.get(rule.id, {}):
+                if (rule.id, inst) not in self._armed:
+                    self._arm(rule, inst)
+
+    def _notify_unsilenced(self, now: int) -> list[AlertEvent]:
+        """Firing alerts that were silenced when they fired, once their silence is over."""
+        events: list[AlertEvent] = []
+        for rule_id, states in self._alerts.items():
+            for inst, st in states.items():
+                if (st["s"] == "firing" and not st["notified"]
+                        and not self._silenced_by(st["labels"], now)):
+                    st["notified"] = True
+                    events.append(self._event("firing", rule_id, st, now, []))
+                    self._dirty.add(_alert_key(rule_id, inst))
         return events
 
     def tick(self, now_ms: int | None = None) -> list[AlertEvent]:
@@ -714,17 +998,12 @@ class Evaluator:
                 if rule.id in self._rule_ids:
                     events.extend(self._advance(rule, now, self._evaluate(rule, now)))
         # notify alerts that fired while silenced, once their silence is over
-        for rule_id, states in self._alerts.items():
-            for inst, st in states.items():
-                if (
-                    st["s"] == "firing"
-                    and not st["notified"]
-                    and not self._silenced_by(st["labels"], now)
-                ):
-                    st["notified"] = True
-                    events.append(self._event("firing", rule_id, st, now, []))
-                    self._dirty.add(_alert_key(rule_id, inst))
-        return events
+        return events + self._notify_unsilenced(now)
+
+    @property
+    def has_active(self) -> bool:
+        """Whether any alert is pending or firing (cheap: no copy)."""
+        return any(self._alerts.values())
 
     def active_alerts(self, state: str | None = None) -> list[dict[str, Any]]:
         """Pending and firing alerts (``state="firing"`` for firing only)."""
@@ -861,6 +1140,9 @@ class Evaluator:
         self._plans.clear()
         self._div_cache.clear()
         self._ignored.clear()
+        self._sensor_rules.clear()
+        if self._streaming:
+            self._rebuild_timers()
 
     @classmethod
     def from_state(

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import difflib
 
+from urbanbrain.indexes import INDEXES
 from urbanbrain.metrics import METRICS
 
-#: Derived indices: name -> (domain, description)
+#: Derived indices: name -> (domain, description). Declared once in urbanbrain/indexes.py
+#: (with the window each comes from and when rules see it); extensions via register_index.
 INDEX_METRICS: dict[str, tuple[str, str]] = {
-    "aqi_us": ("environment", "US EPA Air Quality Index (0-500)"),
-    "aqi_cn": ("environment", "China HJ 633-2012 AQI (0-500)"),
-    "congestion_index": ("traffic", "1 - speed / free-flow speed (0 = free flow, 1 = standstill)"),
-    "speed_ratio": ("traffic", "speed / free-flow speed"),
+    name: (ix.domain, ix.description) for name, ix in INDEXES.items()
 }
 
 DOMAINS: tuple[str, ...] = ("traffic", "environment", "water", "power")

@@ -17,7 +17,7 @@ WEEK_MS = 168 * HOUR_MS
 class SensorState:
     """Everything the engine remembers about one sensor."""
 
-    __slots__ = ("attrs", "ewma", "last", "seen", "series", "tod", "weekly")
+    __slots__ = ("attrs", "evald", "ewma", "last", "seen", "series", "times", "tod", "weekly")
 
     def __init__(self) -> None:
         self.seen: int | None = None  # event time of the newest reading
@@ -29,6 +29,12 @@ class SensorState:
         self.ewma: dict[str, list] = {}  # "metric|halflife" -> windows.ewma_update state
         self.weekly: dict[str, dict[str, list]] = {}  # metric -> hour-of-week -> bucket
         self.tod: dict[str, list] = {}  # "metric|tz|halflife" -> seasonal.py state
+        # rule group -> event time of this sensor's last evaluation (streaming mode: each
+        # sensor is evaluated at its own readings' times, at most once per group interval)
+        self.evald: dict[str, int] = {}
+        # metric ("" = any) -> recent reading times, for "last seen at or before t" when
+        # readings newer than t are already in (district scope, sources at different speeds)
+        self.times: dict[str, array] = {}
 
     # --- samples ----------------------------------------------------------------------
     def add(self, metric: str, ts: int, value: float, retention_ms: int) -> bool:
@@ -64,6 +70,27 @@ class SensorState:
         j = bisect_right(tsl, end_incl)
         i = bisect_right(tsl, start_excl, 0, j)
         return tsl[i:j], vl[i:j]
+
+    def seen_at(self, metric: str, ts: int, horizon_ms: int) -> None:
+        t = self.times.get(metric)
+        if t is None:
+            t = self.times[metric] = array("q")
+        if not t or ts > t[-1]:
+            t.append(ts)
+        else:
+            i = bisect_left(t, ts)
+            if i == len(t) or t[i] != ts:
+                t.insert(i, ts)
+        cutoff = t[-1] - horizon_ms - 60_000
+        if t[0] < cutoff:
+            del t[:bisect_left(t, cutoff)]
+
+    def last_seen_before(self, metric: str, now: int) -> int | None:
+        t = self.times.get(metric)
+        if not t:
+            return None
+        i = bisect_right(t, now)
+        return t[i - 1] if i else None
 
     # --- same hour last week ------------------------------------------------------------
     def weekly_add(self, metric: str, ts: int, x: float) -> None:
@@ -117,6 +144,10 @@ class SensorState:
             d["w"] = {m: {h: list(b) for h, b in bs.items()} for m, bs in self.weekly.items()}
         if self.tod:
             d["t"] = {k: list(v) for k, v in self.tod.items()}
+        if self.evald:
+            d["ev"] = dict(self.evald)
+        if self.times:
+            d["ts"] = {k: list(v) for k, v in self.times.items()}
         return d
 
     @classmethod
@@ -129,4 +160,6 @@ class SensorState:
         st.ewma = {k: list(v) for k, v in (d.get("e") or {}).items()}
         st.weekly = {m: {h: list(b) for h, b in bs.items()} for m, bs in (d.get("w") or {}).items()}
         st.tod = {k: list(v) for k, v in (d.get("t") or {}).items()}
+        st.evald = dict(d.get("ev") or {})
+        st.times = {k: array("q", v) for k, v in (d.get("ts") or {}).items()}
         return st

@@ -80,6 +80,16 @@ def _settings(mqtt_url: str | None) -> Settings:
     return s.model_copy(update={"mqtt_url": mqtt_url}) if mqtt_url else s
 
 
+def _run_checked(*args, **kwargs) -> RunResult:  # noqa: ANN002, ANN003
+    """:func:`run_simulation`, with SUMO's missing parts as a ValueError (one-line error)."""
+    try:
+        return run_simulation(*args, **kwargs)
+    except RuntimeError as exc:
+        if type(exc).__name__ == "SumoUnavailable":
+            raise ValueError(f"SUMO mode unavailable: {exc}") from exc
+        raise
+
+
 @app.command()
 def run(
     seed: int = typer.Option(42, help="Seed: same seed, same city, signals and incidents."),
@@ -102,30 +112,58 @@ def run(
     qos: int = typer.Option(1, help="MQTT QoS."),
     pack_size: int = typer.Option(50, help="Sensors per SenML pack."),
     mqtt_url: Optional[str] = typer.Option(None, help="Override URBANBRAIN_MQTT_URL."),
-    sumo: bool = typer.Option(False, help="Drive traffic loops from a SUMO microsimulation."),
+    sumo: bool = typer.Option(False, help="Drive traffic loops from SUMO's E1 induction "
+                                          "loops (built-in grid, or --sumo-net ...)."),
+    sumo_net: Optional[Path] = typer.Option(None, help="SUMO mode: your network (.net.xml)."),
+    sumo_routes: list[Path] = typer.Option([], "--sumo-routes", "--sumo-trips",
+                                           help="SUMO mode: route or trip files (repeat)."),
+    sumo_additional: list[Path] = typer.Option([], help="SUMO mode: additional files with "
+                                                        "your E1 loops (repeat)."),
+    sumo_workdir: Optional[Path] = typer.Option(None, help="SUMO mode: where the built-in "
+                                                           "grid and SUMO's E1 XML go."),
 ) -> None:
     """Simulate the city live and publish to MQTT."""
-    if sumo:
-        from urbanbrain.simulators.sumo import SumoUnavailable, load_sumo, sumo_home
+    scenario = None
+    sim_city = None
+    if sumo or sumo_net or sumo_routes or sumo_additional:
+        from urbanbrain.simulators.city import City as _City
+        from urbanbrain.simulators.sumo import (NetGeometry, Scenario, SumoScenarioError,
+                                                SumoUnavailable, load_sumo, sumo_home)
 
+        sumo = True
         try:
             sumo_home()
             load_sumo()
+            if sumo_net or sumo_routes or sumo_additional:
+                if sumo_net is None:
+                    raise SumoScenarioError("--sumo-routes/--sumo-additional need --sumo-net")
+                scenario = Scenario.user(sumo_net, sumo_routes, sumo_additional)
+                centre = NetGeometry.of(scenario.net).centre_latlon()
+                if centre is not None:  # a geo-referenced network: the city lies around it
+                    sim_city = _City.generate(seed, size, centre=centre)
         except SumoUnavailable as exc:
             console.print(f"[red]SUMO mode unavailable:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        except SumoScenarioError as exc:
+            console.print(f"[red]SUMO scenario:[/red] {exc}")
             raise typer.Exit(2) from exc
     stop = threading.Event()
     _stop_on_signals(stop)
     settings = _settings(mqtt_url)
-    with Live(_render(Progress(), "urbanbrain simulate"), console=console,
-              refresh_per_second=4) as live:
-        result = run_simulation(
-            settings, seed=seed, size=size, rate=rate or None, speed=speed,
-            duration_s=_duration(duration), sim_duration_s=_duration(sim_duration), fmt=fmt,
-            interval_s=interval, start_ms=_start_ms(start), registry_path=registry,
-            ground_truth_path=ground_truth, faults=faults, incidents=incidents,
-            connections=connections, qos=qos, pack_size=pack_size, stop_event=stop, sumo=sumo,
-            on_progress=lambda p: live.update(_render(p, "urbanbrain simulate")))
+    try:
+        with Live(_render(Progress(), "urbanbrain simulate"), console=console,
+                  refresh_per_second=4) as live:
+            result = _run_checked(
+                settings, seed=seed, size=size, rate=rate or None, speed=speed,
+                duration_s=_duration(duration), sim_duration_s=_duration(sim_duration), fmt=fmt,
+                interval_s=interval, start_ms=_start_ms(start), registry_path=registry,
+                ground_truth_path=ground_truth, faults=faults, incidents=incidents,
+                connections=connections, qos=qos, pack_size=pack_size, stop_event=stop, sumo=sumo,
+                sumo_workdir=sumo_workdir, sumo_scenario=scenario, city=sim_city,
+                on_progress=lambda p: live.update(_render(p, "urbanbrain simulate")))
+    except ValueError as exc:  # SumoScenarioError and bad options: one line, no traceback
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     console.print(f"done: {result.progress.readings:,} readings, "
                   f"{result.progress.messages:,} messages, {result.progress.incidents} incidents; "
                   f"faults {result.faults.as_dict()}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
+import numpy as np
 import orjson
 
 from urbanbrain.simulators.city import KIND_ORDER, KINDS, City, Sensor
@@ -43,6 +44,17 @@ def iso_ms(ts_ms: int) -> str:
     """ISO 8601 UTC with milliseconds, e.g. 2026-01-05T08:00:00.000Z."""
     dt = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+def _has_gaps(frame: Frame) -> bool:
+    """True when some value is NaN: a metric the sensor did not measure this tick (a SUMO
+    loop no vehicle passed has no speed). Such metrics are left out of the message, never
+    sent as a made-up number; checked per frame so the full-frame path stays a template."""
+    return any(bool(np.isnan(v).any()) for v in frame.values.values())
+
+
+def _finite(names: tuple[str, ...], row: list[float]) -> dict[str, float]:
+    return {m: v for m, v in zip(names, row) if v == v}
 
 
 def _rows(city: City, frame: Frame) -> Iterator[tuple[int, list[float], int]]:
@@ -80,6 +92,13 @@ class JsonEncoder:
 
     def encode(self, frame: Frame) -> list[Message]:
         topics, templates = self.topics, self.templates
+        if _has_gaps(frame):
+            sensors = self.city.sensors
+            return [(topics[gi], orjson.dumps({"sensor_id": sensors[gi].sensor_id, "ts": ts,
+                                               "metrics": _finite(sensors[gi].metrics, row)}), 1)
+                    if any(v != v for v in row) else
+                    (topics[gi], (templates[gi] % (ts, *row)).encode(), 1)
+                    for gi, row, ts in _rows(self.city, frame)]
         return [(topics[gi], (templates[gi] % (ts, *row)).encode(), 1)
                 for gi, row, ts in _rows(self.city, frame)]
 
@@ -109,6 +128,7 @@ class SenMLEncoder:
                 self.gateways.append((f"{topic_prefix}/{district}/{domain}/pack/{gw}", chunk))
                 for gi in chunk:
                     self.gateway_of[gi] = gw
+        self.units = units
         self.plain: list[str] = []  # sensor fragment without bt
         self.with_bt: list[str] = []  # sensor fragment with its own bt
         for s in city.sensors:
@@ -132,6 +152,7 @@ class SenMLEncoder:
             rows[gi] = row
         out: list[Message] = []
         plain, with_bt = self.plain, self.with_bt
+        gaps = _has_gaps(frame)
         for topic, members in self.gateways:
             parts = []
             base = None
@@ -140,7 +161,12 @@ class SenMLEncoder:
                 if row is None:
                     continue
                 ts = tss[gi]
-                if ts != base:  # first sensor of the pack, or a change of event time
+                if gaps and any(v != v for v in row):
+                    frag = self._sparse(gi, row, None if ts == base else ts)
+                    if frag:
+                        base = ts
+                        parts.append(frag)
+                elif ts != base:  # first sensor of the pack, or a change of event time
                     base = ts
                     parts.append(with_bt[gi] % (ts / 1000.0, *row))
                 else:
@@ -148,6 +174,26 @@ class SenMLEncoder:
             if parts:
                 out.append((topic, ("[" + ",".join(parts) + "]").encode(), len(parts)))
         return out
+
+
+    def _sparse(self, gi: int, row: list[float], ts: int | None) -> str:
+        """A sensor's records without its NaN metrics (slow path, rare)."""
+        s = self.city.sensors[gi]
+        recs: list[dict[str, object]] = []
+        for m, v in zip(s.metrics, row):
+            if v != v:
+                continue
+            rec: dict[str, object] = {"n": m, "v": v}
+            if self.units and m in SENML_UNITS:
+                rec["u"] = SENML_UNITS[m]
+            recs.append(rec)
+        if not recs:
+            return ""
+        head: dict[str, object] = {"bn": f"{s.sensor_id}:"}
+        if ts is not None:
+            head["bt"] = ts / 1000.0
+        recs[0] = {**head, **recs[0]}
+        return ",".join(orjson.dumps(r).decode() for r in recs)
 
 
 # FIWARE Smart Data Models (NGSI-LD key-values) per kind: (entity type, @context)
@@ -211,7 +257,8 @@ class FiwareEncoder:
         if s.kind in ("loop", "noise"):
             e["dateObservedFrom"] = iso_ms(ts - self.interval_ms)
             e["dateObservedTo"] = iso_ms(ts)
-        e.update(fiware_attributes(s.kind, metrics))
+        e.update((k, v) for k, v in fiware_attributes(s.kind, metrics).items()
+                 if not (isinstance(v, float) and v != v))  # NaN: not measured, not sent
         if self.context:
             e["@context"] = [ctx]
         return e

@@ -58,6 +58,7 @@ def run_simulation(
     city: City | None = None,
     sumo: bool = False,
     sumo_workdir: str | Path | None = None,
+    sumo_scenario: object | None = None,
 ) -> RunResult:
     """Simulate the city and publish its readings to ``settings.mqtt_url``.
 
@@ -66,10 +67,24 @@ def run_simulation(
     json | senml | fiware; ``start_ms``: first tick's event time (default: now, aligned
     to ``interval_s``). The registry CSV is written before the first message, so ingest
     can load it; ground truth is appended as incidents and faults start. ``sumo``: drive
-    traffic loops from a SUMO microsimulation (raises SumoUnavailable when missing).
+    traffic loops from SUMO's E1 loops (raises SumoUnavailable when missing); the built-in
+    grid, or ``sumo_scenario`` (a :class:`urbanbrain.simulators.sumo.Scenario`). SUMO's loops
+    take over the city's first loops before the registry is written.
     """
     stop = stop_event or threading.Event()
     city = city or City.generate(seed, size)
+    traffic_sim = None
+    if sumo:
+        import tempfile
+
+        from urbanbrain.simulators.engine import aligned_now_ms
+        from urbanbrain.simulators.sumo import SumoTraffic
+
+        hours = (sim_duration_s or duration_s or 3600.0) * max(speed or 1.0, 1.0) / 3600.0
+        traffic_sim = SumoTraffic(
+            city, sumo_workdir or tempfile.mkdtemp(prefix="urbanbrain-sumo-"), seed=seed,
+            interval_s=interval_s, start_ms=start_ms or aligned_now_ms(interval_s),
+            hours=min(max(hours, 1.0), 48.0), scenario=sumo_scenario)  # type: ignore[arg-type]
     reg = Path(registry_path) if registry_path else None
     if reg:
         city.write_registry(reg)
@@ -84,18 +99,6 @@ def run_simulation(
 
     sched = schedule if schedule is not None else (
         Schedule(city, seed) if incidents else Schedule.none(city))
-    traffic_sim = None
-    if sumo:
-        import tempfile
-
-        from urbanbrain.simulators.engine import aligned_now_ms
-        from urbanbrain.simulators.sumo import SumoTraffic
-
-        hours = (sim_duration_s or duration_s or 3600.0) * max(speed or 1.0, 1.0) / 3600.0
-        traffic_sim = SumoTraffic(
-            city, sumo_workdir or tempfile.mkdtemp(prefix="urbanbrain-sumo-"), seed=seed,
-            interval_s=interval_s, start_ms=start_ms or aligned_now_ms(interval_s),
-            hours=min(max(hours, 1.0), 48.0))
     sim = Simulation(city, seed, start_ms=start_ms, interval_s=interval_s, schedule=sched,
                      faults=fault_cfg, on_event=on_event, sumo=traffic_sim)
     encoder = make_encoder(fmt, city, interval_s=interval_s, pack_size=pack_size,

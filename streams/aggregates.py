@@ -7,6 +7,12 @@ sum of squares, min, max and the last value (by event time) per sensor and metri
 are associative, so a window is the merge of its deltas, a 5-min hopping window the merge
 of its five 1-min panes ("panes", Li et al., *No pane, no gain*, SIGMOD Record 2005), and a
 replayed record rewrites its own delta instead of counting twice.
+
+Weighted metrics: a loop's speed is the mean speed of the vehicles of its interval, so a
+window's speed is the mean over the window's *vehicles*, not over its readings: each
+reading's speed weighs by the vehicle count of the same reading (:data:`WEIGHTED_BY`). A
+delta carries ``wsum`` (Σ weight·value), ``wn`` (Σ weight) and ``nw`` (readings without a
+weight); see :attr:`Stats.mean` for how a window's mean is chosen from them.
 """
 
 from __future__ import annotations
@@ -19,8 +25,16 @@ import orjson
 import pandas as pd
 
 #: Columns of a delta / merged window frame, one row per (sensor, metric).
-COLUMNS = ("sensor", "metric", "count", "sum", "sumsq", "min", "max", "last_ts", "last")
+COLUMNS = ("sensor", "metric", "count", "sum", "sumsq", "min", "max", "last_ts", "last",
+           "wsum", "wn", "nw")
 _NUMERIC = COLUMNS[2:]
+_INT_COLUMNS = ("count", "last_ts", "nw")
+
+#: metric → the metric of the same reading that weighs it in a window's mean. A loop's
+#: ``speed_kmh`` is the mean speed of the ``vehicle_count`` vehicles of its interval, so the
+#: window's speed is Σ count·speed / Σ count: the time-mean speed of the window's vehicles,
+#: exactly what the loop would have reported for the whole window.
+WEIGHTED_BY: dict[str, str] = {"speed_kmh": "vehicle_count"}
 
 #: Metrics whose sum over a window means something (vehicles counted); others are levels
 #: or rates, where a sum over readings depends on the reporting interval.
@@ -41,7 +55,7 @@ class Frame:
     @classmethod
     def empty(cls) -> Frame:
         return cls({c: np.asarray([], dtype=object if c in ("sensor", "metric") else
-                                  np.int64 if c in ("count", "last_ts") else np.float64)
+                                  np.int64 if c in _INT_COLUMNS else np.float64)
                     for c in COLUMNS})
 
     def __getitem__(self, column: str) -> np.ndarray:
@@ -65,15 +79,29 @@ class Stats:
     max: float
     last_ts: int
     last: float
+    wsum: float = 0.0  # Σ weight · value over readings that carried a weight
+    wn: float = 0.0  # Σ weight
+    nw: int = -1  # readings without a weight (-1: unknown, treated as all of them)
 
     @property
     def mean(self) -> float:
+        """The window's mean: weighted when *every* reading carried its weight (a loop's
+        speed with its vehicle count): Σ w·v / Σ w, and NaN when Σ w is 0 (no vehicle, no
+        speed). Otherwise (metrics without weights, or a device that reports speed without
+        counts) the mean of the readings."""
+        if self.nw == 0:
+            return self.wsum / self.wn if self.wn > 0 else float("nan")
+        return self.sum / self.count
+
+    @property
+    def reading_mean(self) -> float:
+        """The plain mean of the readings' values, weights ignored."""
         return self.sum / self.count
 
     @property
     def std(self) -> float:
-        """Population standard deviation (ddof=0), from the running sums."""
-        m = self.mean
+        """Population standard deviation (ddof=0) of the readings, from the running sums."""
+        m = self.sum / self.count
         return float(np.sqrt(max(self.sumsq / self.count - m * m, 0.0)))
 
 
@@ -87,39 +115,59 @@ class Flat:
     metric: list[str]
     ts: np.ndarray  # int64
     value: np.ndarray  # float64
+    weight: np.ndarray | None = None  # float64, NaN = no weight; None = no weighted metric
 
 
 def flatten(records: Sequence[tuple[int, Sequence[Mapping]]], pane_ms: int) -> Flat:
     """One row per metric value; non-numeric or non-finite values are left out (the raw
-    path dead-letters them already)."""
+    path dead-letters them already). A metric of :data:`WEIGHTED_BY` gets the value of its
+    weight in the same reading (NaN when absent or not a finite number ≥ 0)."""
     offs: list[int] = []
     sens: list[str] = []
     mets: list[str] = []
     tss: list[int] = []
     vals: list[object] = []
+    wrows: list[int] = []
+    wvals: list[object] = []
+    weighted = WEIGHTED_BY.items()
     for offset, readings in records:
         for r in readings:
             sid = r["sensor_id"]
             ts = r["ts"]
-            for name, v in r["metrics"].items():
+            m = r["metrics"]
+            base = len(vals)
+            for name, v in m.items():
                 offs.append(offset)
                 sens.append(sid)
                 mets.append(name)
                 tss.append(ts)
                 vals.append(v)
+            for wm, wby in weighted:
+                if wm in m:
+                    wrows.append(base + list(m).index(wm))
+                    wvals.append(m.get(wby))
     try:
         value = np.asarray(vals, dtype=np.float64)
     except (TypeError, ValueError):
         value = np.asarray([_num(v) for v in vals], dtype=np.float64)
+    weight = None
+    if wrows:
+        weight = np.full(len(value), np.nan)
+        try:
+            w = np.asarray(wvals, dtype=np.float64)
+        except (TypeError, ValueError):
+            w = np.asarray([_num(v) for v in wvals], dtype=np.float64)
+        weight[np.asarray(wrows, dtype=np.int64)] = np.where(w >= 0, w, np.nan)
     ts_arr = np.asarray(tss, dtype=np.int64)
     off_arr = np.asarray(offs, dtype=np.int64)
     ok = np.isfinite(value)
     if not ok.all():
         idx = np.flatnonzero(ok)
         value, ts_arr, off_arr = value[idx], ts_arr[idx], off_arr[idx]
+        weight = None if weight is None else weight[idx]
         sens = [sens[i] for i in idx]
         mets = [mets[i] for i in idx]
-    return Flat(off_arr, ts_arr // pane_ms * pane_ms, sens, mets, ts_arr, value)
+    return Flat(off_arr, ts_arr // pane_ms * pane_ms, sens, mets, ts_arr, value, weight)
 
 
 def _num(v: object) -> float:
@@ -171,11 +219,20 @@ def deltas(flat: Flat) -> dict[tuple[int, int], Frame]:
     sensor_codes, sensors = pd.factorize(np.asarray(flat.sensor, dtype=object))
     metric_codes, metrics = pd.factorize(np.asarray(flat.metric, dtype=object))
     v = flat.value
+    if flat.weight is None:
+        wsum, wn = np.zeros(len(v)), np.zeros(len(v))
+        nw = np.ones(len(v), dtype=np.int64)
+    else:
+        has = np.isfinite(flat.weight)
+        wn = np.where(has, flat.weight, 0.0)
+        wsum = wn * v
+        nw = (~has).astype(np.int64)
     order, starts, agg = _reduce(
         (flat.offset, flat.pane, sensor_codes, metric_codes), flat.ts,
         {"count": ("sum", np.ones(len(v), dtype=np.int64)), "sum": ("sum", v),
          "sumsq": ("sum", v * v), "min": ("min", v), "max": ("max", v),
-         "last_ts": ("last", flat.ts), "last": ("last", v)},
+         "last_ts": ("last", flat.ts), "last": ("last", v),
+         "wsum": ("sum", wsum), "wn": ("sum", wn), "nw": ("sum", nw)},
     )
     first = order[starts]
     off, pane = flat.offset[first], flat.pane[first]
@@ -190,6 +247,7 @@ def deltas(flat: Flat) -> dict[tuple[int, int], Frame]:
             "sensor": sens[a:b], "metric": mets[a:b], "count": agg["count"][a:b],
             "sum": agg["sum"][a:b], "sumsq": agg["sumsq"][a:b], "min": agg["min"][a:b],
             "max": agg["max"][a:b], "last_ts": agg["last_ts"][a:b], "last": agg["last"][a:b],
+            "wsum": agg["wsum"][a:b], "wn": agg["wn"][a:b], "nw": agg["nw"][a:b],
         })
     return out
 
@@ -209,7 +267,9 @@ def merge(frames: Iterable[Frame]) -> Frame:
         (sensor_codes, metric_codes), col["last_ts"].astype(np.int64),
         {"count": ("sum", col["count"].astype(np.int64)), "sum": ("sum", col["sum"]),
          "sumsq": ("sum", col["sumsq"]), "min": ("min", col["min"]), "max": ("max", col["max"]),
-         "last_ts": ("last", col["last_ts"].astype(np.int64)), "last": ("last", col["last"])},
+         "last_ts": ("last", col["last_ts"].astype(np.int64)), "last": ("last", col["last"]),
+         "wsum": ("sum", col["wsum"]), "wn": ("sum", col["wn"]),
+         "nw": ("sum", col["nw"].astype(np.int64))},
     )
     first = order[starts]
     return Frame({"sensor": sensors[sensor_codes[first]],
@@ -220,8 +280,8 @@ def by_sensor(frame: Frame) -> dict[str, dict[str, Stats]]:
     """sensor → metric → Stats (once per closed window, so plain Python is fine here)."""
     out: dict[str, dict[str, Stats]] = {}
     cols = [frame[c].tolist() for c in COLUMNS]
-    for s, m, n, sm, sq, lo, hi, lts, last in zip(*cols):
-        out.setdefault(s, {})[m] = Stats(int(n), sm, sq, lo, hi, int(lts), last)
+    for s, m, n, sm, sq, lo, hi, lts, last, ws, wn, nw in zip(*cols):
+        out.setdefault(s, {})[m] = Stats(int(n), sm, sq, lo, hi, int(lts), last, ws, wn, int(nw))
     return out
 
 
@@ -243,4 +303,12 @@ def decode_delta(value: bytes) -> tuple[Frame, dict[str, tuple[str, str]]]:
         cols[c] = np.asarray(doc[c], dtype=np.int64)
     for c in ("sum", "sumsq", "min", "max", "last"):
         cols[c] = np.asarray(doc[c], dtype=np.float64)
+    if "nw" in doc:
+        cols["wsum"] = np.asarray(doc["wsum"], dtype=np.float64)
+        cols["wn"] = np.asarray(doc["wn"], dtype=np.float64)
+        cols["nw"] = np.asarray(doc["nw"], dtype=np.int64)
+    else:  # a delta written before weights existed: its readings count as unweighted
+        cols["wsum"] = np.zeros(len(cols["count"]))
+        cols["wn"] = np.zeros(len(cols["count"]))
+        cols["nw"] = cols["count"].copy()
     return Frame(cols), meta

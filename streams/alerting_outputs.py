@@ -32,11 +32,11 @@ import aiohttp
 import orjson
 import paho.mqtt.client as mqtt
 from mode import Service
+from urbanbrain.rules import AlertEvent, influx_line, mqtt_message, webhook_payloads
 
 from urbanbrain.latency import LatencyHistogram
 from urbanbrain.mqtt import apply_security
 from urbanbrain.retention import ALERTS
-from urbanbrain.rules import AlertEvent, influx_line, mqtt_message, webhook_payloads
 from urbanbrain.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,31 +1,32 @@
-"""The Faust app: stream topology of the urban brain, readable at a glance.
+"""The Faust app: the stream topology of the urban brain, readable at a glance.
 
-    readings.{traffic,environment,water,power} ──▶ store_readings ──▶ InfluxDB <domain>
-        │  (refused lines, late readings ──▶ readings.deadletter)
-        └─ windows per source partition (1-min panes, 5-min hopping, allowed lateness;
-           state: table ``window-state``) ──▶ InfluxDB agg_sensor_1m/_5m, traffic_index, aqi,
-           water_index, power_index ──▶ Kafka ``aggregates`` (rules engine)
-                                      └──▶ <app id>-rollup-partials ──▶ rollup (table
-                                           ``rollup-state``) ──▶ InfluxDB district_1m, city_1m
-           hours folded from the closed minutes (streams/hourly.py) ──▶ InfluxDB longterm
-           agg_sensor_1h, indices window=1h; their partials ──▶ district_1h, city_1h
-    readings.* ──▶ alert_sensors (rules, sensor scope; table ``alert-state``)
-               └──▶ <app id>-alerts-district-readings ──▶ alert_districts (district scope)
-                    ──▶ alerts: Kafka ``alerts``, InfluxDB ``alerts``, MQTT city/alerts/..., webhooks
-    every 5 s (configurable) ──▶ report_pipeline ──▶ InfluxDB pipeline
+    readings.{traffic,environment,water,power} ──▶ process_readings (StreamsWorker)
+        ├─ raw readings ──▶ InfluxDB <domain>           (refused lines, late ──▶ readings.deadletter)
+        ├─ windows per source partition (1-min panes, 5-min hops, allowed lateness;
+        │  table ``window-state``) ──▶ InfluxDB agg_sensor_1m/_5m, traffic_index, aqi,
+        │  water_index, power_index; Kafka ``aggregates``;
+        │  <app id>-rollup-partials ──▶ rollup (table ``rollup-state``) ──▶ district_1m, city_1m
+        │  hours folded from the closed minutes (streams/hourly.py) ──▶ agg_sensor_1h, indices
+        │  window=1h, district_1h, city_1h (policy longterm; urbanbrain/retention.py)
+        ├─ sensor rules (raw readings + index samples of the closed windows; table
+        │  ``alert-state``) ──▶ alerts
+        └─ <app id>-alerts-district-readings ──▶ alert_districts (district rules; table
+                                                 ``alert-district-state``) ──▶ alerts
+    alerts: MQTT city/alerts/..., webhooks, Kafka ``alerts`` ──▶ store_alerts ──▶ InfluxDB alerts
+    timers: roll-ups (0.5 s), pipeline report, rule reload, idle partitions
 
 Each Kafka record is a batch of readings of one partition (see DESIGN.md); agents take
-several records at a time and write them to InfluxDB before Faust acknowledges them, so an
-InfluxDB outage turns into consumer lag and never into lost points.
+several records at a time and store them before Faust acknowledges them, so an InfluxDB
+outage turns into consumer lag and never into lost points. What a batch does, and in
+which order, is in streams/worker.py; the stages it runs are Faust-free (the backtest
+runs them too).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -35,26 +36,20 @@ import orjson
 from urbanbrain import gctune
 from urbanbrain.health import HealthServer
 from urbanbrain.influx import InfluxError, InfluxWriter
-from urbanbrain.latency import LatencyHistogram
-from urbanbrain.kafka import AGGREGATES_TOPIC, DEADLETTER_TOPIC, READINGS_TOPICS
-from urbanbrain.lineprotocol import ReadingLineEncoder, line
-from urbanbrain.reading import encode_batch
-from urbanbrain.retention import LONGTERM, PIPELINE, RAW, WINDOWS, write_routed
+from urbanbrain.kafka import AGGREGATES_TOPIC, ALERTS_TOPIC, DEADLETTER_TOPIC, READINGS_TOPICS
 from urbanbrain.registry import Registry
 from urbanbrain.settings import Settings
 
 from . import faust_patches
-from .alerting import register_alerting
-from .decoded import DecodedBatches
+from .alerting import DISTRICT_TOPIC_SUFFIX, Alerting
 from .derive import IndexCalculator
 from .processor import WindowStage
-from .rollup_stage import RollupStage, points_to_lines
+from .rollup_stage import RollupStage
 from .settings import StreamsSettings
 from .state import TableStore, flush_durably
+from .worker import StreamsWorker
 
 log = logging.getLogger(__name__)
-
-AGGREGATES_PER_RECORD = 200
 
 
 def faust_config(settings: Settings) -> dict:
@@ -110,22 +105,6 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT:
     return faust.SSLCredentials(ctx)
 
 
-class StreamsStats:
-    def __init__(self) -> None:
-        self.records = 0
-        self.readings = 0
-        self.refused = 0
-        self.bad_records = 0
-        self.last_report = time.monotonic()
-        self.last_readings = 0
-        self.last_points = 0
-        self.batch_ms = 0.0
-        #: seconds spent per phase of store_readings (cumulative): where a batch's time goes
-        self.phase_s: dict[str, float] = defaultdict(float)
-        #: event time → InfluxDB acknowledged the raw point
-        self.stored_latency = LatencyHistogram()
-
-
 def _load_registry(settings: Settings) -> Registry | None:
     if settings.registry_path is None:
         return None
@@ -137,38 +116,90 @@ def _load_registry(settings: Settings) -> Registry | None:
         return None
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
+    """The worker's app. ``alerting_only``: rules only, in a consumer group of its own
+    (no raw storage, no windows): an alerting replica beside the storing workers."""
     faust_patches.apply()
     ss = StreamsSettings.from_base(settings)
-    app = faust.App(ss.streams_app_id, **faust_config(ss))
-    readings_topic = app.topic(*READINGS_TOPICS, key_type=bytes, value_type=bytes,
-                               value_serializer="raw", key_serializer="raw")
-    deadletters = app.topic(DEADLETTER_TOPIC, value_serializer="raw", key_serializer="raw")
-    aggregates = app.topic(AGGREGATES_TOPIC, value_serializer="raw", key_serializer="raw")
-    partials_topic = app.topic(
-        f"{ss.streams_app_id}-rollup-partials", internal=True,
-        partitions=ss.kafka_partitions, key_type=str, key_serializer="raw",
-        value_type=bytes, value_serializer="raw",
-    )
-    # key str → json, value bytes → raw (Faust picks the serializers from the types)
-    window_table = app.Table("window-state", key_type=str, value_type=bytes,
-                             partitions=ss.kafka_partitions)
-    rollup_table = app.Table("rollup-state", key_type=str, value_type=bytes,
-                             partitions=ss.kafka_partitions)
+    app_id = f"{ss.streams_app_id}-alerting" if alerting_only else ss.streams_app_id
+    app = faust.App(app_id, **faust_config(ss))
+    n = ss.kafka_partitions
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    readings_topic = app.topic(*READINGS_TOPICS, key_type=bytes, value_type=bytes, **raw)
+    partials_topic = app.topic(f"{app_id}-rollup-partials", internal=True, partitions=n,
+                               key_type=str, value_type=bytes, **raw)
+    district_topic = app.topic(f"{app_id}-{DISTRICT_TOPIC_SUFFIX}", internal=True,
+                               partitions=n, key_type=bytes, value_type=bytes, **raw)
+    alerts_topic = app.topic(ALERTS_TOPIC, **raw)
+    topics = {
+        "deadletters": app.topic(DEADLETTER_TOPIC, **raw),
+        "aggregates": app.topic(AGGREGATES_TOPIC, **raw),
+        "partials": partials_topic, "district": district_topic, "alerts": alerts_topic,
+    }
+
+    def table(name: str) -> TableStore:
+        # key str → json, value bytes → raw (Faust picks the serializers from the types)
+        return TableStore(app.Table(name, key_type=str, value_type=bytes, partitions=n))
+
     writer = InfluxWriter(ss, on_config_error=stop_on_config_error)
-    encoder = ReadingLineEncoder()
-    stats = StreamsStats()
-    calc = IndexCalculator(_load_registry(ss), default_road_class=ss.streams_default_road_class,
-                           nominal_kv=ss.streams_nominal_kv, nominal_hz=ss.streams_nominal_hz)
-    stage = WindowStage(ss, TableStore(window_table), calc)
-    decoded = DecodedBatches(consumers=2)  # store_readings + alert_sensors
-    windows_on = ss.streams_windows
-    rollups = RollupStage(TableStore(rollup_table), expected_sources=ss.kafka_partitions,
+    windows = None
+    if ss.streams_windows and not alerting_only:
+        calc = IndexCalculator(_load_registry(ss),
+                               default_road_class=ss.streams_default_road_class,
+                               nominal_kv=ss.streams_nominal_kv, nominal_hz=ss.streams_nominal_hz,
+                               aqi_cn_edition=ss.streams_aqi_cn_edition)
+        windows = WindowStage(ss, table("window-state"), calc)
+    alerting = Alerting(ss, writer, alerts_topic, sensor_store=table("alert-state"),
+                        district_store=table("alert-district-state"))
+    app.service(alerting.outputs)  # type: ignore[arg-type]  # an instance is accepted too
+    rollups = RollupStage(table("rollup-state"), expected_sources=n,
                           grace_s=ss.streams_rollup_grace_s,
                           retention_ms=int(ss.streams_rollup_retention_s * 1000))
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    app.urbanbrain_stats = stats  # type: ignore[attr-defined]
-    app.urbanbrain_stage = stage  # type: ignore[attr-defined]
+    worker = StreamsWorker(app, ss, writer=writer, windows=windows, alerting=alerting,
+                           rollups=rollups, topics=topics, worker_id=worker_id,
+                           store_raw=not alerting_only)
+    take = (ss.streams_take_records, ss.streams_take_within_s)
+
+    @app.agent(readings_topic, name="process_readings")
+    async def process_readings(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(*take):
+            await worker.readings_batch(events)
+
+    @app.agent(district_topic, name="alert_districts")
+    async def alert_districts(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(*take):
+            await worker.district_batch(events)
+
+    @app.agent(alerts_topic, name="store_alerts")
+    async def store_alerts(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(*take):
+            await alerting.store.store([e.value for e in events])
+
+    @app.agent(partials_topic)
+    async def rollup(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                part = orjson.loads(event.value)
+            except orjson.JSONDecodeError:
+                continue
+            rollups.add(event.message.partition, part)
+
+    @app.timer(0.5)
+    async def write_rollups() -> None:
+        await worker.write_rollups(partials_topic.get_topic_name())
+
+    @app.timer(ss.streams_report_interval_s)
+    async def report_pipeline() -> None:
+        await worker.report()
+
+    @app.timer(alerting.cfg.reload_interval_s)
+    async def reload_rules() -> None:
+        await alerting.reload(app)
+
+    @app.timer(max(1.0, alerting.cfg.idle_s / 3))
+    async def advance_idle_partitions() -> None:
+        await worker.advance_idle()
 
     @app.on_partitions_assigned.connect
     async def log_assignment(sender: Any, assigned: set, **kwargs: Any) -> None:
@@ -180,171 +211,30 @@ def create_app(settings: Settings) -> faust.App:
             {"worker": worker_id, "partitions": {t: sorted(p) for t, p in sorted(mine.items())}}
         ).decode())
 
-    @app.agent(readings_topic)
-    async def store_readings(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(ss.streams_take_records,
-                                                within=ss.streams_take_within_s):
-            t0 = time.perf_counter()
-            if stage.generation != app.consumer_generation_id:
-                stage.reset(app.consumer_generation_id)
-            readings = []
-            by_tp: dict[tuple[str, int], list[tuple[int, list]]] = defaultdict(list)
-            for event in events:
-                msg = event.message
-                try:
-                    batch = decoded.get(msg.topic, msg.partition, msg.offset, event.value)
-                except ValueError as exc:
-                    stats.bad_records += 1
-                    await deadletters.send(value=orjson.dumps({
-                        "topic": msg.topic, "reason": "malformed", "message": str(exc),
-                        "payload": None, "payload_b64": None, "received_ms": _now_ms(),
-                    }))
-                    continue
-                readings.extend(batch)
-                if windows_on:
-                    by_tp[(msg.topic, msg.partition)].append((msg.offset, batch))
-            # 1. raw readings: the write runs while the windows are computed (influxd works
-            #    on it meanwhile); it is awaited before anything is acknowledged
-            lines, bad = encoder.encode(readings)
-            t1 = time.perf_counter()
-            raw_write = asyncio.ensure_future(writer.write(lines, rp=RAW))
-            await asyncio.sleep(0)  # let the request start before the CPU-bound part
-            for r, why in bad:
-                await deadletters.send(value=_sink_dead_letter(r, why))
-            # 2. windows: deltas go to the table first, outputs next, marks/tombstones last
-            results = []
-            out_lines: list[str] = []
-            hour_lines: list[str] = []  # closed hours (streams/hourly.py)
-            for (topic, partition), recs in by_tp.items():
-                recs.sort(key=lambda x: x[0])
-                res = stage.process(topic, partition, recs)
-                for r in res.late:
-                    await deadletters.send(value=_late_letter(topic, r, ss.streams_lateness_s))
-                rendered = stage.render(topic, partition, res)
-                out_lines += rendered.lines
-                hour_lines += rendered.hourly_lines
-                for sensor, why in rendered.refused:
-                    await deadletters.send(value=_refused_letter(sensor, why))
-                results.append((topic, partition, res, rendered))
-            t2 = time.perf_counter()
-            window_write = (asyncio.ensure_future(writer.write(out_lines, rp=WINDOWS))
-                            if out_lines else None)
-            hour_write = (asyncio.ensure_future(writer.write(hour_lines, rp=LONGTERM))
-                          if hour_lines else None)
-            closed_any = False
-            for topic, partition, res, rendered in results:
-                recs = rendered.records
-                for i in range(0, len(recs), AGGREGATES_PER_RECORD):  # stay far below 1 MB
-                    await aggregates.send(value=encode_batch(recs[i:i + AGGREGATES_PER_RECORD]),
-                                          partition=partition)
-                for p in rendered.partials:
-                    await partials_topic.send(key=p["domain"].encode(), value=orjson.dumps(p))
-                closed_any = closed_any or bool(res.after_puts or res.deletes)
-            # 3. everything durable (Kafka: table deltas, aggregates, partials; InfluxDB: raw
-            #    and window points, all in flight together) before the marks say a window
-            #    is done, and the marks before Faust acks these events (after this body).
-            t3 = time.perf_counter()
+    @app.on_partitions_revoked.connect
+    async def checkpoint_on_revoke(sender: Any, revoked: set, **kwargs: Any) -> None:
+        # The next owner of these partitions starts from the tables: give it everything.
+        n_keys = alerting.checkpoint()
+        if n_keys:
             await flush_durably(app)
-            t4 = time.perf_counter()
-            refused = await raw_write
-            stats.stored_latency.observe([r["ts"] for r in readings], _now_ms())
-            for text, why in refused:
-                await deadletters.send(value=_refused_letter(text, why))
-            win_refused = await window_write if window_write is not None else []
-            win_refused += await hour_write if hour_write is not None else []
-            for text, why in win_refused:
-                await deadletters.send(value=_refused_letter(text, why))
-            if refused or win_refused:
-                await flush_durably(app)  # dead letters of refused lines
-            t5 = time.perf_counter()
-            for topic, partition, res, _ in results:
-                stage.finish(partition, res)
-            if closed_any:
-                await flush_durably(app)
-            stats.records += len(events)
-            stats.readings += len(readings)
-            stats.refused += len(bad) + len(refused)
-            t6 = time.perf_counter()
-            stats.batch_ms = (t6 - t0) * 1000
-            ph = stats.phase_s
-            ph["decode_encode"] += t1 - t0
-            ph["windows"] += t2 - t1
-            ph["send"] += t3 - t2
-            ph["kafka_flush"] += t4 - t3
-            ph["influx_wait"] += t5 - t4
-            ph["marks"] += t6 - t5
+            log.info("alert state checkpointed on revocation: %d entries", n_keys)
 
-    @app.agent(partials_topic)
-    async def rollup(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                part = orjson.loads(event.value)
-            except orjson.JSONDecodeError:
-                continue
-            rollups.add(event.message.partition, part)
-
-    state = {"generation": None}
-
-    @app.timer(0.5)
-    async def write_rollups() -> None:
-        if app.rebalancing or app.in_recovery:
-            return
-        if state["generation"] != app.consumer_generation_id:
-            rollups.forget()
-            state["generation"] = app.consumer_generation_id
-        try:
-            active = {tp.partition for tp in app.assignor.assigned_actives()
-                      if tp.topic == partials_topic.get_topic_name()}
-        except Exception:  # noqa: BLE001 - before the first assignment
-            return
-        due = rollups.due(active)
-        if due:
-            for text, why in await write_routed(writer, points_to_lines(due)):
-                log.warning("roll-up point refused: %s (%s)", text[:200], why)
-
-    @app.timer(ss.streams_report_interval_s)
-    async def report_pipeline() -> None:
-        now = time.monotonic()
-        dt = max(now - stats.last_report, 1e-6)
-        rate = (stats.readings - stats.last_readings) / dt
-        w = writer.stats
-        points_rate = (w.points - stats.last_points) / dt
-        stats.last_report, stats.last_readings, stats.last_points = now, stats.readings, w.points
-        lat = stats.stored_latency
-        points = [line(
-            "pipeline",
-            {"stage": "streams", "worker": worker_id},
-            {
-                **lat.fields(), **lat.interval_quantiles(),
-                "readings_total": stats.readings, "readings_per_s": rate,
-                "records_total": stats.records, "refused_total": stats.refused,
-                "points_total": w.points, "points_per_s": points_rate,
-                "write_retries_total": w.retries, "write_batch_ms": w.last_batch_ms,
-                "agent_batch_ms": stats.batch_ms,
-                **{f"agent_{k}_s_total": v for k, v in stats.phase_s.items()},
-                "late_total": stage.stats.late, "windows_emitted_total": stage.stats.windows,
-                "hours_emitted_total": stage.hourly.stats.hours,
-                "partials_total": stage.stats.partials, "open_panes": stage.open_panes,
-                "rollups_emitted_total": rollups.stats.emitted,
-                "rollup_partials_dropped_total": rollups.stats.dropped_late,
-                "lag_records": _lag(app),
-            },
-            _now_ms(),
-        )]
-        alerting = getattr(app, "urbanbrain_alerting", None)
-        if alerting is not None:
-            alat = alerting["outputs"].latency
-            points.append(line("pipeline", {"stage": "alerts", "worker": worker_id},
-                               {**alat.fields(), **alat.interval_quantiles(),
-                                **{f"sent_{k}_total": v
-                                   for k, v in alerting["outputs"].sent.items()}},
-                               _now_ms()))
-        await writer.write(points, rp=PIPELINE)
-
-    register_alerting(app, ss, writer, decoded=decoded)
     if ss.metrics_port is not None:
         serve_health(app, ss)
     return app
+
+
+#: sysexits.h EX_CONFIG, as ``urbanbrain streams worker`` exits when its start check fails
+EX_CONFIG = 78
+
+
+def stop_on_config_error(exc: InfluxError) -> None:
+    """InfluxDB refused us while running (a password rotated, a grant revoked): stop with
+    one line and EX_CONFIG instead of retrying forever. Nothing unstored was acknowledged,
+    so a worker restarted with the right settings re-reads it from Kafka."""
+    log.critical("%s; stopping this worker", exc)
+    logging.shutdown()
+    os._exit(EX_CONFIG)
 
 
 def serve_health(app: faust.App, settings: Settings) -> HealthServer:
@@ -371,65 +261,7 @@ def serve_health(app: faust.App, settings: Settings) -> HealthServer:
     return health
 
 
-#: sysexits.h EX_CONFIG, as ``urbanbrain streams worker`` exits when its start check fails
-EX_CONFIG = 78
-
-
-def stop_on_config_error(exc: InfluxError) -> None:
-    """InfluxDB refused us while running (a password rotated, a grant revoked): stop with
-    one line and EX_CONFIG instead of retrying forever. Nothing unstored was acknowledged,
-    so a worker restarted with the right settings re-reads it from Kafka."""
-    log.critical("%s; stopping this worker", exc)
-    logging.shutdown()
-    os._exit(EX_CONFIG)
-
-
-def _lag(app: faust.App) -> float | None:
-    """Records of the readings topics not yet read by this worker (queue depth)."""
-    try:
-        consumer = app.consumer
-        total = 0
-        for tp in consumer.assignment():
-            if tp.topic not in READINGS_TOPICS:
-                continue
-            hw = consumer.highwater(tp)
-            read = consumer._read_offset.get(tp)  # noqa: SLF001 - no public accessor
-            if hw is not None:
-                total += max(0, hw - (read + 1 if read is not None else 0))
-        return float(total)
-    except Exception:  # noqa: BLE001 - metrics must never break the worker
-        return None
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _sink_dead_letter(reading: object, why: str) -> bytes:
-    return orjson.dumps({
-        "topic": "streams", "reason": "sink_refused", "message": why,
-        "payload": orjson.dumps(reading, default=str).decode(), "payload_b64": None,
-        "received_ms": _now_ms(),
-    })
-
-
-def _refused_letter(text: str, why: str) -> bytes:
-    return orjson.dumps({
-        "topic": "influxdb", "reason": "sink_refused", "message": why,
-        "payload": text, "payload_b64": None, "received_ms": _now_ms(),
-    })
-
-
-def _late_letter(topic: str, reading: object, lateness_s: float) -> bytes:
-    return orjson.dumps({
-        "topic": topic, "reason": "late",
-        "message": f"event time older than its closed window (allowed lateness {lateness_s:g} s)",
-        "payload": orjson.dumps(reading, default=str).decode(), "payload_b64": None,
-        "received_ms": _now_ms(),
-    })
-
-
-def run_worker(settings: Settings, loglevel: str = "info") -> None:
+def run_worker(settings: Settings, loglevel: str = "info", *, alerting_only: bool = False) -> None:
     """Start one Faust worker (the ``urbanbrain streams worker`` command)."""
     import asyncio
 
@@ -440,7 +272,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         loop.run_until_complete(ensure_topics(settings))
     finally:
         loop.close()
-    app = create_app(settings)
+    app = create_app(settings, alerting_only=alerting_only)
     gctune.tune()
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()

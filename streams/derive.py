@@ -4,12 +4,18 @@ Inputs are the window statistics of :mod:`.aggregates`; the formulas are in
 :mod:`urbanbrain.streams.indices`. Choices made here (documented in README.md):
 
 * traffic: flow = the window's vehicle count scaled to veh/h (or the mean reported
-  ``flow_vph`` where a sensor reports flow rather than counts); speed = window mean of the
-  interval mean speeds; free-flow speed from the registry (``free_flow_kmh``, else its
-  ``road_class``), else the configured default road class.
+  ``flow_vph`` where a sensor reports flow rather than counts); speed = the time-mean speed
+  of the window's vehicles: interval mean speeds weighted by their vehicle counts (the
+  plain mean only for a sensor that reports speeds without counts; no speed when no vehicle
+  passed); congestion and LOS from that speed; free-flow speed from the registry
+  (``free_flow_kmh``, else its ``road_class``), else the configured default road class.
 * AQI: the window means stand in for every averaging period of the standards (24 h PM,
   8 h O3/CO, 1 h NO2/SO2/O3): a *streaming, instantaneous* index, comparable between
-  sensors and over time, but not the official daily AQI.
+  sensors and over time, but not the official daily AQI. The China AQI is the real-time
+  report of the HJ 633 edition in force at the window's start (HJ 633-2026 from
+  2026-03-01 00:00 UTC+8, HJ 633-2012 before), or of the edition the configuration pins;
+  each ``aqi`` point carries its edition as the tag ``edition`` and, for China, the
+  edition's health advice (Chinese and our English rendering) as fields.
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from urbanbrain.indexes import by_source
 from urbanbrain.registry import Registry
 
 from . import indices as ix
 from .aggregates import Stats
 
+#: ``edition`` tag of the US points: the May 2024 TAD (EPA-454/B-24-002), see indices/README.
+US_AQI_EDITION = "epa-2024"
 LOS_CODE = {"A": 1.0, "B": 2.0, "C": 3.0, "D": 4.0, "E": 5.0, "F": 6.0}
 
 
@@ -58,19 +67,24 @@ class IndexCalculator:
     """Per-domain index computation with the registry and nominal values it needs."""
 
     def __init__(self, registry: Registry | None, *, default_road_class: str = "arterial",
-                 nominal_kv: float = 11.0, nominal_hz: float = 50.0) -> None:
+                 nominal_kv: float = 11.0, nominal_hz: float = 50.0,
+                 aqi_cn_edition: str = "auto") -> None:
         self.registry = registry or Registry()
         self.default_road_class = default_road_class
         self.nominal_kv, self.nominal_hz = nominal_kv, nominal_hz
+        self.aqi_cn_edition = aqi_cn_edition
+        ix.cn_edition_for(None, aqi_cn_edition)  # refuse an unknown edition at startup
 
     def compute(self, domain: str, rows: Mapping[str, Mapping[str, Stats]],
-                window_s: float) -> list[IndexPoint]:
+                window_s: float, start_ms: int | None = None) -> list[IndexPoint]:
+        """Index points of one closed window; ``start_ms`` (its event-time start) picks the
+        edition of time-dependent standards (HJ 633), the one in force when it is None."""
         fn = getattr(self, f"_{domain}", None)
         sensors = sorted(rows)
-        return fn(rows, sensors, window_s) if fn is not None and sensors else []
+        return fn(rows, sensors, window_s, start_ms) if fn is not None and sensors else []
 
     # -- traffic ---------------------------------------------------------------------------
-    def _traffic(self, rows, sensors, window_s) -> list[IndexPoint]:
+    def _traffic(self, rows, sensors, window_s, start_ms=None) -> list[IndexPoint]:
         counts = _attr(rows, sensors, "vehicle_count", "sum")
         flow = np.where(np.isfinite(counts), ix.flow_vph(counts, window_s),
                         _mean(rows, sensors, "flow_vph"))
@@ -97,7 +111,7 @@ class IndexCalculator:
         return out
 
     # -- environment -----------------------------------------------------------------------
-    def _environment(self, rows, sensors, window_s) -> list[IndexPoint]:
+    def _environment(self, rows, sensors, window_s, start_ms=None) -> list[IndexPoint]:
         m = {k: _mean(rows, sensors, k) for k in
              ("pm25_ugm3", "pm10_ugm3", "o3_ugm3", "no2_ugm3", "so2_ugm3", "co_mgm3")}
         if not any(np.isfinite(v).any() for v in m.values()):
@@ -107,28 +121,41 @@ class IndexCalculator:
             o3_8h_ugm3=m["o3_ugm3"], o3_1h_ugm3=m["o3_ugm3"], co_8h_mgm3=m["co_mgm3"],
             so2_1h_ugm3=m["so2_ugm3"], no2_1h_ugm3=m["no2_ugm3"],
         )
-        cn = ix.aqi_cn_report({
-            "pm25_24h": m["pm25_ugm3"], "pm10_24h": m["pm10_ugm3"], "o3_1h": m["o3_ugm3"],
-            "o3_8h": m["o3_ugm3"], "co_1h": m["co_mgm3"], "so2_1h": m["so2_ugm3"],
-            "no2_1h": m["no2_ugm3"],
-        }, lang="en")
+        ed = ix.cn_edition(str(ix.cn_edition_for(start_ms, self.aqi_cn_edition)))
+        cn = ix.aqi_cn_report(ix.realtime_columns({
+            "pm25": m["pm25_ugm3"], "pm10": m["pm10_ugm3"], "o3": m["o3_ugm3"],
+            "co": m["co_mgm3"], "so2": m["so2_ugm3"], "no2": m["no2_ugm3"],
+        }, edition=ed), edition=ed, lang="en")
+        n = (len(sensors),)
+        # China: the edition's public message (Table 1 advice, Table 2 sensitive groups)
+        cn_text = {
+            "advice": ix.advice_cn(cn.aqi, edition=ed, lang="zh"),
+            "advice_en": ix.advice_cn(cn.aqi, edition=ed, lang="en"),
+            "sensitive_groups": ix.sensitive_groups_cn(cn.sub_indices, edition=ed, lang="zh"),
+            "sensitive_groups_en": ix.sensitive_groups_cn(cn.sub_indices, edition=ed,
+                                                          lang="en"),
+        }
+        cn_text = {k: np.broadcast_to(v, n) for k, v in cn_text.items()}
         out = []
-        for std, rep in (("us", us), ("cn", cn)):
-            aqi = np.broadcast_to(rep.aqi, (len(sensors),))
-            prim = np.broadcast_to(rep.primary, (len(sensors),))
-            cat = np.broadcast_to(rep.category, (len(sensors),))
-            col = np.broadcast_to(rep.color, (len(sensors),))
+        for std, tag, rep in (("us", US_AQI_EDITION, us), ("cn", ed.tag, cn)):
+            aqi = np.broadcast_to(rep.aqi, n)
+            prim = np.broadcast_to(rep.primary, n)
+            cat = np.broadcast_to(rep.category, n)
+            col = np.broadcast_to(rep.color, n)
             for i, s in enumerate(sensors):
                 if not np.isfinite(aqi[i]):
                     continue
-                out.append(IndexPoint("aqi", s, {"standard": std}, {
+                fields: dict[str, float | str | None] = {
                     "aqi": float(aqi[i]), "category": str(cat[i]), "primary": str(prim[i]),
                     "color": str(col[i]),
-                }))
+                }
+                if std == "cn":
+                    fields.update({k: str(v[i]) for k, v in cn_text.items()})
+                out.append(IndexPoint("aqi", s, {"standard": std, "edition": tag}, fields))
         return out
 
     # -- water -----------------------------------------------------------------------------
-    def _water(self, rows, sensors, window_s) -> list[IndexPoint]:
+    def _water(self, rows, sensors, window_s, start_ms=None) -> list[IndexPoint]:
         out = []
         for s in sensors:
             p, q = rows[s].get("pressure_kpa"), rows[s].get("flow_ls")
@@ -147,7 +174,7 @@ class IndexCalculator:
         return out
 
     # -- power -----------------------------------------------------------------------------
-    def _power(self, rows, sensors, window_s) -> list[IndexPoint]:
+    def _power(self, rows, sensors, window_s, start_ms=None) -> list[IndexPoint]:
         vmean = _mean(rows, sensors, "voltage_kv")
         vdev = ix.voltage_deviation_pct(vmean, self.nominal_kv, voltage_pu=_mean(rows, sensors, "voltage_pu"))
         vext = np.fmax(np.abs(ix.voltage_deviation_pct(_attr(rows, sensors, "voltage_kv", "min"), self.nominal_kv)),
@@ -168,6 +195,31 @@ class IndexCalculator:
             if any(v is not None for v in fields.values()):
                 out.append(IndexPoint("power_index", s, {}, fields))
         return out
+
+
+def index_samples(domain: str, size: str, visible_ms: int, points: list[IndexPoint],
+                  meta: Mapping[str, tuple[str, str]]) -> list[dict]:
+    """The catalogue's indices (urbanbrain/indexes.py) among a window's points, as
+    reading-shaped samples for the rule engine, stamped with the event time from which
+    rules see them (window end + allowed lateness)."""
+    out: list[dict] = []
+    declared: dict[str, list] = {}
+    for p in points:
+        idx = declared.get(p.measurement)
+        if idx is None:
+            idx = declared[p.measurement] = by_source(p.measurement, size)
+        metrics = {}
+        for i in idx:
+            if any(p.tags.get(k) != v for k, v in i.tags.items()):
+                continue
+            v = p.fields.get(i.field)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+                metrics[i.name] = float(v)
+        if metrics:
+            district, kind = meta.get(p.sensor, ("", ""))
+            out.append({"sensor_id": p.sensor, "ts": visible_ms, "domain": domain,
+                        "kind": kind, "district": district, "metrics": metrics})
+    return out
 
 
 #: Numeric index fields rolled up per district (mean/min/max) — and their measurement.

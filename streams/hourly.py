@@ -141,7 +141,7 @@ class HourlyStage:
         # the minutes the hour really holds: a flow or a volume over the covered time, not
         # diluted over an hour the worker (or the sensors) only saw part of
         window_s = 60.0 * max(len(acc.panes), 1)
-        points = self.calc.compute(domain, rows, window_s)
+        points = self.calc.compute(domain, rows, window_s, hour)
         lines, bad = window_lines(domain, SIZE, hour, rows, acc.meta, points)
         out.hourly_lines += lines
         out.refused += bad

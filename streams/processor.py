@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .aggregates import by_sensor
-from .derive import IndexCalculator
+from .derive import IndexCalculator, index_samples
 from .hourly import HourlyStage
 from .rollups import partial
 from .settings import StreamsSettings
@@ -40,6 +40,8 @@ class Rendered:
     records: list[dict[str, Any]] = field(default_factory=list)  # for ``aggregates``
     partials: list[dict[str, Any]] = field(default_factory=list)  # for the roll-up topic
     hourly_lines: list[str] = field(default_factory=list)  # closed hours: longterm policy
+    #: index samples for the rules (urbanbrain/indexes.py), stamped window end + lateness
+    samples: list[dict[str, Any]] = field(default_factory=list)
     windows: int = 0
 
 
@@ -105,7 +107,9 @@ class WindowStage:
         with_data = set()
         for w in res.windows:
             rows = by_sensor(w.frame)
-            points = self.calc.compute(domain, rows, (w.end - w.start) / 1000.0)
+            points = self.calc.compute(domain, rows, (w.end - w.start) / 1000.0, w.start)
+            out.samples += index_samples(domain, w.size, w.end + pw.lateness_ms, points,
+                                         pw.meta)
             lines, bad = window_lines(domain, w.size, w.start, rows, pw.meta, points)
             out.lines += lines
             out.refused += bad

@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from .rollups import merge_partials, rollup_points
 from .processor import Store
+from .rollups import merge_partials, rollup_points
 
 
 @dataclass

@@ -43,15 +43,21 @@ def partial(domain: str, start: int, end: int, src: str,
         d["sensors"] += 1
         for name, st in metrics.items():
             acc = d["m"].get(name)
+            nw = st.count if st.nw < 0 else st.nw
             if acc is None:
-                d["m"][name] = [st.count, st.sum, st.min, st.max, st.mean, 1]
+                # count, sum, min, max, Σ sensor means, sensors, Σ w·v, Σ w, unweighted
+                d["m"][name] = [st.count, st.sum, st.min, st.max, st.reading_mean, 1,
+                                st.wsum, st.wn, nw]
             else:
                 acc[0] += st.count
                 acc[1] += st.sum
                 acc[2] = min(acc[2], st.min)
                 acc[3] = max(acc[3], st.max)
-                acc[4] += st.mean
+                acc[4] += st.reading_mean
                 acc[5] += 1
+                acc[6] += st.wsum
+                acc[7] += st.wn
+                acc[8] += nw
     for p in points:
         for meas, fld, tag, name in INDEX_ROLLUPS:
             if p.measurement != meas or (tag and p.tags.get(tag[0]) != tag[1]):
@@ -90,6 +96,12 @@ def _merge_district(into: dict[str, Any], d: Mapping[str, Any]) -> None:
             a[3] = max(a[3], v[3])
             a[4] += v[4]
             a[5] += v[5]
+            if len(a) >= 9 and len(v) >= 9:
+                a[6] += v[6]
+                a[7] += v[7]
+                a[8] += v[8]
+            elif len(a) >= 9:  # a partial of an older worker: weights unknown
+                a[8] += v[0]
     for name, v in d["i"].items():
         _add_index(into["i"], name, v)
 
@@ -106,9 +118,13 @@ def merge_partials(partials: Iterable[Mapping[str, Any]]) -> dict[str, dict[str,
 def fields_of(d: Mapping[str, Any]) -> dict[str, float]:
     """InfluxDB fields of a district (or the city) from merged statistics."""
     f: dict[str, float] = {"sensors": float(d["sensors"])}
-    for name, (n, s, lo, hi, msum, ns) in sorted(d["m"].items()):
+    for name, (n, s, lo, hi, msum, ns, *w) in sorted(d["m"].items()):
         f[f"{name}_count"] = float(n)
-        f[f"{name}_mean"] = s / n
+        if len(w) == 3 and w[2] == 0:  # every reading weighted (speed by vehicle count)
+            if w[1] > 0:
+                f[f"{name}_mean"] = w[0] / w[1]
+        else:
+            f[f"{name}_mean"] = s / n
         f[f"{name}_min"] = float(lo)
         f[f"{name}_max"] = float(hi)
         if name in SUM_METRICS:

@@ -6,6 +6,8 @@ shared code; every field is read from ``URBANBRAIN_STREAMS_*`` like the rest.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from urbanbrain.settings import Settings
@@ -35,6 +37,11 @@ class StreamsSettings(Settings):
     )
     streams_default_road_class: str = Field(
         "arterial", description="road class of a traffic sensor the registry does not know"
+    )
+    streams_aqi_cn_edition: Literal["auto", "2012", "2026"] = Field(
+        "auto", description="China AQI edition: 'auto' follows each window's event time "
+        "(HJ 633-2026 from 2026-03-01 00:00 UTC+8, HJ 633-2012 before); '2012' or '2026' "
+        "pins one edition for every window (e.g. to compare a replay with old reports)",
     )
     streams_nominal_kv: float = Field(11.0, gt=0, description="nominal voltage for voltage_kv")
     streams_nominal_hz: float = Field(50.0, gt=0, description="nominal grid frequency")

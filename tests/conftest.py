@@ -27,7 +27,7 @@ INJECTOR = "test-injector"
 INJECTOR_PASSWORD = secrets.token_urlsafe(12)
 
 
-def test_stack(workdir: Path, **kwargs: object) -> LocalStack:
+def make_stack(workdir: Path, **kwargs: object) -> LocalStack:
     """A :class:`LocalStack` with the production accounts plus :data:`INJECTOR`."""
     workdir.mkdir(parents=True, exist_ok=True)
     acl = workdir / "acl-with-injector"
@@ -53,7 +53,7 @@ def role_settings(stack: LocalStack, role: str, **overrides: object) -> Settings
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The three real servers, shared by the whole session and stopped at its end."""
-    s = test_stack(tmp_path_factory.mktemp("stack")).start()
+    s = make_stack(tmp_path_factory.mktemp("stack")).start()
     yield s
     s.stop()
 
@@ -91,6 +91,6 @@ def component_env(stack: LocalStack, run_id: str, **extra: str) -> dict[str, str
 def private_stack(tmp_path: Path) -> Iterator[LocalStack]:
     """Servers of this test alone, for tests whose event times must not meet others' data
     (event-time state such as alert rules and windows) or that stop/kill a server."""
-    s = test_stack(tmp_path / "stack").start()
+    s = make_stack(tmp_path / "stack").start()
     yield s
     s.stop()

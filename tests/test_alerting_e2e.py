@@ -100,9 +100,13 @@ def test_alerts_fire_resolve_and_survive_restart(private_stack, run_id, componen
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES.format(sensor=sensor, district=district))
     hook = Hook()
+    # A 35-second episode: event time must move on without data (idle partitions follow
+    # the clock after 2 s) and district rules must be evaluated on a fine grid.
     env = component_env(stack, run_id, URBANBRAIN_ALERT_RULES_PATH=str(rules),
                         URBANBRAIN_ALERT_WEBHOOK_URLS=hook.url,
                         URBANBRAIN_ALERT_RELOAD_INTERVAL_S="1",
+                        URBANBRAIN_STREAMS_LATENESS_S="2", URBANBRAIN_ALERT_IDLE_S="2",
+                        URBANBRAIN_ALERT_DISTRICT_STEP_S="5",
                         URBANBRAIN_DATA_DIR=str(tmp_path / "var"))
     bootstrap = env["URBANBRAIN_KAFKA_BOOTSTRAP"]
     ingest = Component("ingest", ["ingest"], env, tmp_path / "ingest.log")
@@ -222,10 +226,11 @@ groups:
 """
 
 
-def test_partition_evaluators_rebuild_from_store_and_split_registry(tmp_path, monkeypatch):
+def test_sensor_rules_rebuild_from_store_and_split_registry(tmp_path, monkeypatch):
     from urbanbrain.reading import Partitioner
     from urbanbrain.rules import loads
-    from urbanbrain.streams.alerting import AlertSettings, PartitionEvaluators
+    from urbanbrain.streams.alert_stage import SensorRules
+    from urbanbrain.streams.alerting import AlertSettings
     from urbanbrain.streams.state import DictStore
 
     monkeypatch.setenv("URBANBRAIN_ALERT_WEBHOOK_URLS", "http://a/1, http://b/2")
@@ -236,7 +241,7 @@ def test_partition_evaluators_rebuild_from_store_and_split_registry(tmp_path, mo
     sensors = [f"tl-{i}" for i in range(12)]
     registry = {s: {"domain": "traffic", "kind": "loop", "district": "c"} for s in sensors}
     store = DictStore()
-    pe = PartitionEvaluators("sensor", store, registry, lambda: rs, 4)
+    pe = SensorRules(store, registry, lambda: rs, 4, lateness_ms=0)
     p = max(range(4), key=lambda q: sum(part(s) == q for s in sensors))
     mine = [s for s in sensors if part(s) == p]
     assert len(mine) >= 3
@@ -245,13 +250,15 @@ def test_partition_evaluators_rebuild_from_store_and_split_registry(tmp_path, mo
     readings = [{"sensor_id": s, "domain": "traffic", "district": "c", "ts": t,
                  "metrics": {"speed_kmh": 10.0 if s == slow else 50.0}} for s in mine[:2]]
     events = pe.process("readings.traffic", p, readings)
-    pe.persist("readings.traffic", p, pe.live[("readings.traffic", p)])
+    pe.persist("readings.traffic", p)
     assert [(e.alertname, e.labels["sensor"], e.status) for e in events] == [
         ("Slow", slow, "firing")]
     # Absence: only this partition's registered sensors, so no other partition fires them.
-    events = pe.process("readings.traffic", p, [{**readings[0], "ts": t + 61_000,
+    events = pe.process("readings.traffic", p, [{**readings[0], "ts": t + 59_000,
+                                                 "metrics": {"speed_kmh": 12.0}},
+                                                {**readings[0], "ts": t + 61_000,
                                                  "metrics": {"speed_kmh": 12.0}}])
-    pe.persist("readings.traffic", p, pe.live[("readings.traffic", p)])
+    pe.persist("readings.traffic", p)
     silent = sorted(e.labels["sensor"] for e in events if e.alertname == "Silent")
     assert silent == sorted(mine[1:]) and len(silent) >= 2
     assert all(k.startswith(f"readings.traffic|{p}|") for k, _ in store.items())
@@ -262,7 +269,7 @@ def test_partition_evaluators_rebuild_from_store_and_split_registry(tmp_path, mo
                                                  "metrics": {"speed_kmh": 11.0}}])
     assert [e for e in events if e.status == "firing"] == []
     # A rule that vanished while the partition was not live is resolved on rebuild.
-    pe.persist("readings.traffic", p, pe.live[("readings.traffic", p)])
+    pe.persist("readings.traffic", p)
     rs = loads(UNIT_RULES.split("      - alert: Silent")[0])
     pe.reset("gen-3")
     _, resolved = pe.get("readings.traffic", p)

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import component_env, role_settings, test_stack
+from conftest import component_env, role_settings, make_stack
 from harness import Component, wait_until
 
 from urbanbrain.dashboards.build import build
@@ -89,7 +89,7 @@ def _alert_lines(reg: Registry, now_ms: int) -> list[str]:
 def city_data(tmp_path_factory: pytest.TempPathFactory):
     """(InfluxQL client, registry) after the pipeline processed 40 simulated minutes."""
     wd = tmp_path_factory.mktemp("dashdata")
-    stack = test_stack(wd / "stack").start()
+    stack = make_stack(wd / "stack").start()
     comps: list[Component] = []
     try:
         reg_path = wd / "devices.csv"
@@ -289,7 +289,7 @@ def test_checker_rejects_queries_on_data_nobody_writes(city_data):
     assert check(client.query(good)) is None
     for bad in ('SELECT mean("speed_mph") FROM "traffic" WHERE time > now() - 2h',
                 'SELECT mean("aqi") FROM "air_quality" WHERE time > now() - 2h',
-                "SELECT last(\"aqi\") FROM \"aqi\" WHERE \"standard\" = 'eu'",
+                "SELECT last(\"aqi\") FROM \"windows\".\"aqi\" WHERE \"standard\" = 'eu'",
                 'SELECT last("speed_kmh"), last("nope") FROM "traffic"'):
         assert check(client.query(bad)) is not None, bad
 

@@ -1,4 +1,7 @@
-"""US EPA AQI (May 2024 TAD) and China HJ 633-2012 AQI: worked examples and every boundary."""
+"""US EPA AQI (May 2024 TAD) and China HJ 633-2012 AQI: worked examples and every boundary.
+
+HJ 633-2026 (the China edition in force from 2026-03-01) and the edition switch are in
+tests/test_indices_aqi_cn2026.py; here every China call names ``edition="2012"``."""
 
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from urbanbrain.streams.indices import (
     ugm3_to_ppb,
     ugm3_to_ppm,
 )
-from urbanbrain.streams.indices.aqi_cn import LIMITS
+from urbanbrain.streams.indices.aqi_cn import LIMITS_2012
 from urbanbrain.streams.indices.aqi_us import TABLES
 
 # ============================================================================ US EPA ====
@@ -184,6 +187,26 @@ def test_so2_1h_and_24h_rule() -> None:
     np.testing.assert_array_equal(out, [69, 200, 232, 200, 200, 348, np.nan])
 
 
+def test_so2_24h_above_the_table_is_beyond_the_aqi_not_200() -> None:
+    """Issue 19: 1 h 1088.7 ppb with 24 h 1048.5 ppb gave 200, as if the 24-hour value were
+    missing. From 305 ppb (1 h) the 24-hour value decides, and 1048 ppb (truncated) is above
+    the last row (605-1004 → 301-500): Beyond the AQI, so NaN like every other pollutant
+    above its table, or with beyond_aqi the Hazardous line extended:
+    301 + 199/399 × (1048 - 605) = 521.94 → 522. Only a missing (or invalid negative) 24-hour
+    value keeps the rule's lower bound 200; 1004 itself is still on the table (500)."""
+    assert np.isnan(sub_index_us_so2(1088.7, 1048.5))
+    assert sub_index_us_so2(1088.7, 1048.5, beyond_aqi=True) == 522
+    out = sub_index_us_so2([1088.7, 1088.7, 1088.7, 1088.7, 305, np.nan],
+                           [1048.5, 1004.9, np.nan, -3, 1005, 1048.5], beyond_aqi=False)
+    np.testing.assert_array_equal(out, [np.nan, 500, 200, 200, np.nan, np.nan])
+    # the overall report follows: no AQI from SO2 alone, Hazardous with beyond_aqi
+    r = aqi_us_report(so2_1h_ugm3=1088.7 * 64.066 / 24.45, so2_24h_ugm3=1048.5 * 64.066 / 24.45)
+    assert np.isnan(r.aqi) and r.category == "" and r.primary == ""
+    r = aqi_us_report(so2_1h_ugm3=1088.7 * 64.066 / 24.45, so2_24h_ugm3=1048.5 * 64.066 / 24.45,
+                      beyond_aqi=True)
+    assert (r.aqi, r.category, r.primary) == (522, "Hazardous", "so2")
+
+
 def test_conversions_at_25c_1atm() -> None:
     """ppb = µg/m³ × 24.45 / MW; 1 ppb ≈ 1.88 µg/m³ NO2, 1.96 O3, 2.62 SO2; 1 ppm CO ≈ 1.15 mg/m³."""
     assert ugm3_to_ppb(46.0055, "no2") == pytest.approx(24.45)
@@ -268,7 +291,7 @@ def test_hj633_worked_example_daily_report() -> None:
     """
     concs = {"pm25_24h": 80, "pm10_24h": 120, "so2_24h": 30, "no2_24h": 60, "co_24h": 1.5,
              "o3_8h": 170, "o3_1h": 210}
-    iaqis = iaqi_cn_all(concs)
+    iaqis = iaqi_cn_all(concs, edition="2012")
     assert {k: float(v) for k, v in iaqis.items()} == {
         "pm25_24h": 107, "pm10_24h": 85, "so2_24h": 30, "no2_24h": 75, "co_24h": 38,
         "o3_8h": 110, "o3_1h": 105,
@@ -276,7 +299,7 @@ def test_hj633_worked_example_daily_report() -> None:
     assert aqi_cn(iaqis) == 110
     assert primary_pollutants_cn(iaqis) == "o3_8h"
     assert exceeding_pollutants_cn(iaqis) == "pm25_24h;o3_8h;o3_1h"
-    r = aqi_cn_report(concs, lang="zh")
+    r = aqi_cn_report(concs, edition="2012", lang="zh")
     assert (r.aqi, r.category, r.color, r.primary) == (110, "轻度污染", "#FF7E00", "o3_8h")
     assert aqi_level_cn(110) == 3
     assert aqi_category_cn(110, "en") == "Lightly Polluted"
@@ -286,7 +309,8 @@ def test_hj633_no_primary_pollutant_at_or_below_50() -> None:
     """PM2.5 20: 50 × 20/35 = 28.57 → 29; PM10 40 → 40. AQI 40 ≤ 50: 优, no primary pollutant.
     Second station: PM2.5 75 → 100 and PM10 150 → 100 tie: both are primary; AQI 100 良.
     Third: PM2.5 35 → exactly 50, AQI 50 still has no primary pollutant."""
-    r = aqi_cn_report({"pm25_24h": [20, 75, 35], "pm10_24h": [40, 150, 10]}, lang="zh")
+    r = aqi_cn_report({"pm25_24h": [20, 75, 35], "pm10_24h": [40, 150, 10]}, edition="2012",
+                      lang="zh")
     assert r.aqi.tolist() == [40, 100, 50]
     assert r.primary.tolist() == ["", "pm25_24h;pm10_24h", ""]
     assert r.category.tolist() == ["优", "良", "优"]
@@ -297,16 +321,17 @@ def test_hj633_so2_1h_above_800_uses_24h() -> None:
     """Table 1 note (2): SO2 1-hour above 800 µg/m³ has no 1-hour IAQI; the 24-hour IAQI is
     reported. 24h 700: row 475-800 → 150-200: 150 + 50 × 225/325 = 184.6 → 185.
     1h 800 itself is still on the table: IAQI 200. 1h 400: 50 + 50 × 250/350 = 85.7 → 86."""
-    iaqis = iaqi_cn_all({"so2_1h": [900, 900, 800, 400], "so2_24h": [700, np.nan, 10, 10]})
+    iaqis = iaqi_cn_all({"so2_1h": [900, 900, 800, 400], "so2_24h": [700, np.nan, 10, 10]},
+                        edition="2012")
     np.testing.assert_array_equal(iaqis["so2_1h"], [185, np.nan, 200, 86])
     # without any 24-hour value the 1-hour IAQI above 800 is simply not defined
-    assert np.isnan(iaqi_cn_all({"so2_1h": 801})["so2_1h"])
+    assert np.isnan(iaqi_cn_all({"so2_1h": 801}, edition="2012")["so2_1h"])
 
 
 def test_hj633_o3_8h_above_800_uses_1h() -> None:
     """Table 1 note (3): O3 8-hour above 800 µg/m³ reports the 1-hour IAQI instead.
     1h 900: row 800-1000 → 300-400: 300 + 100 × 100/200 = 350. 8h 800 itself: IAQI 300."""
-    iaqis = iaqi_cn_all({"o3_8h": [900, 800], "o3_1h": [900, 900]})
+    iaqis = iaqi_cn_all({"o3_8h": [900, 800], "o3_1h": [900, 900]}, edition="2012")
     np.testing.assert_array_equal(iaqis["o3_8h"], [350, 300])
     assert aqi_cn(iaqis).tolist() == [350, 350]
     assert aqi_category_cn(350, "en") == "Severely Polluted"
@@ -316,7 +341,7 @@ def test_hj633_hourly_report_uses_1h_columns() -> None:
     """Hourly report: NO2 1h 250: row 200-700 → 100-150: 100 + 50 × 50/500 = 105;
     CO 1h 12 mg/m³: row 10-35 → 100-150: 100 + 50 × 2/25 = 104; PM2.5 (24h moving) 40:
     50 + 50 × 5/40 = 56.25 → 57. AQI 105, primary no2_1h."""
-    r = aqi_cn_report({"no2_1h": 250, "co_1h": 12, "pm25_24h": 40})
+    r = aqi_cn_report({"no2_1h": 250, "co_1h": 12, "pm25_24h": 40}, edition="2012")
     assert {k: float(v) for k, v in r.sub_indices.items()} == {
         "no2_1h": 105, "co_1h": 104, "pm25_24h": 57}
     assert r.aqi == 105 and r.primary == "no2_1h" and r.category == "Lightly Polluted"
@@ -339,7 +364,7 @@ CN_IAQI = [0, 50, 100, 150, 200, 300, 400, 500]
 
 
 def test_module_limits_match_hj633_table1() -> None:
-    assert {k: list(v) for k, v in LIMITS.items()} == CN_TABLE
+    assert {k: list(v) for k, v in LIMITS_2012.items()} == CN_TABLE
 
 
 @pytest.mark.parametrize("key", sorted(CN_TABLE))
@@ -347,14 +372,14 @@ def test_every_hj633_boundary_row(key: str) -> None:
     """Each limit gives exactly its IAQI; just above it the next row begins (rounded up, so
     IAQI + 1); above the last limit the IAQI is undefined (NaN), or 500 when saturating."""
     limits = CN_TABLE[key]
-    got = iaqi_cn(key, limits)
+    got = iaqi_cn(key, limits, edition="2012")
     np.testing.assert_array_equal(got, CN_IAQI[: len(limits)])
     for bp, iaqi in zip(limits[:-1], CN_IAQI):
-        assert iaqi_cn(key, bp + 1e-6) == iaqi + 1  # ceil: any excess rounds up
-    assert np.isnan(iaqi_cn(key, limits[-1] * 1.01))
-    assert np.isnan(iaqi_cn(key, -1))
+        assert iaqi_cn(key, bp + 1e-6, edition="2012") == iaqi + 1  # ceil: any excess rounds up
+    assert np.isnan(iaqi_cn(key, limits[-1] * 1.01, edition="2012"))
+    assert np.isnan(iaqi_cn(key, -1, edition="2012"))
     if CN_IAQI[len(limits) - 1] == 500:
-        assert iaqi_cn(key, limits[-1] * 1.5, saturate=True) == 500
+        assert iaqi_cn(key, limits[-1] * 1.5, edition="2012", saturate=True) == 500
 
 
 def test_hj633_levels_and_colours() -> None:
@@ -376,7 +401,7 @@ def test_hj633_levels_and_colours() -> None:
 def test_hj633_iaqi_is_monotone_and_within_row(key: str, a: float, b: float) -> None:
     top = CN_TABLE[key][-1]
     x, y = sorted((a * top, b * top))
-    ix, iy = iaqi_cn(key, x), iaqi_cn(key, y)
+    ix, iy = iaqi_cn(key, x, edition="2012"), iaqi_cn(key, y, edition="2012")
     assert ix <= iy
     # ceil never lifts the value by a whole unit or more above the exact interpolation
     exact = np.interp(x, CN_TABLE[key], CN_IAQI[: len(CN_TABLE[key])])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import role_settings, test_stack
+from conftest import role_settings, make_stack
 from urbanbrain.localstack import LocalStack
 from urbanbrain.simulators.city import City
 from urbanbrain.simulators.engine import Simulation
@@ -26,7 +26,7 @@ T0 = 1767600000000
 
 @pytest.fixture(scope="module")
 def mqtt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    stack = test_stack(tmp_path_factory.mktemp("sim-mqtt")).start(kafka=False, influx=False)
+    stack = make_stack(tmp_path_factory.mktemp("sim-mqtt")).start(kafka=False, influx=False)
     try:
         yield stack
     finally:

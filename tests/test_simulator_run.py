@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
-from conftest import role_settings, test_stack
+from conftest import role_settings, make_stack
 from urbanbrain.components import role_env
 from urbanbrain.localstack import LocalStack
 from urbanbrain.mqtt import apply_security
@@ -29,7 +29,7 @@ T0 = 1767600000000
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    s = test_stack(tmp_path_factory.mktemp("sim-run")).start(kafka=False, influx=False)
+    s = make_stack(tmp_path_factory.mktemp("sim-run")).start(kafka=False, influx=False)
     yield s
     s.stop()
 

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import component_env, test_stack
+from conftest import component_env, make_stack
 from harness import Component, Influx, wait_until
 
 from urbanbrain.localstack import LocalStack
@@ -21,7 +21,7 @@ MIN = 60_000
 
 @pytest.fixture
 def own_stack(tmp_path):
-    s = test_stack(tmp_path / "stack").start(mqtt=False)
+    s = make_stack(tmp_path / "stack").start(mqtt=False)
     yield s
     s.stop()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import orjson
 import pytest
 from conftest import component_env
@@ -75,7 +74,11 @@ def window_stats(kept, eu, partitions, sensor, metric, start, end):
     if not rs or end > eu[(rs[0]["domain"], part(sensor))]:
         return None
     v = [r["metrics"][metric] for r in rs]
-    return {"count": len(v), "mean": sum(v) / len(v), "min": min(v), "max": max(v),
+    mean = sum(v) / len(v)
+    if metric == "speed_kmh":  # the mean speed of the window's vehicles
+        w = [r["metrics"]["vehicle_count"] for r in rs]
+        mean = sum(a * b for a, b in zip(w, v)) / sum(w)
+    return {"count": len(v), "mean": mean, "min": min(v), "max": max(v),
             "last": v[-1], "sum": sum(v)}
 
 
@@ -151,11 +154,15 @@ def test_windows_indices_rollups_exact(stack, run_id, components, tmp_path):
              for m in ("pm25_ugm3", "no2_ugm3", "o3_ugm3")}
     us = ix.aqi_us_report(pm25_24h_ugm3=means["pm25_ugm3"], no2_1h_ugm3=means["no2_ugm3"],
                           o3_8h_ugm3=means["o3_ugm3"], o3_1h_ugm3=means["o3_ugm3"])
-    cn = ix.aqi_cn_report({"pm25_24h": means["pm25_ugm3"], "no2_1h": means["no2_ugm3"],
-                           "o3_1h": means["o3_ugm3"], "o3_8h": means["o3_ugm3"]})
+    # China: the real-time report of the HJ 633 edition in force at the window's start
+    ed = ix.cn_edition(str(ix.cn_edition_for(t0)))
+    cn_means = {"pm25": means["pm25_ugm3"], "no2": means["no2_ugm3"], "o3": means["o3_ugm3"]}
+    cn = ix.aqi_cn_report(ix.realtime_columns(cn_means, edition=ed), edition=ed)
     aqi = {(row["standard"], row["window"]): row for row in q("aqi", f"AND time = {t0}ms")}
     assert aqi[("us", "1m")]["aqi"] == float(us.aqi) and aqi[("us", "1m")]["primary"] == str(us.primary)
     assert aqi[("cn", "1m")]["aqi"] == float(cn.aqi) and aqi[("cn", "1m")]["category"] == str(cn.category)
+    assert aqi[("cn", "1m")]["edition"] == ed.tag and aqi[("us", "1m")]["edition"] == "epa-2024"
+    assert aqi[("cn", "1m")]["advice"] == str(ix.advice_cn(cn.aqi, edition=ed))
 
     # district roll-up and city summary of traffic, first minute: both loops together
     def district_row():
@@ -166,7 +173,9 @@ def test_windows_indices_rollups_exact(stack, run_id, components, tmp_path):
     both = [r for r in kept if r["domain"] == "traffic" and t0 <= r["ts"] < t0 + MIN]
     assert d["vehicle_count_sum"] == sum(r["metrics"]["vehicle_count"] for r in both)
     assert d["speed_kmh_count"] == len(both)
-    assert d["speed_kmh_mean"] == pytest.approx(np.mean([r["metrics"]["speed_kmh"] for r in both]))
+    assert d["speed_kmh_mean"] == pytest.approx(  # vehicle-weighted over the district
+        sum(r["metrics"]["speed_kmh"] * r["metrics"]["vehicle_count"] for r in both)
+        / sum(r["metrics"]["vehicle_count"] for r in both))
     city = influx.rows(f"SELECT * FROM windows.city_1m WHERE \"domain\" = 'traffic' AND time = {t0}ms")
     assert city and city[0]["vehicle_count_sum"] == d["vehicle_count_sum"]
 

@@ -35,6 +35,7 @@ app.add_typer(streams_app, name="streams")
 _ROOM_APPS = (
     ("urbanbrain.simulators.cli", "simulate", "Simulate a city: publish readings, record, replay."),
     ("urbanbrain.rules.cli", "rules", "Alert rules: check, test, backtest."),
+    ("urbanbrain.ingest.devices_cli", "devices", "Device profiles: check, test."),
     ("urbanbrain.dashboards.cli", "dashboards", "Grafana dashboards: push, snapshot."),
 )
 for _module, _name, _help in _ROOM_APPS:

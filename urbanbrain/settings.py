@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     ingest_max_future_s: float = 300.0
     ingest_max_past_s: float = 7 * 24 * 3600.0
     ingest_unknown_sensors: Literal["reject", "accept"] = "accept"
+    ingest_partial: Literal["accept", "reject"] = Field(
+        "accept", description="one implausible field of a reading: store the good fields and "
+        "dead-letter that one (accept), or refuse the whole reading (reject)"
+    )
+    ingest_profiles_path: Path | None = Field(
+        None, description="device profiles (YAML file, directory or glob), hot reloaded"
+    )
 
     # --- health and metrics (never through InfluxDB: see urbanbrain/health.py) ----------
     metrics_host: str = Field(

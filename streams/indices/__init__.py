@@ -6,15 +6,23 @@ See README.md in this folder for each index, its source and its known caveats.
 
 from ._common import AqiReport
 from .aqi_cn import (
+    advice_cn,
     aqi_category_cn,
     aqi_cn,
     aqi_cn_report,
     aqi_color_cn,
     aqi_level_cn,
+    cn_edition,
+    cn_edition_for,
     exceeding_pollutants_cn,
+    health_effect_cn,
     iaqi_cn,
     iaqi_cn_all,
+    over_100_cn,
     primary_pollutants_cn,
+    realtime_columns,
+    round_gbt8170,
+    sensitive_groups_cn,
 )
 from .aqi_us import (
     aqi_category_us,
@@ -70,16 +78,24 @@ __all__ = [
     "aqi_category_us",
     "aqi_color_us",
     "aqi_us_report",
-    # China HJ 633-2012
+    # China HJ 633-2026 (in force from 2026-03-01) and HJ 633-2012
+    "cn_edition",
+    "cn_edition_for",
+    "round_gbt8170",
     "iaqi_cn",
     "iaqi_cn_all",
     "aqi_cn",
     "primary_pollutants_cn",
+    "over_100_cn",
     "exceeding_pollutants_cn",
     "aqi_level_cn",
     "aqi_category_cn",
     "aqi_color_cn",
+    "health_effect_cn",
+    "advice_cn",
+    "sensitive_groups_cn",
     "aqi_cn_report",
+    "realtime_columns",
     # traffic
     "DEFAULT_FREE_FLOW_KMH",
     "flow_vph",

@@ -1,7 +1,7 @@
 """Small helpers shared by the index modules: piecewise-linear breakpoint tables and
 "which of several sub-indices is the largest" over numpy arrays.
 
-Both AQI standards (US EPA and China HJ 633-2012) interpolate linearly inside a row of a
+Both AQI standards (US EPA and China HJ 633, both editions) interpolate linearly inside a row of a
 breakpoint table and report the maximum sub-index with the pollutant(s) responsible; the two
 differ in rounding and in how rows meet, which stays in their own modules.
 """

@@ -191,16 +191,23 @@ def sub_index_us_so2(
 
     1-hour values up to 304 ppb use the 1-hour rows (AQI 0-200). From 305 ppb the 24-hour
     average decides: at or above 305 ppb the 24-hour rows (AQI 201-500), below it AQI 200.
-    Without a 24-hour value a 1-hour value >= 305 ppb also gives 200: the rule's lower bound.
-    Only a 24-hour value (no 1-hour) gives its 24-hour row, or NaN below 305 ppb.
+    A 24-hour value above the table (> 1004 ppb) is Beyond the AQI like any other pollutant's:
+    NaN, or the Hazardous line extended with ``beyond_aqi`` (1048 ppb → 522). Only a *missing*
+    (or negative, i.e. invalid) 24-hour value leaves a 1-hour value >= 305 ppb at 200, the
+    rule's lower bound. Only a 24-hour value (no 1-hour) gives its 24-hour row, or NaN below
+    305 ppb.
     """
     c1 = _units(TABLES["so2_1h"], as_float(so2_1h_ppb))
+    c24 = _units(TABLES["so2_24h"], as_float(so2_24h_ppb))
     i1 = sub_index_us("so2_1h", as_float(so2_1h_ppb))
     i24 = sub_index_us("so2_24h", as_float(so2_24h_ppb), beyond_aqi=beyond_aqi)
-    c1, i1, i24 = np.broadcast_arrays(c1, i1, i24)
+    c1, c24, i1, i24 = np.broadcast_arrays(c1, c24, i1, i24)
     with np.errstate(invalid="ignore"):
         high = c1 >= 305
-    out = np.where(high, np.where(np.isfinite(i24), i24, 200.0), i1)
+        # the 24-hour rows decide wherever the 24-hour value is 305 ppb or more, on the table
+        # or beyond it (i24 is then NaN or the extended line); 200 below 305 or when missing
+        on_24h = np.isfinite(c24) & (c24 >= 305)
+    out = np.where(high, np.where(on_24h, i24, 200.0), i1)
     return np.where(np.isnan(c1), i24, out)
 
 

@@ -4,9 +4,8 @@ re-emitting a window (replay, late roll-up partial) overwrites the same point.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-
 import math
+from collections.abc import Iterable, Mapping
 
 from urbanbrain.lineprotocol import (
     LineProtocolError,
@@ -18,7 +17,6 @@ from urbanbrain.lineprotocol import (
 
 from ..aggregates import SUM_METRICS, Stats
 from ..derive import IndexPoint
-
 
 _HEADS: dict[tuple, str] = {}
 _KEYS: dict[str, str] = {}
@@ -58,7 +56,9 @@ def sensor_fields(metrics: Mapping[str, Stats]) -> dict[str, float]:
     f: dict[str, float] = {}
     for name, st in sorted(metrics.items()):
         f[f"{name}_count"] = float(st.count)
-        f[f"{name}_mean"] = st.mean
+        mean = st.mean
+        if mean == mean:  # NaN: a weighted mean over no weight (a loop no vehicle passed)
+            f[f"{name}_mean"] = mean
         f[f"{name}_min"] = st.min
         f[f"{name}_max"] = st.max
         f[f"{name}_last"] = st.last

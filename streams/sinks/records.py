@@ -27,7 +27,9 @@ def window_records(domain: str, size: str, start: int, end: int,
         district, kind = meta.get(sensor, ("", ""))
         m: dict[str, float] = {}
         for name, st in metrics.items():
-            m[name] = st.mean
+            mean = st.mean
+            if mean == mean:  # no NaN in a record: a speed over no vehicle is left out
+                m[name] = mean
             m[f"{name}_min"] = st.min
             m[f"{name}_max"] = st.max
             m[f"{name}_count"] = float(st.count)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import test_stack
+from conftest import make_stack
 from faults.tcpproxy import TcpProxy
 from urbanbrain.localstack import LocalStack
 
@@ -20,7 +20,7 @@ def proxied_stack(tmp_path: Path) -> Iterator[tuple[LocalStack, TcpProxy]]:
     The proxy starts first, because tansu must advertise its port; ``stack.env()`` then
     points clients at the proxy too."""
     proxy = TcpProxy().start()
-    stack = test_stack(tmp_path / "stack", kafka_advertised_port=proxy.port)
+    stack = make_stack(tmp_path / "stack", kafka_advertised_port=proxy.port)
     try:
         stack.start()
         assert stack.kafka is not None

@@ -44,7 +44,7 @@ groups:
         labels: {severity: warning}
 """
 REGRESSION = (
-    "an episode inside one backlog batch did not alert: PartitionEvaluators.process must "
+    "an episode inside one backlog batch did not alert: SensorRules.process must "
     "evaluate a batch in event-time steps (URBANBRAIN_ALERT_EVAL_STEP_S), not once at its end"
 )
 

@@ -1,0 +1,82 @@
+"""One source partition's batch through the whole worker: windows → indices → rules →
+district forwards. Faust-free: the live agent and ``urbanbrain rules backtest`` both run
+this object, so a backtest score is the live pipeline's score.
+
+    records (offset, readings) of one (topic, partition)
+      ├─ WindowStage       1-min panes, 5-min hops, allowed lateness; closed windows →
+      │                    InfluxDB lines, ``aggregates`` records, roll-up partials and
+      │                    index samples (urbanbrain/indexes.py, stamped end + lateness)
+      ├─ SensorRules       raw readings + index samples → sensor-scope alert events
+      └─ DistrictInterest  readings/samples district rules use → ``Forward`` per district
+                           partition, with this partition's watermark
+
+The caller stores the outputs (in the order the worker's durability needs), then calls
+:meth:`SourcePipeline.finish`: window marks and tombstones, then the rule state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from urbanbrain.rules import AlertEvent, RuleSet
+
+from .alert_stage import DistrictInterest, Forward, SensorRules
+from .processor import Rendered, WindowStage
+from .windows import BatchResult
+
+
+@dataclass
+class SourceOutput:
+    """What one (topic, partition) batch produced."""
+
+    topic: str
+    partition: int
+    readings: list[Mapping[str, Any]]
+    late: list[Mapping[str, Any]] = field(default_factory=list)
+    rendered: Rendered = field(default_factory=Rendered)
+    events: list[AlertEvent] = field(default_factory=list)
+    forwards: dict[int, Forward] = field(default_factory=dict)
+    window_result: BatchResult | None = None
+
+    @property
+    def closed_any(self) -> bool:
+        res = self.window_result
+        return res is not None and bool(res.after_puts or res.deletes)
+
+
+class SourcePipeline:
+    def __init__(self, windows: WindowStage | None, rules: SensorRules,
+                 interest: DistrictInterest, ruleset: Callable[[], RuleSet]) -> None:
+        self.windows = windows
+        self.rules = rules
+        self.interest = interest
+        self.ruleset = ruleset
+
+    def process(self, topic: str, partition: int,
+                records: Sequence[tuple[int, Sequence[Mapping[str, Any]]]]) -> SourceOutput:
+        """``records`` in offset order. Window deltas are written to the window store here
+        (before any output, as the worker's durability requires)."""
+        readings = [r for _, batch in records for r in batch]
+        out = SourceOutput(topic, partition, readings)
+        samples: list[dict[str, Any]] = []
+        if self.windows is not None:
+            res = self.windows.process(topic, partition, records)
+            out.window_result = res
+            out.late = list(res.late)
+            out.rendered = self.windows.render(topic, partition, res)
+            samples = out.rendered.samples
+        out.events = self.rules.process(topic, partition, readings, samples)
+        rs = self.ruleset()
+        if self.interest.any(rs):
+            out.forwards = self.interest.forward(
+                rs, topic, partition, self.rules.watermark(topic, partition),
+                [*readings, *samples])
+        return out
+
+    def finish(self, out: SourceOutput) -> None:
+        """After the outputs are durable: window marks and tombstones, then rule state."""
+        if self.windows is not None and out.window_result is not None:
+            self.windows.finish(out.partition, out.window_result)
+        self.rules.persist(out.topic, out.partition)

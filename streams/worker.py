@@ -1,0 +1,377 @@
+"""What a streams worker does with each batch, between Faust's topics and the pure stages.
+
+``streams/app.py`` declares the topology (topics, tables, agents, timers) and hands every
+batch to a :class:`StreamsWorker`. The work itself lives in Faust-free stages the backtest
+runs too: :class:`~.pipeline.SourcePipeline` (windows, indices, sensor rules, district
+forwards) and :class:`~.alert_stage.DistrictRules`. This module only orders the I/O so that
+nothing is acknowledged before it is durable:
+
+1. raw readings → InfluxDB (in flight while the stages compute);
+2. window deltas → table (inside the stage), then closed-window lines → InfluxDB,
+   ``aggregates`` and roll-up partials → Kafka, alert events → Kafka/MQTT/webhooks,
+   district forwards → Kafka;
+3. everything flushed (Kafka) and acknowledged (InfluxDB);
+4. window marks, tombstones and rule state → tables; Faust acks the records after this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from urbanbrain.rules import AlertEvent
+
+from urbanbrain.influx import InfluxWriter
+from urbanbrain.kafka import READINGS_TOPICS
+from urbanbrain.latency import LatencyHistogram
+from urbanbrain.lineprotocol import ReadingLineEncoder, line
+from urbanbrain.reading import decode_batch, encode_batch
+from urbanbrain.retention import LONGTERM, PIPELINE, RAW, WINDOWS, write_routed
+
+from .alert_stage import DISTRICT_SOURCE, Forward
+from .alerting import Alerting
+from .pipeline import SourceOutput, SourcePipeline
+from .processor import WindowStage
+from .rollup_stage import RollupStage, points_to_lines
+from .settings import StreamsSettings
+from .state import flush_durably
+
+log = logging.getLogger(__name__)
+
+AGGREGATES_PER_RECORD = 200
+DISTRICT_RECORD_READINGS = 500  # as ingest's batch_max: records stay far below 1 MB
+FORWARD_VERSION = 1
+
+
+def encode_forward(f: Forward, readings: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps({"v": FORWARD_VERSION, "src": f.src, "wm": f.wm, "readings": readings})
+
+
+def decode_forward(value: bytes) -> Forward:
+    doc = orjson.loads(value)
+    if not isinstance(doc, dict) or doc.get("v") != FORWARD_VERSION:
+        raise ValueError("not a district forward record")
+    return Forward(str(doc["src"]), doc.get("wm"), list(doc.get("readings") or []))
+
+
+@dataclass
+class StreamsStats:
+    records: int = 0
+    readings: int = 0
+    refused: int = 0
+    bad_records: int = 0
+    last_report: float = field(default_factory=time.monotonic)
+    last_readings: int = 0
+    last_points: int = 0
+    batch_ms: float = 0.0
+    #: seconds spent per phase of a readings batch (cumulative): where a batch's time goes
+    phase_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    #: event time → InfluxDB acknowledged the raw point
+    stored_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
+class StreamsWorker:
+    """The batch handlers of one worker process (see the module docstring)."""
+
+    def __init__(self, app: Any, settings: StreamsSettings, *, writer: InfluxWriter,
+                 windows: WindowStage | None, alerting: Alerting, rollups: RollupStage,
+                 topics: Mapping[str, Any], worker_id: str, store_raw: bool = True) -> None:
+        self.app, self.settings = app, settings
+        self.writer = writer
+        self.windows = windows
+        self.alerting = alerting
+        self.rollups = rollups
+        self.topics = topics
+        self.worker_id = worker_id
+        self.store_raw = store_raw
+        self.encoder = ReadingLineEncoder()
+        self.stats = StreamsStats()
+        self.pipeline = SourcePipeline(windows, alerting.sensors, alerting.interest,
+                                       lambda: alerting.watcher.ruleset)
+        self._generation: Any = object()
+        self._rollup_generation: Any = object()
+        #: (topic, partition) -> monotonic time of its last record (idle partitions)
+        self.last_record: dict[tuple[str, int], float] = {}
+
+    # -- consumer generations ------------------------------------------------------------
+    def _new_generation(self) -> None:
+        gen = self.app.consumer_generation_id
+        if gen != self._generation:
+            self._generation = gen
+            if self.windows is not None:
+                self.windows.reset(gen)
+            self.alerting.sensors.reset(gen)
+            self.alerting.districts.reset(gen)
+
+    # -- readings.* ------------------------------------------------------------------------
+    async def readings_batch(self, events: Sequence[Any]) -> None:
+        t0 = time.perf_counter()
+        self._new_generation()
+        st, ss = self.stats, self.settings
+        deadletters, aggregates = self.topics["deadletters"], self.topics["aggregates"]
+        readings: list[Mapping[str, Any]] = []
+        by_tp: dict[tuple[str, int], list[tuple[int, list]]] = defaultdict(list)
+        now_mono = time.monotonic()
+        for event in events:
+            msg = event.message
+            try:
+                batch = decode_batch(event.value)
+            except ValueError as exc:
+                st.bad_records += 1
+                await deadletters.send(value=orjson.dumps({
+                    "topic": msg.topic, "reason": "malformed", "message": str(exc),
+                    "payload": None, "payload_b64": None, "received_ms": _now_ms(),
+                }))
+                continue
+            readings.extend(batch)
+            by_tp[(msg.topic, msg.partition)].append((msg.offset, batch))
+            self.last_record[(msg.topic, msg.partition)] = now_mono
+        # 1. raw readings: the write runs while the stages compute; awaited before any ack
+        raw_write = None
+        bad: list[tuple[Any, str]] = []
+        if self.store_raw:
+            lines, bad = self.encoder.encode(readings)
+            raw_write = asyncio.ensure_future(self.writer.write(lines, rp=RAW))
+            await asyncio.sleep(0)  # let the request start before the CPU-bound part
+            for r, why in bad:
+                await deadletters.send(value=_sink_dead_letter(r, why))
+        t1 = time.perf_counter()
+        # 2. windows, indices, sensor rules, district forwards per source partition
+        outs: list[SourceOutput] = []
+        out_lines: list[str] = []
+        hour_lines: list[str] = []  # closed hours (streams/hourly.py)
+        for (topic, partition), recs in by_tp.items():
+            recs.sort(key=lambda x: x[0])
+            out = self.pipeline.process(topic, partition, recs)
+            for r in out.late:
+                await deadletters.send(value=_late_letter(topic, r, ss.streams_lateness_s))
+            out_lines += out.rendered.lines
+            hour_lines += out.rendered.hourly_lines
+            for sensor, why in out.rendered.refused:
+                await deadletters.send(value=_refused_letter(sensor, why))
+            outs.append(out)
+        t2 = time.perf_counter()
+        window_write = (asyncio.ensure_future(self.writer.write(out_lines, rp=WINDOWS))
+                        if out_lines else None)
+        hour_write = (asyncio.ensure_future(self.writer.write(hour_lines, rp=LONGTERM))
+                      if hour_lines else None)
+        for out in outs:
+            recs_out = out.rendered.records
+            for i in range(0, len(recs_out), AGGREGATES_PER_RECORD):  # far below 1 MB
+                await aggregates.send(value=encode_batch(recs_out[i:i + AGGREGATES_PER_RECORD]),
+                                      partition=out.partition)
+            for p in out.rendered.partials:
+                await self.topics["partials"].send(key=p["domain"].encode(),
+                                                   value=orjson.dumps(p))
+            await self.alerting.outputs.emit(out.events)
+            await self._forward(out.forwards)
+        # 3. everything durable before the marks say a window is done and the rule state
+        #    says an alert was sent, and those before Faust acks these records
+        t3 = time.perf_counter()
+        await flush_durably(self.app)
+        t4 = time.perf_counter()
+        refused = await raw_write if raw_write is not None else []
+        if readings:
+            st.stored_latency.observe([r["ts"] for r in readings], _now_ms())
+        for text, why in refused:
+            await deadletters.send(value=_refused_letter(text, why))
+        win_refused = await window_write if window_write is not None else []
+        win_refused += await hour_write if hour_write is not None else []
+        for text, why in win_refused:
+            await deadletters.send(value=_refused_letter(text, why))
+        if refused or win_refused:
+            await flush_durably(self.app)  # dead letters of refused lines
+        t5 = time.perf_counter()
+        for out in outs:
+            self.pipeline.finish(out)
+        await flush_durably(self.app)
+        st.records += len(events)
+        st.readings += len(readings)
+        st.refused += len(bad) + len(refused)
+        t6 = time.perf_counter()
+        st.batch_ms = (t6 - t0) * 1000
+        ph = st.phase_s
+        ph["decode_encode"] += t1 - t0
+        ph["stages"] += t2 - t1
+        ph["send"] += t3 - t2
+        ph["kafka_flush"] += t4 - t3
+        ph["influx_wait"] += t5 - t4
+        ph["marks"] += t6 - t5
+
+    async def _forward(self, forwards: Mapping[int, Forward]) -> None:
+        district = self.topics["district"]
+        for partition, f in forwards.items():
+            rs = f.readings or []
+            chunks = [rs[i:i + DISTRICT_RECORD_READINGS]
+                      for i in range(0, len(rs), DISTRICT_RECORD_READINGS)] or [[]]
+            for chunk in chunks:
+                await district.send(key=str(partition).encode(),
+                                    value=encode_forward(f, chunk), partition=partition)
+
+    # -- district forwards -------------------------------------------------------------------
+    async def district_batch(self, events: Sequence[Any]) -> None:
+        self._new_generation()
+        by_part: dict[int, list[Forward]] = defaultdict(list)
+        for event in events:
+            try:
+                by_part[event.message.partition].append(decode_forward(event.value))
+            except (ValueError, KeyError, TypeError):
+                log.warning("undecodable district forward at offset %d", event.message.offset)
+        now = time.monotonic()
+        districts = self.alerting.districts
+        for partition, forwards in by_part.items():
+            await self.alerting.outputs.emit(districts.process(partition, forwards, now))
+        await flush_durably(self.app)
+        for partition in by_part:
+            districts.persist(DISTRICT_SOURCE, partition)
+
+    # -- idle partitions -----------------------------------------------------------------------
+    async def advance_idle(self) -> None:
+        """Processing-time tick: a caught-up partition that received nothing for
+        ``idle_s`` moves its rule watermark with the clock, so the absence of its sensors
+        still fires when they all fall silent. Only live: a partition with lag is not idle."""
+        if self.app.rebalancing or self.app.in_recovery:
+            return
+        idle_s = self.alerting.cfg.idle_s
+        now = time.monotonic()
+        sensors = self.alerting.sensors
+        events: list[AlertEvent] = []
+        advanced = False
+        for (topic, partition) in list(sensors.live):
+            last = self.last_record.get((topic, partition))
+            if last is None or now - last < idle_s or not _caught_up(self.app, topic, partition):
+                continue
+            wm = sensors.watermark(topic, partition)
+            if wm is None:
+                continue
+            wm_now = wm + int((now - last) * 1000)
+            events += sensors.advance(topic, partition, wm_now)
+            rs = self.alerting.watcher.ruleset
+            if self.alerting.interest.any(rs):  # the district clocks move with it
+                await self._forward(self.alerting.interest.forward(rs, topic, partition,
+                                                                   wm_now, []))
+            advanced = True
+        if events:
+            await self.alerting.outputs.emit(events)
+        if advanced:
+            await flush_durably(self.app)
+        for topic, partition in list(sensors.live):
+            sensors.persist(topic, partition)
+
+    # -- roll-ups ----------------------------------------------------------------------------
+    async def write_rollups(self, partials_topic: str) -> None:
+        app = self.app
+        if app.rebalancing or app.in_recovery:
+            return
+        if self._rollup_generation != app.consumer_generation_id:
+            self.rollups.forget()
+            self._rollup_generation = app.consumer_generation_id
+        try:
+            active = {tp.partition for tp in app.assignor.assigned_actives()
+                      if tp.topic == partials_topic}
+        except Exception:  # noqa: BLE001 - before the first assignment
+            return
+        due = self.rollups.due(active)
+        if due:
+            for text, why in await write_routed(self.writer, points_to_lines(due)):
+                log.warning("roll-up point refused: %s (%s)", text[:200], why)
+
+    # -- self-monitoring ---------------------------------------------------------------------
+    async def report(self) -> None:
+        st = self.stats
+        now = time.monotonic()
+        dt = max(now - st.last_report, 1e-6)
+        rate = (st.readings - st.last_readings) / dt
+        w = self.writer.stats
+        points_rate = (w.points - st.last_points) / dt
+        st.last_report, st.last_readings, st.last_points = now, st.readings, w.points
+        lat = st.stored_latency
+        fields: dict[str, Any] = {
+            **lat.fields(), **lat.interval_quantiles(),
+            "readings_total": st.readings, "readings_per_s": rate,
+            "records_total": st.records, "refused_total": st.refused,
+            "points_total": w.points, "points_per_s": points_rate,
+            "write_retries_total": w.retries, "write_batch_ms": w.last_batch_ms,
+            "agent_batch_ms": st.batch_ms,
+            **{f"agent_{k}_s_total": v for k, v in st.phase_s.items()},
+            "lag_records": _lag(self.app),
+        }
+        if self.windows is not None:
+            ws = self.windows.stats
+            fields.update({"late_total": ws.late, "windows_emitted_total": ws.windows,
+                           "partials_total": ws.partials, "open_panes": self.windows.open_panes,
+                           "hours_emitted_total": self.windows.hourly.stats.hours})
+        fields.update({"rollups_emitted_total": self.rollups.stats.emitted,
+                       "rollup_partials_dropped_total": self.rollups.stats.dropped_late})
+        points = [line("pipeline", {"stage": "streams", "worker": self.worker_id}, fields,
+                       _now_ms())]
+        out = self.alerting.outputs
+        points.append(line("pipeline", {"stage": "alerts", "worker": self.worker_id},
+                           {**out.latency.fields(), **out.latency.interval_quantiles(),
+                            **{f"sent_{k}_total": v for k, v in out.sent.items()}},
+                           _now_ms()))
+        await self.writer.write(points, rp=PIPELINE)
+
+
+def _caught_up(app: Any, topic: str, partition: int) -> bool:
+    try:
+        from faust.types import TP
+
+        tp = TP(topic, partition)
+        consumer = app.consumer
+        hw = consumer.highwater(tp)
+        read = consumer._read_offset.get(tp)  # noqa: SLF001 - no public accessor
+        return hw is not None and (read is None or hw <= read + 1)
+    except Exception:  # noqa: BLE001 - unknown: not caught up
+        return False
+
+
+def _lag(app: Any) -> float | None:
+    """Records of the readings topics not yet read by this worker (queue depth)."""
+    try:
+        consumer = app.consumer
+        total = 0
+        for tp in consumer.assignment():
+            if tp.topic not in READINGS_TOPICS:
+                continue
+            hw = consumer.highwater(tp)
+            read = consumer._read_offset.get(tp)  # noqa: SLF001 - no public accessor
+            if hw is not None:
+                total += max(0, hw - (read + 1 if read is not None else 0))
+        return float(total)
+    except Exception:  # noqa: BLE001 - metrics must never break the worker
+        return None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _sink_dead_letter(reading: object, why: str) -> bytes:
+    return orjson.dumps({
+        "topic": "streams", "reason": "sink_refused", "message": why,
+        "payload": orjson.dumps(reading, default=str).decode(), "payload_b64": None,
+        "received_ms": _now_ms(),
+    })
+
+
+def _refused_letter(text: str, why: str) -> bytes:
+    return orjson.dumps({
+        "topic": "influxdb", "reason": "sink_refused", "message": why,
+        "payload": text, "payload_b64": None, "received_ms": _now_ms(),
+    })
+
+
+def _late_letter(topic: str, reading: object, lateness_s: float) -> bytes:
+    return orjson.dumps({
+        "topic": topic, "reason": "late",
+        "message": f"event time older than its closed window (allowed lateness {lateness_s:g} s)",
+        "payload": orjson.dumps(reading, default=str).decode(), "payload_b64": None,
+        "received_ms": _now_ms(),
+    })
