@@ -37,9 +37,6 @@ def make_stack(workdir: Path, **kwargs: object) -> LocalStack:
                       mqtt_acl=acl, **kwargs)  # type: ignore[arg-type]
 
 
-test_stack.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test (imported by tests)
-
-
 def role_settings(stack: LocalStack, role: str, **overrides: object) -> Settings:
     """Settings of a process running as ``role`` (ingest, streams, simulator, console,
     reader) against ``stack``, as :class:`urbanbrain.components.Component` would get them."""

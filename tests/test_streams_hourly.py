@@ -71,7 +71,10 @@ def test_an_hour_is_exactly_the_readings_of_its_hour_and_closes_on_event_time():
         speeds = np.array([r["metrics"]["speed_kmh"] for r in mine])
         f = agg[(sensor, H0)]
         assert float(f["speed_kmh_count"]) == len(mine) == 360
-        assert float(f["speed_kmh_mean"]) == pytest.approx(speeds.mean())
+        vehicles = np.array([r["metrics"]["vehicle_count"] for r in mine])
+        # a loop's mean speed is vehicle-weighted (streams/aggregates.py), over the hour too
+        assert float(f["speed_kmh_mean"]) == pytest.approx((speeds * vehicles).sum()
+                                                           / vehicles.sum())
         assert float(f["speed_kmh_min"]) == speeds.min()
         assert float(f["speed_kmh_max"]) == speeds.max()
         assert float(f["speed_kmh_last"]) == speeds[-1]
@@ -146,8 +149,10 @@ def test_hourly_district_and_city_rollups_from_two_partitions():
     assert city_tags == {"domain": "traffic"}
     assert float(city["speed_kmh_count"]) == len(everything) == 4 * 360
     assert float(city["sensors"]) == 4.0 and float(city["districts"]) == 2.0
+    # vehicle-weighted over the whole city, as district_1m/city_1m are
     assert float(city["speed_kmh_mean"]) == pytest.approx(
-        np.mean([r["metrics"]["speed_kmh"] for r in everything]))
+        sum(r["metrics"]["speed_kmh"] * r["metrics"]["vehicle_count"] for r in everything)
+        / sum(r["metrics"]["vehicle_count"] for r in everything))
     d0 = next(f for t, f, _ in by_meas["district_1h"] if t["district"] == "d0")
     assert float(d0["vehicle_count_sum"]) == sum(
         r["metrics"]["vehicle_count"] for r in everything if r["district"] == "d0")
