@@ -18,7 +18,7 @@ What it does, with the product's own code end to end except Kafka:
    1 min, per-sensor metrics from raw points) and as they ask now (expanded from
    dashboards/spec.py for a 7-day range: hourly roll-ups, 5-min windows).
 
-Writes bench/results/storage.json.
+Writes bench/results/storage.json (``--out``).
 """
 
 from __future__ import annotations
@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", default="tiny", help="city size (tiny = 120 sensors)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--keep", action="store_true", help="keep the influxd data directory")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="result file")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-storage-"))
     srv = start_influxd(work / "influxdb")
@@ -256,8 +257,8 @@ def main(argv: list[str] | None = None) -> None:
             "wal_bytes_after": du(work / "influxdb" / "wal"),
             "panels_7d": panel_times(client),
         }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps({k: v for k, v in result.items() if k != "panels_7d"}, indent=1))
         for title, ba in result["panels_7d"].items():
             print(f"{title}: before {ba['before']['median_ms']} ms ({ba['before']['rows']} rows)"
