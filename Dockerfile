@@ -32,12 +32,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # An unprivileged user with a fixed uid/gid (10001) that owns only its state directories.
 # registry/ is where compose mounts the device-registry volume: a new named volume takes
-# this directory's owner, so the simulator (same uid) can write the registry there.
+# this directory's owner, so the simulator (same uid) can write the registry there; the same
+# for console/ (the console's users file).
 RUN groupadd --system --gid 10001 urbanbrain \
     && useradd --system --uid 10001 --gid urbanbrain --no-create-home \
         --home-dir /var/lib/urbanbrain --shell /usr/sbin/nologin urbanbrain \
     && install -d -o urbanbrain -g urbanbrain -m 0750 \
-        /var/lib/urbanbrain /var/lib/urbanbrain/data /var/lib/urbanbrain/registry
+        /var/lib/urbanbrain /var/lib/urbanbrain/data /var/lib/urbanbrain/registry \
+        /var/lib/urbanbrain/console
 
 # Dependencies first, in their own layer, pinned by deploy/constraints.txt: editing code
 # does not reinstall numpy and pandas, and a rebuild gets the versions the tests ran with.

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-APT_PACKAGES := mosquitto influxdb influxdb-client sumo sumo-tools
+APT_PACKAGES := mosquitto influxdb influxdb-client sumo sumo-tools chromium
 DURATION ?= 60
 
 .PHONY: demo test setup system-deps venv lint bench clean
@@ -18,7 +18,7 @@ test: setup  ## install everything and run the whole test suite on real servers
 setup: system-deps venv
 
 system-deps:  ## Debian packages: mosquitto, influxd, SUMO (skipped when already there)
-	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ] || ! command -v influxd >/dev/null || ! command -v sumo >/dev/null; then \
+	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ] || ! command -v influxd >/dev/null || ! command -v sumo >/dev/null || ! command -v chromium >/dev/null; then \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
 	fi

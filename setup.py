@@ -16,6 +16,7 @@ ROOMS = {
     "urbanbrain.rules": "rules",
     "urbanbrain.dashboards": "dashboards",
     "urbanbrain.simulators": "simulators",
+    "urbanbrain.console": "console",
 }
 
 

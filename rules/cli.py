@@ -185,5 +185,13 @@ def backtest(
               f"{sum(1 for k in res.files if k.startswith('plot:'))} plot(s) to {out}")
 
 
+try:  # the console room implements `rules list` (it reads the alerts topic)
+    from urbanbrain.console.rules_status import list_rules as _list_rules_impl
+
+    app.command("list")(_list_rules_impl)
+except ModuleNotFoundError:  # pragma: no cover - installed without the console room
+    pass
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

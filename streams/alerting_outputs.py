@@ -78,7 +78,8 @@ class AlertOutputs(Service):
         self._inflight: list[mqtt.MQTTMessageInfo] = []
         #: evaluation event time (``at``) → handed to Kafka; ``emitted_ms`` header per record
         self.latency = LatencyHistogram()
-        self.sent = {"kafka": 0, "influx": 0, "mqtt": 0, "webhook": 0, "webhook_failed": 0}
+        self.sent = {"kafka": 0, "influx": 0, "mqtt": 0, "mqtt_failed": 0, "webhook": 0,
+                     "webhook_failed": 0}
         super().__init__(**kwargs)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -116,7 +117,7 @@ class AlertOutputs(Service):
         if self.close_writer:
             await self.writer.close()
         while self._inflight and asyncio.get_running_loop().time() < deadline:
-            self._inflight = [i for i in self._inflight if not i.is_published()]
+            self._inflight = [i for i in self._inflight if not self._done(i)]
             await asyncio.sleep(0.05)
         if self._mqtt is not None:
             try:
@@ -141,14 +142,22 @@ class AlertOutputs(Service):
         self.latency.observe([ev.at for ev in events], now)
 
     def _notify(self, events: Sequence[AlertEvent]) -> None:
+        """Hand notifications off; never raises (a broker that is down or refuses us must
+        not stop the agent that evaluates rules and stores readings)."""
         client = self._mqtt_client()
         for ev in events:
             if ev.silenced:
                 continue
             topic, payload = mqtt_message(ev, self.settings.mqtt_topic_prefix)
-            self._inflight.append(client.publish(topic, payload, qos=1))
+            try:
+                info = client.publish(topic, payload, qos=1)
+            except (ValueError, OSError) as exc:
+                self.sent["mqtt_failed"] += 1
+                log.error("alert not published on MQTT (%s): %s", exc, topic)
+                continue
+            self._inflight.append(info)
             self.sent["mqtt"] += 1
-        self._inflight = [i for i in self._inflight if not i.is_published()]
+        self._inflight = [i for i in self._inflight if not self._done(i)]
         if self.webhook_urls:
             q = self._queue_()
             for body in webhook_payloads(events, external_url=self.external_url):
@@ -157,6 +166,16 @@ class AlertOutputs(Service):
                 except asyncio.QueueFull:
                     self.sent["webhook_failed"] += 1
                     log.error("webhook queue full: dropped %s", body.get("groupKey"))
+
+    def _done(self, info: mqtt.MQTTMessageInfo) -> bool:
+        """Published, or failed for good (paho raises for a message it could not queue,
+        e.g. while never connected): counted, logged once, forgotten."""
+        try:
+            return info.is_published()
+        except (RuntimeError, ValueError) as exc:
+            self.sent["mqtt_failed"] += 1
+            log.warning("alert not published on MQTT: %s", exc)
+            return True
 
     # -- webhooks -------------------------------------------------------------------------
     @Service.task

@@ -46,6 +46,7 @@ from .derive import IndexCalculator
 from .processor import WindowStage
 from .rollup_stage import RollupStage
 from .settings import StreamsSettings
+from .silence_feed import SilenceFeed
 from .state import TableStore, flush_durably
 from .worker import StreamsWorker
 
@@ -152,6 +153,8 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
     alerting = Alerting(ss, writer, alerts_topic, sensor_store=table("alert-state"),
                         district_store=table("alert-district-state"))
     app.service(alerting.outputs)  # type: ignore[arg-type]  # an instance is accepted too
+    # silences from the console and the CLI (topic alerts.silences), shared by every evaluator
+    app.service(SilenceFeed(ss, alerting.silences))  # type: ignore[arg-type]
     rollups = RollupStage(table("rollup-state"), expected_sources=n,
                           grace_s=ss.streams_rollup_grace_s,
                           retention_ms=int(ss.streams_rollup_retention_s * 1000))

@@ -42,12 +42,13 @@ CONSTRAINTS = ROOT / "deploy" / "constraints.txt"
 MOSQUITTO_DIR = ROOT / "deploy" / "mosquitto"
 
 SERVERS = {"mosquitto", "kafka", "influxdb", "grafana"}
-OUR_SERVICES = {"kafka-init", "influx-init", "ingest", "streams", "simulator"}
+OUR_SERVICES = {"kafka-init", "influx-init", "ingest", "streams", "simulator", "console"}
 EXPECTED_COMMANDS = {
     "kafka-init": ["kafka", "init"],
     "influx-init": ["influx", "init"],
     "ingest": ["ingest"],
     "streams": ["streams", "worker"],
+    "console": ["console"],
     "simulator": ["simulate", "run", "--rate", "${SIMULATOR_RATE:-2000}",
                   "--registry", "/var/lib/urbanbrain/registry/devices.csv"],
 }

@@ -37,6 +37,9 @@ _ROOM_APPS = (
     ("urbanbrain.rules.cli", "rules", "Alert rules: check, test, backtest."),
     ("urbanbrain.ingest.devices_cli", "devices", "Device profiles: check, test."),
     ("urbanbrain.dashboards.cli", "dashboards", "Grafana dashboards: push, snapshot."),
+    ("urbanbrain.console.cli", "console", "The operations console (web) and its users."),
+    ("urbanbrain.console.alerts_cli", "alerts", "Alerts: list, ack, assign, silence, audit."),
+    ("urbanbrain.console.silences_cli", "silences", "Silences: list, expire."),
 )
 for _module, _name, _help in _ROOM_APPS:
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 ROLE_PREFIX = "UB_ROLE__"
 #: The compose service (and so the users) each command runs as.
 COMMAND_ROLES = {"ingest": "ingest", "streams": "streams", "simulate": "simulator",
-                 "dashboards": "reader", "console": "console", "alerts": "console",
+                 "dashboards": "reader", "console": "console", "alerts": "console", "silences": "console",
                  "rules": "streams"}
 
 

@@ -14,6 +14,19 @@ log = logging.getLogger(__name__)
 DEADLETTER_TOPIC = "readings.deadletter"
 AGGREGATES_TOPIC = "aggregates"
 ALERTS_TOPIC = "alerts"
+#: Silences (key = silence id, value = ``Silence.to_dict()`` JSON, a tombstone deletes):
+#: compacted, so the latest version of every silence is kept for as long as it exists.
+#: Written by the operations console and ``urbanbrain alerts silence``; every streams
+#: worker reads it from the beginning into the SilenceStore its evaluators share.
+SILENCES_TOPIC = "alerts.silences"
+#: The operators' audit trail: one JSON record per action (ack, assign, comment, silence,
+#: expire, resolve), append-only and kept forever.
+AUDIT_TOPIC = "alerts.audit"
+#: Topic settings beyond partitions and replication.
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    SILENCES_TOPIC: {"cleanup.policy": "compact"},
+    AUDIT_TOPIC: {"retention.ms": "-1"},
+}
 
 
 def readings_topic(domain: str) -> str:
@@ -49,7 +62,8 @@ async def ensure_topics(settings: Settings, *, retries: int = 30) -> list[str]:
     from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
     wanted = {t: settings.kafka_partitions for t in READINGS_TOPICS}
-    wanted.update({DEADLETTER_TOPIC: 1, AGGREGATES_TOPIC: settings.kafka_partitions, ALERTS_TOPIC: 1})
+    wanted.update({DEADLETTER_TOPIC: 1, AGGREGATES_TOPIC: settings.kafka_partitions, ALERTS_TOPIC: 1,
+                   SILENCES_TOPIC: 1, AUDIT_TOPIC: 1})
     for attempt in range(retries):
         admin = AIOKafkaAdminClient(**client_options(settings))
         try:
@@ -60,7 +74,8 @@ async def ensure_topics(settings: Settings, *, retries: int = 30) -> list[str]:
                 try:
                     await admin.create_topics(
                         [
-                            NewTopic(t, wanted[t], settings.kafka_replication)
+                            NewTopic(t, wanted[t], settings.kafka_replication,
+                                     topic_configs=TOPIC_CONFIGS.get(t))
                             for t in missing
                         ]
                     )
@@ -73,3 +88,85 @@ async def ensure_topics(settings: Settings, *, retries: int = 30) -> list[str]:
         finally:
             await admin.close()
     raise RuntimeError(f"Kafka at {settings.kafka_bootstrap} unreachable")
+
+
+class TopicReader:
+    """Whole topics read from the beginning, without a consumer group: every partition,
+    every record, in offset order per partition.
+
+    Why no group: the readers of ``alerts.silences`` (every streams worker), ``alerts`` and
+    ``alerts.audit`` (the console, the CLI) each need *all* records to rebuild their state,
+    not a share of them, and nothing to commit. :meth:`catch_up` reads up to the end
+    offsets seen at the call (what existed "now"), :meth:`poll` waits for more.
+    A topic that does not exist yet is looked up again on every poll, so a reader started
+    before ``kafka init`` catches up as soon as it does.
+    """
+
+    def __init__(self, settings: Settings, topics: list[str] | tuple[str, ...]) -> None:
+        self.settings = settings
+        self.topics = tuple(topics)
+        self._consumer: Any = None
+        self._assigned: set[Any] = set()
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        self._consumer = AIOKafkaConsumer(
+            **client_options(self.settings), enable_auto_commit=False,
+            auto_offset_reset="earliest", group_id=None)
+        await self._consumer.start()
+        await self._assign()
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def __aenter__(self) -> TopicReader:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _assign(self) -> None:
+        from aiokafka import TopicPartition
+
+        cluster = await self._consumer._client.fetch_all_metadata()  # no public API for this
+        tps = {TopicPartition(t, p) for t in self.topics
+               for p in (cluster.partitions_for_topic(t) or ())}
+        new = tps - self._assigned
+        if new:
+            self._assigned |= new
+            self._consumer.assign(sorted(self._assigned))
+            await self._consumer.seek_to_beginning(*new)
+
+    async def poll(self, timeout_ms: int = 1000) -> list[Any]:
+        """The next records (``ConsumerRecord``: topic, key, value, timestamp, headers),
+        waiting up to ``timeout_ms``; [] when none arrived."""
+        if len(self._assigned) < len(self.topics):
+            await self._assign()
+            if not self._assigned:
+                await asyncio.sleep(timeout_ms / 1000)
+                return []
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms)
+        out = [r for tp in sorted(batch) for r in batch[tp]]
+        return out
+
+    async def catch_up(self, timeout_s: float = 30.0) -> list[Any]:
+        """Every record up to the end offsets at the time of the call."""
+        if not self._assigned:
+            return []
+        tps = sorted(self._assigned)
+        end = await self._consumer.end_offsets(tps)
+        out: list[Any] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            positions = {tp: await self._consumer.position(tp) for tp in tps}
+            if all(positions[tp] >= end[tp] for tp in tps):
+                return out
+            if loop.time() > deadline:
+                raise TimeoutError(f"Kafka topics {', '.join(self.topics)} not read to the "
+                                   f"end within {timeout_s:.0f}s")
+            out += await self.poll(200)

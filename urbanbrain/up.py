@@ -37,6 +37,7 @@ class Snapshot:
     incidents: int = 0
     stages: dict[str, dict] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
+    alerts: dict[str, int] = field(default_factory=dict)  # firing, fired, silenced
 
 
 def _influx_query(client: InfluxQL, q: str) -> list[dict]:
@@ -81,7 +82,47 @@ def _table(snap: Snapshot, elapsed: float, duration: float | None) -> Table:
               f"write {st.get('write_batch_ms', 0):.0f} ms, retries {int(st.get('write_retries_total', 0))}")
     dl = ", ".join(f"{k}={v}" for k, v in sorted(snap.dead_letters.items())) or "none"
     t.add_row("dead letters", f"{sum(snap.dead_letters.values()):,}", "", dl)
+    a = snap.alerts
+    t.add_row("alerts", f"{a.get('firing', 0):,} firing", "",
+              f"{a.get('fired', 0):,} fired, {a.get('silenced', 0):,} silenced transitions")
     return t
+
+
+def _alert_state(client: InfluxQL) -> dict[str, int]:
+    """Alerts firing now (the latest transition of each alert is a firing one), alerts that
+    fired during the run, and transitions a silence muted: from InfluxDB ``alerts``, which
+    the workers write from the ``alerts`` topic."""
+    firing = fired = silenced = 0
+    for s in _influx_query(client, 'SELECT last("active") AS "active" FROM "alerts" '
+                                   "WHERE time > now() - 1d GROUP BY rule, district, sensor"):
+        fired += 1
+        firing += int(s["values"][0][1] or 0)
+    for s in _influx_query(client, 'SELECT count("active") FROM "alerts" '
+                                   'WHERE time > now() - 1d AND "silenced" = true'):
+        silenced += int(s["values"][0][1] or 0)
+    return {"firing": firing, "fired": fired, "silenced": silenced}
+
+
+def _start_console(env: dict[str, str], data: Path, city: object) -> tuple[Component, str, str]:
+    """The operations console for this run: a fresh random admin password (printed once,
+    stored only as an argon2 hash), the simulated city's district polygons, a free port."""
+    import json
+    import secrets
+
+    from urbanbrain.console.auth import User, UserStore, hash_password
+    from urbanbrain.localstack import free_port
+
+    password = secrets.token_urlsafe(12)
+    users = data / "console-users.json"
+    UserStore([User("admin", "admin", hash_password(password))]).save(users)
+    districts = data / "districts.geojson"
+    districts.write_text(json.dumps(city.districts_geojson()))  # type: ignore[attr-defined]
+    port = int(os.environ.get("URBANBRAIN_CONSOLE_PORT") or 0) or free_port()
+    env = {**env, "URBANBRAIN_CONSOLE_USERS_FILE": str(users),
+           "URBANBRAIN_CONSOLE_DISTRICTS_PATH": str(districts),
+           "URBANBRAIN_CONSOLE_PORT": str(port)}
+    console_proc = _spawn("console", ["console"], env, data / "logs")
+    return console_proc, f"http://127.0.0.1:{port}/", password
 
 
 def run_up(settings: Settings, *, duration: float | None, rate: float, size: str, seed: int,
@@ -124,8 +165,12 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
         procs.append(_spawn("ingest", ["ingest"], env, data / "logs"))
         for i in range(workers):
             procs.append(_spawn(f"streams-{i}", ["streams", "worker"], env, data / "logs"))
+        console_proc, console_url, console_pw = _start_console(env, data, city)
+        procs.append(console_proc)
         _wait_ready(procs)
         console.print(f"  ingest and {workers} Faust worker(s) ready; logs in {data / 'logs'}")
+        console.print(f"  operations console: {console_url} (user admin, password "
+                      f"{console_pw}, this run only)")
 
         def on_progress(p) -> None:  # noqa: ANN001
             snap.sent, snap.sent_rate, snap.incidents = p.readings, p.rate, p.incidents
@@ -152,6 +197,7 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
                 while sim.is_alive():
                     sim.join(1.0)
                     snap.stages, snap.dead_letters = _pipeline_state(influx)
+                    snap.alerts = _alert_state(influx)
                     live.update(_table(snap, time.monotonic() - t0, duration))
                     for p in procs:
                         if p.exited:
@@ -176,19 +222,22 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
         for p in reversed(procs):
             p.stop(timeout=20)
         stored = count_raw_points(_client(settings, env))
+        snap.alerts = _alert_state(_client(settings, env))
         stack.stop()
     console.print(
         f"[bold]done[/]: simulator sent {snap.sent:,} readings; InfluxDB holds {stored:,} "
         f"raw points; {sum(snap.dead_letters.values()):,} dead letters "
         f"({', '.join(f'{k}={v}' for k, v in sorted(snap.dead_letters.items())) or 'none'}); "
-        f"ground truth in {ground_truth}"
+        f"alerts: {snap.alerts.get('fired', 0):,} fired, {snap.alerts.get('firing', 0):,} "
+        f"still firing at the end; ground truth in {ground_truth}"
     )
     return 0 if stored > 0 else 1
 
 
 def _wait_ready(procs: list[Component], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
-    wanted = {p.name: ("MQTT connected" if p.name == "ingest" else "Ready") for p in procs}
+    ready_line = {"ingest": "MQTT connected", "console": "console ready"}
+    wanted = {p.name: ready_line.get(p.name, "Ready") for p in procs}
     while time.monotonic() < deadline:
         for p in procs:
             if p.exited:

@@ -89,7 +89,9 @@ def test_replay_survives_crashes_cuts_and_outage(proxied_stack, run_id, componen
     n = replay.n
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES.format(district=f"{replay.prefix}-dz"))
+    # event time runs at 1 s per step, ~10x wall time: district rules on a 1 s grid
     env = component_env(stack, run_id, URBANBRAIN_ALERT_RULES_PATH=str(rules),
+                        URBANBRAIN_ALERT_DISTRICT_STEP_S="1",
                         URBANBRAIN_DATA_DIR=str(tmp_path / "var"))
     env.pop("URBANBRAIN_INGEST_LINGER_MS", None)  # the product's batching, not the tests' 20 ms
     bootstrap = env["URBANBRAIN_KAFKA_BOOTSTRAP"]
