@@ -93,11 +93,11 @@ def _alert_state(client: InfluxQL) -> dict[str, int]:
     fired during the run, and transitions a silence muted: from InfluxDB ``alerts``, which
     the workers write from the ``alerts`` topic."""
     firing = fired = silenced = 0
-    for s in _influx_query(client, 'SELECT last("active") AS "active" FROM "alerts" '
+    for s in _influx_query(client, 'SELECT last("active") AS "active" FROM "alerts"."alerts" '
                                    "WHERE time > now() - 1d GROUP BY rule, district, sensor"):
         fired += 1
         firing += int(s["values"][0][1] or 0)
-    for s in _influx_query(client, 'SELECT count("active") FROM "alerts" '
+    for s in _influx_query(client, 'SELECT count("active") FROM "alerts"."alerts" '
                                    'WHERE time > now() - 1d AND "silenced" = true'):
         silenced += int(s["values"][0][1] or 0)
     return {"firing": firing, "fired": fired, "silenced": silenced}
