@@ -284,12 +284,15 @@ async def check(settings: Settings, needed: Iterable[str] = POLICY_NAMES) -> Non
     An InfluxDB that does not answer ``SHOW RETENTION POLICIES`` (InfluxDB 3 without DBRP
     listing) is let through with a warning: a write to a missing bucket fails clearly
     then."""
+    import aiohttp
+
     try:
         missing = await missing_policies(settings, needed)
     except InfluxAuthError:
         raise
-    except InfluxError as exc:
-        log.warning("retention policies not checked (%s): writes will tell", exc)
+    except (InfluxError, aiohttp.ClientError, OSError) as exc:
+        log.warning("retention policies not checked (%s): writes will tell",
+                    exc or type(exc).__name__)
         return
     if missing:
         raise InfluxSetupError(missing_advice(settings.influx_db, missing))
