@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-import typer
 from rich.console import Console
 
+from urbanbrain.errors import EX_UNAVAILABLE, ActionableError
 from urbanbrain.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -22,9 +22,10 @@ out = Console()
 CLI_ROLE = "cli"
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
+def fail(message: str, code: int = 1) -> ActionableError:
+    """The error to raise: the command line's one handler (urbanbrain/errors.py) prints
+    ``error: <message>`` as one line and exits with ``code``."""
+    return ActionableError(message, exit_code=code)
 
 
 def cli_user() -> str:
@@ -38,13 +39,16 @@ def cli_user() -> str:
 
 def run_kafka(settings: Settings, what: Callable[[], Awaitable[T]]) -> T:
     """Run ``what`` and turn an unreachable or refusing Kafka into one line."""
+    import logging
+
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its errors become our one line
     try:
         return asyncio.run(what())
     except (KafkaConnectionError, OSError) as exc:
         raise fail(f"Kafka at {settings.kafka_bootstrap} unreachable ({exc}): start the stack "
-                   "or set URBANBRAIN_KAFKA_BOOTSTRAP") from None
+                   "or set URBANBRAIN_KAFKA_BOOTSTRAP", EX_UNAVAILABLE) from None
     except TimeoutError as exc:
         raise fail(f"{exc}: is Kafka at {settings.kafka_bootstrap} overloaded?") from None
     except KafkaError as exc:

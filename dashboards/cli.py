@@ -43,28 +43,81 @@ def push(
                   + ", ".join(res.dashboards))
 
 
+def _pick_dashboards(models: dict[str, dict], wanted: list[str] | None) -> dict[str, dict]:
+    """The dashboards named by uid (``urbanbrain-traffic``) or short name (``traffic``)."""
+    from urbanbrain.errors import BadValue
+
+    if not wanted:
+        return models
+    by_name = {m["uid"]: k for k, m in models.items()}
+    by_name.update({m["uid"].removeprefix("urbanbrain-"): k for k, m in models.items()})
+    picked: dict[str, dict] = {}
+    for w in wanted:
+        if w not in by_name:
+            import difflib
+
+            close = difflib.get_close_matches(w, list(by_name), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            known = ", ".join(sorted(m["uid"] for m in models.values()))
+            raise BadValue(f"--dashboard {w!r}: no such dashboard: {hint}known: {known}")
+        picked[by_name[w]] = models[by_name[w]]
+    return picked
+
+
+def _variables(models: dict[str, dict], var: list[str] | None) -> dict[str, str]:
+    """``--var name=value`` pairs, each naming a variable of a chosen dashboard."""
+    from urbanbrain.errors import BadValue
+
+    known = {v["name"] for m in models.values() for v in m.get("templating", {}).get("list", [])}
+    chosen: dict[str, str] = {}
+    for item in var or []:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise BadValue(f"--var {item!r}: write name=value, e.g. --var district=centrum")
+        if name not in known:
+            raise BadValue(f"--var {item!r}: the chosen dashboards have no variable {name!r}: "
+                           f"known: {', '.join(sorted(known)) or 'none'}")
+        chosen[name] = value
+    return chosen
+
+
 @app.command()
 def snapshot(
     out: Annotated[Path, typer.Option(help="output directory")] = Path("snapshots"),
-    time_range: Annotated[str, typer.Option("--range", help="e.g. 30m, 6h, 1d")] = "6h",
-    interval: Annotated[str, typer.Option(
-        help="$__interval; auto: range / 1000 points, as Grafana")] = "auto",
-    dashboard: Annotated[list[str] | None, typer.Option(help="uid (repeatable)")] = None,
+    time_range: Annotated[str | None, typer.Option(
+        "--range", help="e.g. 30m, 6h, 1d (default: each dashboard's own)")] = None,
+    interval: Annotated[str | None, typer.Option(
+        help="$__interval (default: fits the range, 6h → 1m, 24h → 5m)")] = None,
+    dashboard: Annotated[list[str] | None, typer.Option(
+        help="uid or short name, e.g. urbanbrain-traffic or traffic (repeatable)")] = None,
     var: Annotated[list[str] | None, typer.Option(help="name=value (repeatable)")] = None,
+    dpi: Annotated[int, typer.Option(help="resolution of the PNGs")] = 100,
 ) -> None:
     """Render each dashboard's panels from InfluxDB to PNG (matplotlib, no Grafana)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from urbanbrain.dashboards.queries import InfluxQL
-    from urbanbrain.dashboards.snapshot import render_all
+    from urbanbrain.dashboards.snapshot import panel_count, render_dashboard
+    from urbanbrain.durations import influx_duration
     from urbanbrain.settings import get_settings
 
+    time_range = influx_duration(time_range, "--range") if time_range else None
+    interval = influx_duration(interval, "--interval") if interval else None
+    models = _pick_dashboards(_models(), dashboard)
+    chosen = _variables(models, var)
     s = get_settings()
     pw = s.influx_password.get_secret_value() if s.influx_password else None
     client = InfluxQL(s.influx_url, s.influx_db, s.influx_username, pw)
-    models = {k: m for k, m in _models().items() if not dashboard or m["uid"] in dashboard}
-    chosen = dict(v.split("=", 1) for v in var or [])
-    for p in render_all(models, client, out, time_range=time_range, interval=interval,
-                        chosen=chosen):
-        console.print(str(p))
+    client.check()  # one line if InfluxDB is down or refuses us, before any PNG is written
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("rendering", total=panel_count(models))
+        for m in models.values():
+            bar.update(task, description=f"{m['title']}")
+            path = render_dashboard(m, client, out, time_range=time_range, interval=interval,
+                                    chosen=chosen, dpi=dpi,
+                                    progress=lambda _title: bar.advance(task))
+            bar.console.print(str(path), soft_wrap=True)
 
 
 @app.command()
@@ -83,13 +136,17 @@ def registry_points(
 ) -> None:
     """Write the device registry as `sensors` points (lat/lon for the Geomap)."""
     from urbanbrain.dashboards.registry_points import write_registry_points
+    from urbanbrain.errors import BadValue
+    from urbanbrain.reach import require_influx
     from urbanbrain.settings import get_settings
 
     s = get_settings()
     path = path or s.registry_path
     if path is None:
-        console.print("[red]error:[/red] no registry: pass a path or set URBANBRAIN_REGISTRY_PATH")
-        raise typer.Exit(2)
+        raise BadValue("no registry: pass a path or set URBANBRAIN_REGISTRY_PATH")
+    if not Path(path).is_file():
+        raise FileNotFoundError(2, "no such file", str(path))
+    require_influx(s.influx_url)
     pw = s.influx_password.get_secret_value() if s.influx_password else None
     n = write_registry_points(path, s.influx_url, s.influx_db, username=s.influx_username,
                               password=pw)

@@ -54,6 +54,7 @@ class Panel:
     custom: dict = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
     decimals: int | None = None
+    mappings: list[dict] = field(default_factory=list)  # value → text (Grafana mappings)
 
     def to_json(self, pid: int, x: int, y: int) -> dict:
         refs = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -67,6 +68,8 @@ class Panel:
             defaults["decimals"] = self.decimals
         if self.custom:
             defaults["custom"] = self.custom
+        if self.mappings:
+            defaults["mappings"] = self.mappings
         out: dict[str, Any] = {
             "id": pid,
             "type": self.type,

@@ -21,19 +21,28 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from urbanbrain.errors import (
+    EX_CONFIG, EX_DATAERR, EX_UNAVAILABLE, ActionableError, unreachable_message,
+)
+
 _VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}|\[\[(\w+)\]\]")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class QueryError(RuntimeError):
-    pass
+class QueryError(ActionableError, RuntimeError):
+    """A query failed; the message says which and why (one line on the command line)."""
+
+
+class InfluxUnreachable(QueryError):
+    """InfluxDB did not answer at all (as opposed to refusing a query)."""
+
+    exit_code = EX_UNAVAILABLE
 
 
 def seconds(duration: str) -> float:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", duration)
-    if not m:
-        raise ValueError(f"not a duration: {duration!r}")
-    return float(m[1]) * _UNITS[m[2]]
+    """Seconds of a Grafana/InfluxQL duration (``30s``, ``6h``, ``1h30m``)."""
+    from urbanbrain.durations import parse_seconds
+
+    return parse_seconds(duration, bare_seconds=False)
 
 
 #: Grafana's rounding of an automatic interval (kbn.roundInterval, simplified)
@@ -115,13 +124,48 @@ class InfluxQL:
             with urllib.request.urlopen(url, timeout=self.timeout) as resp:
                 body = json.load(resp)
         except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                who = f"user {self.auth[0]!r}" if self.auth else "no credentials"
+                raise QueryError(
+                    f"InfluxDB at {self.url} refused {who} on database '{self.db}' "
+                    f"({exc.code}): check URBANBRAIN_INFLUX_USERNAME/URBANBRAIN_INFLUX_PASSWORD "
+                    "(a reader, e.g. grafana) and its grant on the database",
+                    exit_code=EX_CONFIG) from exc
             raise QueryError(f"{exc.code} for {q!r}: {exc.read()[:300]!r}") from exc
-        except OSError as exc:
-            raise QueryError(f"InfluxDB at {self.url} unreachable: {exc}") from exc
+        except (OSError, ValueError) as exc:  # ValueError: a malformed URL
+            raise InfluxUnreachable(unreachable_message(
+                "InfluxDB", self.url, exc, "start it (urbanbrain up --keep leaves one running), "
+                "or set URBANBRAIN_INFLUX_URL to a running server")) from exc
         result = body.get("results", [{}])[0]
         if "error" in result:
             raise QueryError(f"InfluxQL error for {q!r}: {result['error']}")
         return result.get("series", [])
+
+    def check(self) -> None:
+        """Raise one actionable error unless the server answers, our user may read the
+        database and it holds data: a command checks this before it starts work (renders
+        PNGs of empty panels, say)."""
+        from urbanbrain.reach import require_influx
+
+        try:
+            require_influx(self.url, timeout=min(self.timeout, 5.0))
+        except ActionableError as exc:
+            raise InfluxUnreachable(str(exc)) from None
+        try:
+            names = [row[0] for s in self.query("SHOW DATABASES") for row in s.get("values", [])]
+        except QueryError as exc:
+            if exc.exit_code != EX_CONFIG:
+                raise
+            names = None  # a reader may not list databases (1.x: admin only): try one query
+        if names is not None and self.db not in names:
+            raise QueryError(f"InfluxDB at {self.url} has no database '{self.db}' (it has: "
+                             f"{', '.join(names) or 'none'}): set URBANBRAIN_INFLUX_DB",
+                             exit_code=EX_CONFIG)
+        if not self.query("SHOW MEASUREMENTS LIMIT 1"):
+            raise QueryError(f"InfluxDB database '{self.db}' at {self.url} holds no data yet: "
+                             "run the pipeline first (urbanbrain up --keep), or set "
+                             "URBANBRAIN_INFLUX_DB to the database it writes",
+                             exit_code=EX_DATAERR)
 
     def tag_values(self, q: str) -> list[str]:
         """Values of a ``SHOW TAG VALUES`` query, de-duplicated in order."""
@@ -154,6 +198,9 @@ def resolve_variables(dashboard: Mapping, client: InfluxQL,
         options = client.tag_values(expand(var["query"], values, time_range=time_range))
         if not options:
             raise QueryError(f"{dashboard['uid']}: variable ${name} has no values "
-                             f"({var['query']})")
-        values[name] = options[0]
+                             f"({var['query']}): no data in database '{client.db}' yet, or "
+                             f"pass --var {name}=VALUE", exit_code=EX_DATAERR)
+        saved = (var.get("current") or {}).get("value")
+        values[name] = saved if (not pick_first and isinstance(saved, str)
+                                 and saved in options) else options[0]
     return values

@@ -16,6 +16,9 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
+from urbanbrain.errors import (
+    EX_UNAVAILABLE, ActionableError, ConfigError, DataError, unreachable_message,
+)
 from urbanbrain.lineprotocol import LineProtocolError, line
 from urbanbrain.registry import Registry, Sensor
 
@@ -56,9 +59,16 @@ def write_registry_points(path: str | Path, influx_url: str, db: str, *,
                           ts_ms: int | None = None, timeout: float = 10.0) -> int:
     """Write the registry's points with InfluxDB's v1 ``/write`` (1.x, 2.x DBRP, 3.x).
 
-    Returns the number of points written; raises ``OSError`` if InfluxDB refuses them.
+    Returns the number of points written. Raises :class:`~urbanbrain.errors.ConfigError`
+    when InfluxDB refuses the user or has no such database, ``OSError`` (an
+    :class:`~urbanbrain.errors.ActionableError` too) when it cannot be reached or refuses
+    the points, :class:`~urbanbrain.errors.DataError` for a CSV that is not a registry.
     """
-    lines = points_from_csv(path, ts_ms)
+    try:
+        lines = points_from_csv(path, ts_ms)
+    except ValueError as exc:  # a CSV without the registry's columns
+        raise DataError(f"{exc}: give the device registry CSV (urbanbrain simulate city "
+                        "writes one)") from None
     if not lines:
         return 0
     # the long-term policy: a registry file older than the raw policy's 30 days still shows
@@ -71,7 +81,22 @@ def write_registry_points(path: str | Path, influx_url: str, db: str, *,
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             if resp.status not in (200, 204):
-                raise OSError(f"InfluxDB /write answered {resp.status}")
+                raise WriteRefused(f"InfluxDB /write answered {resp.status}")
     except urllib.error.HTTPError as exc:
-        raise OSError(f"InfluxDB /write answered {exc.code}: {exc.read()[:300]!r}") from exc
+        body = exc.read()[:300].decode(errors="replace").strip()
+        if exc.code in (401, 403) or (exc.code == 404 and "database not found" in body):
+            raise ConfigError(
+                f"InfluxDB at {influx_url} refused to write to database '{db}' as "
+                f"{username or 'no user'} ({exc.code} {body}): the registry points need a "
+                "writer: set URBANBRAIN_INFLUX_USERNAME/PASSWORD (and URBANBRAIN_INFLUX_DB)"
+            ) from exc
+        raise WriteRefused(f"InfluxDB /write answered {exc.code}: {body}") from exc
+    except urllib.error.URLError as exc:
+        raise WriteRefused(unreachable_message(
+            "InfluxDB", influx_url, exc, "start it, or set URBANBRAIN_INFLUX_URL"),
+            exit_code=EX_UNAVAILABLE) from exc
     return len(lines)
+
+
+class WriteRefused(ActionableError, OSError):
+    """InfluxDB did not take the points (or could not be reached)."""

@@ -207,23 +207,42 @@ def city_overview() -> Dashboard:
 
 # --- Traffic ---------------------------------------------------------------------------------
 
+def unit_override(column: str, unit: str) -> dict:
+    """A table column in its own unit (a table's default unit fits one column at most)."""
+    return {"matcher": {"id": "byName", "options": column},
+            "properties": [{"id": "unit", "value": unit}]}
+
+
+def los_mapping() -> dict:
+    """``los_code`` 1–6 shown as the HCM letters A–F (streams/derive.py LOS_CODE)."""
+    return {"type": "value", "options": {
+        str(i): {"text": letter, "index": i - 1} for i, letter in enumerate("ABCDEF", start=1)}}
+
+
 def traffic() -> Dashboard:
     los = Panel("table", "Level of service now (5 min)", [
         'SELECT last("los") AS "los", last("congestion_index") AS "congestion_index", '
         'last("speed_kmh") AS "speed_kmh", last("flow_vph") AS "flow_vph" '
         'FROM "windows"."traffic_index" '
         f"WHERE $timeFilter AND \"window\" = '5m' AND {D} GROUP BY \"district\", \"sensor\""],
-        w=12, h=10, fmt="table", transformations=_table("congestion_index"))
+        w=12, h=10, fmt="table", transformations=_table("congestion_index"),
+        overrides=[unit_override("congestion_index", "percentunit"),
+                   unit_override("speed_kmh", "velocitykmh"),
+                   unit_override("flow_vph", "veh/h")])
     return Dashboard("urbanbrain-traffic", "Traffic", [
         city_stat("City congestion", "traffic", "congestion_index_mean", "percentunit"),
         city_stat("City flow", "traffic", "flow_vph_total", "veh/h"),
         city_stat("City mean speed", "traffic", "speed_kmh_mean", "velocitykmh"),
         city_stat("Loops reporting", "traffic", "sensors"),
         Panel("stat", "Worst level of service", [
-            'SELECT max("los_code") AS "los_code" FROM "windows"."traffic_index" '
-            'WHERE $timeFilter '
-            f"AND \"window\" = '5m' AND {D} AND time > now() - 10m"], w=8, h=4,
-            options=_stat_options(),
+            # each loop's latest 5-min window, then the worst: windows close on event time
+            # (end + allowed lateness), so "the last 10 minutes" of wall time may hold none
+            'SELECT max("los_code") AS "los_code" FROM (SELECT last("los_code") AS "los_code" '
+            f"FROM \"windows\".\"traffic_index\" WHERE $timeFilter AND \"window\" = '5m' AND {D} "
+            'GROUP BY "sensor")'], w=8, h=4,
+            options=_stat_options(), mappings=[los_mapping()],
+            description="Worst HCM level of service (A best, F worst) over the loops' latest "
+                        "5-minute windows.",
             thresholds=thresholds((None, "green"), (4, "orange"), (5, "red"))),
         district_series("Congestion index by district", "traffic", "congestion_index_mean",
                         "percentunit"),
@@ -424,7 +443,8 @@ def alerts() -> Dashboard:
             'SELECT mean("duration_s") AS "mean", max("duration_s") AS "max", '
             f'count("duration_s") AS "resolved" FROM {A} AND "status" = \'resolved\' '
             'GROUP BY "rule"'],
-            w=12, fmt="table", unit="s", transformations=_table("mean")),
+            w=12, fmt="table", unit="s", transformations=_table("mean"),
+            overrides=[unit_override("resolved", "none")]),  # a count, not seconds
         Panel("table", "History", [
             'SELECT "status", "rule", "severity", "district", "sensor", "summary", "value" '
             f"FROM {A} ORDER BY time DESC LIMIT 500"],

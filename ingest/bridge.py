@@ -15,8 +15,17 @@ socket, and TCP pushes back on the broker.
 A PUBACK names a packet id that is only meaningful on the connection that delivered the
 message: after a reconnect the broker redelivers everything unacked (possibly under other
 ids) and reuses ids for new messages. So every message carries the connection generation it
-arrived on, and one from an older connection is never acked (nor forwarded, if not yet
-forwarded): its redelivery takes its place.
+arrived on, and one from an older connection is never acked. It is still *forwarded*:
+duplicates are harmless by design (InfluxDB upserts a point with the same series and time),
+while counting on the redelivery is not safe: a broker that crashed without its session
+store (or restored an older save) redelivers nothing, and dropping the message then loses it.
+
+Reconnects: the subscription is sent on every connect, because a broker that lost our
+session also lost the subscription. A connect that finds no session ("session present:
+False") after a previous connection means the broker forgot our queue: whatever it held
+for us is gone. That is logged as possible loss, counted
+(``urbanbrain_mqtt_sessions_lost_total``) and raises the pipeline's IngestSessionLost alert
+(rules/pipeline/pipeline.yaml).
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ from dataclasses import dataclass, field
 import orjson
 import paho.mqtt.client as mqtt
 
-from urbanbrain.health import HealthServer
+from urbanbrain.health import HealthServer, KafkaProbe
+from urbanbrain.observability import Metrics, writer_metrics
 from urbanbrain.mqtt import apply_security
 from urbanbrain.ingest.normalise import DeadLetter, Normaliser
 from urbanbrain.ingest.rejects import Reason
@@ -56,7 +66,10 @@ class BridgeStats:
     records: int = 0
     acked: int = 0
     redelivered: int = 0  # broker redeliveries of messages already forwarded (not dead-lettered)
-    stale: int = 0  # messages of a dead connection, dropped unacked (the broker redelivers)
+    stale: int = 0  # messages of a dead connection: forwarded, never acked (possible duplicates)
+    connects: int = 0  # successful MQTT connects (CONNACK accepted)
+    sessions_lost: int = 0  # reconnects on which the broker had no session for us
+    session_present: bool = False  # the last CONNACK's flag
     reasons: Counter = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
 
@@ -133,6 +146,43 @@ class IngestBridge:
         self._ack_lock = threading.Lock()
         self._stop = asyncio.Event()
         self._client = self._make_client()
+        self.kafka_probe: KafkaProbe | None = None
+        self._writer = None  # the self-monitoring writer, once _report_loop made it
+        self.metrics = self._make_metrics()
+
+    def _make_metrics(self) -> Metrics:
+        """What /metrics shows and the pipeline rules watch; read from ``self.stats``."""
+        m, st = Metrics(stage="ingest"), self.stats
+        m.counter("mqtt_messages_received", "MQTT messages forwarded to Kafka (readings or "
+                  "dead letters) and acknowledged", lambda: st.received)
+        m.counter("readings_in", "readings decoded from MQTT messages",
+                  lambda: st.readings + st.dead_letters)
+        m.counter("readings_out", "readings handed to Kafka (readings.<domain>)",
+                  lambda: st.readings)
+        m.counter("dead_letters", "messages or readings refused, by reason",
+                  lambda: {(r,): n for r, n in st.reasons.items()}, labels=("reason",))
+        m.counter("kafka_records_sent", "Kafka records (batches) acknowledged",
+                  lambda: st.records)
+        m.gauge("mqtt_connected", "1 while the MQTT connection is up",
+                lambda: float(self._connected.is_set()))
+        m.gauge("mqtt_subscribed", "1 once the subscription of this connection is granted",
+                lambda: float(self._subscribed.is_set()))
+        m.gauge("mqtt_session_present", "the last CONNACK's session-present flag",
+                lambda: float(st.session_present))
+        m.counter("mqtt_connects", "MQTT connections accepted", lambda: st.connects)
+        m.counter("mqtt_sessions_lost", "reconnects on which the broker had lost our "
+                  "session (its queue for us is gone: possible loss)", lambda: st.sessions_lost)
+        m.counter("mqtt_stale_forwarded", "messages of a dead connection forwarded unacked "
+                  "(the broker may redeliver: duplicates)", lambda: st.stale)
+        m.counter("mqtt_redelivered", "broker redeliveries of readings already in Kafka",
+                  lambda: st.redelivered)
+        m.gauge("mqtt_puback_backlog", "QoS 1 messages received and not yet acknowledged "
+                "(waiting for Kafka)",
+                lambda: self.settings.ingest_max_inflight - self._inflight._value)
+        m.gauge("kafka_reachable", "1 while a Kafka metadata request succeeds",
+                lambda: None if self.kafka_probe is None else float(bool(self.kafka_probe.ok)))
+        writer_metrics(m, lambda: self._writer.stats)  # type: ignore[union-attr]
+        return m
 
     # -- MQTT side (paho thread) -----------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -151,7 +201,7 @@ class IngestBridge:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(0.2, 5)
+        client.reconnect_delay_set(0.1, 2)  # a restarted broker: back within ~2 s
         return client
 
     def subscriptions(self) -> list[str]:
@@ -167,8 +217,19 @@ class IngestBridge:
         with self._ack_lock:
             self._gen += 1
             self._connected.set()
+        st = self.stats
+        st.connects += 1
+        st.session_present = bool(flags.session_present)
+        # Subscribe on every connect: a broker that lost our session lost this too.
         client.subscribe([(s, 1) for s in self.subscriptions()])
-        log.info("MQTT connected (session present: %s)", flags.session_present)
+        if st.connects > 1 and not flags.session_present:
+            st.sessions_lost += 1
+            log.warning("MQTT connected (session present: False) on a reconnect: the broker "
+                        "lost ingest's session and the messages it queued for it; readings "
+                        "published while ingest was disconnected may be lost (lost sessions: "
+                        "%d)", st.sessions_lost)
+        else:
+            log.info("MQTT connected (session present: %s)", flags.session_present)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
         failed = [rc for rc in reason_codes if rc.is_failure]
@@ -213,6 +274,7 @@ class IngestBridge:
         self._kafka_ready = True
         s = self.settings
         health = await self._serve_health()
+        watch = await self._watch_pipeline(producer)
         self._client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30)
         self._client.loop_start()
         linger = s.ingest_linger_ms / 1000
@@ -241,23 +303,50 @@ class IngestBridge:
                 await previous
         finally:
             reporter.cancel()
+            if watch is not None:
+                await watch[0].stop()
+                await watch[1].stop()
             if health is not None:
                 await health.stop()
+            if self.kafka_probe is not None:
+                await self.kafka_probe.stop()
             self._client.disconnect()
             self._client.loop_stop()
             await producer.stop()
 
     async def _serve_health(self) -> HealthServer | None:
-        """/livez, /readyz (MQTT connected and subscribed, Kafka producer up), /healthz."""
+        """/livez, /readyz (MQTT connected and subscribed, Kafka producer up and the cluster
+        answering), /healthz, /metrics."""
         s = self.settings
         if s.metrics_port is None:
             return None
-        return await HealthServer(s.metrics_host, s.metrics_port, {
+        self.kafka_probe = KafkaProbe(client_options(s)).start()
+        health = HealthServer(s.metrics_host, s.metrics_port, {
             "mqtt_connected": lambda: (self._connected.is_set(), s.mqtt_url),
             "mqtt_subscribed": lambda: (self._subscribed.is_set(),
                                         ", ".join(self.subscriptions())),
             "kafka_producer": lambda: (self._kafka_ready, s.kafka_bootstrap),
-        }).start()
+            "kafka_reachable": self.kafka_probe.check,
+        })
+        health.register_metrics(self.metrics)
+        return await health.start()
+
+    async def _watch_pipeline(self, producer) -> tuple | None:  # noqa: ANN001
+        """The pipeline rules over this process's metrics (IngestSessionLost, ...), their
+        alerts delivered like the city's: Kafka ``alerts`` (through our producer), MQTT
+        ``city/alerts/pipeline/...`` and the webhooks. None when there are no rules."""
+        from urbanbrain.kafka import ALERTS_TOPIC
+        from urbanbrain.pipeline_watch import PipelineSettings, ProducerTopic, load_watch
+        from urbanbrain.streams.alerting_outputs import AlertOutputs
+
+        outputs = AlertOutputs(self.settings, None, ProducerTopic(producer, ALERTS_TOPIC),
+                               webhook_urls=PipelineSettings().webhooks())
+        watch = load_watch(self.metrics, "ingest", self.settings.mqtt_client_id, outputs.emit)
+        if watch is None:
+            return None
+        await outputs.start()
+        watch.register_metrics(self.metrics)
+        return watch.start(), outputs
 
     def _registry_mtime(self) -> float | None:
         path = self.settings.registry_path
@@ -271,7 +360,7 @@ class IngestBridge:
         from urbanbrain.influx import InfluxError, InfluxWriter
         from urbanbrain.lineprotocol import line
 
-        writer = InfluxWriter(self.settings, max_backoff_s=every_s)
+        writer = self._writer = InfluxWriter(self.settings, max_backoff_s=every_s)
         last_received, last_t = 0, time.monotonic()
         from urbanbrain.dashboards.registry_points import registry_points
 
@@ -364,23 +453,10 @@ class IngestBridge:
             pass
         return out
 
-    def _drop_stale(self, batch: list[_Message]) -> list[_Message]:
-        """Release (without acking) messages of an older connection; the broker resends them."""
-        gen = self._gen
-        live = [m for m in batch if m.gen == gen or m.qos == 0]
-        if len(live) != len(batch):
-            for _ in range(len(batch) - len(live)):
-                self._inflight.release()
-            self.stats.stale += len(batch) - len(live)
-            log.info("dropped %d messages of a previous MQTT connection (redelivered)",
-                     len(batch) - len(live))
-        return live
-
     async def _send(self, producer, batch: list[_Message]  # noqa: ANN001
                     ) -> tuple[list[_Message], list, int, int]:
         """Normalise ``batch`` and hand its records to the producer; returns what
         :meth:`_complete` needs to wait for Kafka and then acknowledge MQTT."""
-        batch = self._drop_stale(batch)
         if not batch:
             return batch, [], 0, 0
         by_part: dict[tuple[str, int], list[Reading]] = defaultdict(list)
@@ -431,10 +507,15 @@ class IngestBridge:
                     if m.gen == gen:
                         ack(m.mid, m.qos)
                     else:
-                        stale += 1  # forwarded, but only its redelivery can be acked
+                        # Forwarded, not acked: its mid belongs to a dead connection. If the
+                        # broker kept the session it redelivers (a duplicate downstream).
+                        stale += 1
         for _ in batch:
             self._inflight.release()
-        self.stats.stale += stale
+        if stale:
+            self.stats.stale += stale
+            log.info("forwarded %d messages of a previous MQTT connection (not acked: the "
+                     "broker may redeliver them as duplicates)", stale)
         st = self.stats
         st.received += len(batch)
         st.readings += n_readings

@@ -23,17 +23,18 @@ import base64
 import hashlib
 import math
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
 import orjson
-
 from urbanbrain.ingest.decoders import all_decoders
 from urbanbrain.ingest.decoders.base import DecodedReading, Decoder, pick
 from urbanbrain.ingest.profiles.model import Profile, ProfileSet
 from urbanbrain.ingest.rejects import Reason, Reject
 from urbanbrain.ingest.topics import TopicMapper
+
 from urbanbrain.metrics import METRICS
 from urbanbrain.reading import Reading
 from urbanbrain.registry import Registry
@@ -110,7 +111,14 @@ class Normaliser:
         self, topic: str, payload: bytes, received_ms: int
     ) -> tuple[list[Reading], list[DeadLetter]]:
         try:
-            return self._process(topic, payload, received_ms)
+            readings, dead = self._process(topic, payload, received_ms)
+            if readings:
+                # the publisher it came through (a device, a gateway): rules judge a
+                # sensor's silence against its own source's progress (urbanbrain/reading.py)
+                src = zlib.crc32(topic.encode())
+                for r in readings:
+                    r["src"] = src
+            return readings, dead
         except Reject as rej:
             self.rejected[rej.reason.value] += 1
             return [], [dead_letter(topic, payload, rej.reason, rej.message, received_ms)]

@@ -272,17 +272,25 @@ def firings_of(events: Sequence[Any], ruleset: RuleSet, end_ms: int | None) -> l
 
 def replay(ruleset: RuleSet, registry_csv: str | Path, wide: pd.DataFrame,
            registry: Mapping[str, Mapping[str, Any]], *, warm_until_ms: int | None = None,
-           settings: Any = None, on_progress: Any = None) -> tuple[list[Firing], int, Any]:
+           settings: Any = None, alert_settings: Any = None,
+           on_progress: Any = None) -> tuple[list[Firing], int, Any]:
     """Feed the readings through the worker's stages in process; (firing intervals,
     ticks, the worker). Readings before ``warm_until_ms`` only seed the rule state."""
     from urbanbrain.streams.inprocess import InProcessWorker
 
-    worker = InProcessWorker(ruleset, registry_csv, settings=settings)
+    from urbanbrain.streams.alerting import AlertSettings
+
+    cfg = alert_settings or AlertSettings()
+    worker = InProcessWorker(ruleset, registry_csv, settings=settings, alert_settings=cfg)
+    # a worker warms up from the span before its first reading, not the whole history
+    warm_from = (warm_until_ms - int(cfg.warmup_s * 1000)
+                 if warm_until_ms is not None else None)
     ticks, last = 0, None
     total = int(wide["ts"].nunique()) if len(wide) else 0
     for ts, batch in batches(wide, registry):
         if warm_until_ms is not None and ts < warm_until_ms:
-            worker.warm(batch)
+            if ts >= warm_from:  # type: ignore[operator]
+                worker.warm(batch)
         else:
             worker.feed(batch)
         ticks += 1
@@ -587,7 +595,8 @@ def backtest(rule_paths: Sequence[str], readings: pd.DataFrame, truth: Sequence[
              registry_csv: str | Path, *, out_dir: str | Path | None = None,
              before_ms: int = 5 * MINUTE, after_ms: int = 30 * MINUTE, plots: bool = True,
              scored_from_ms: int | None = None, history: str = "replay",
-             settings: Any = None, on_progress: Any = None) -> BacktestResult:
+             settings: Any = None, alert_settings: Any = None,
+             on_progress: Any = None) -> BacktestResult:
     """Feed ``readings`` (long table) through the worker's stages and score against
     ``truth``. ``scored_from_ms``: readings before it are history, fed (``history=
     "replay"``) or only seeding the rule state (``"warmup"``), never scored."""
@@ -601,7 +610,7 @@ def backtest(rule_paths: Sequence[str], readings: pd.DataFrame, truth: Sequence[
     warm = scored_from_ms if history == "warmup" else None
     firings, ticks, worker = replay(ruleset, registry_csv, wide, registry,
                                     warm_until_ms=warm, settings=settings,
-                                    on_progress=on_progress)
+                                    alert_settings=alert_settings, on_progress=on_progress)
     timing["replay_s"] = time.perf_counter() - t
     span = (int(wide["ts"].min()), int(wide["ts"].max())) if len(wide) else (0, 0)
     if scored_from_ms is not None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -129,6 +129,17 @@ class Evaluator:
         self._streaming = False
         self._timers: list[tuple[int, int, str, str]] = []  # (due, seq, rule id, instance)
         self._armed: set[tuple[str, str]] = set()  # (rule id, instance) with a queue entry
+        self._seen_floor: int | None = None
+        # streaming: each source's event time (max reading time), and the absence entries
+        # parked until their sensor's source has passed them or gone idle
+        self._src_wm: dict[int, int] = {}
+        self._src_moved: set[int] = set()
+        self._parked: dict[int, list[tuple[str, str]]] = {}
+        self._idle: Callable[[int], bool] | None = None
+        # district scope: samples are kept behind the last tick, not only behind the newest
+        # one (SensorState.add): a source far ahead of the clock must not push out what
+        # the clock's windows still need. Before the first tick: everything is kept.
+        self._keep_behind: int | None = -(2**62) if scope == "district" else None
         self._seq = 0
         self._set_rules(ruleset)
 
@@ -146,6 +157,10 @@ class Evaluator:
         self._z_now: int | None = None
         self._z_memo: dict[tuple[str, str], tuple[float | None, float]] = {}
         self._by_id = {r.id: r for r in self._rules}
+        # district scope: reading times are kept this far behind the clock, for "last seen
+        # at or before t" when sources ahead of the clock have been folded in
+        self._absence_horizon = max((r.condition.silent_for_ms for r in self._rules
+                                     if isinstance(r.condition, AbsenceCond)), default=0)
         self._group_of = {r.id: g for g in ruleset.groups for r in g.rules}
         self._sensor_rules: dict[str, tuple[Rule, ...]] = {}
         if self._streaming:
@@ -229,8 +244,10 @@ class Evaluator:
 
     # ------------------------------------------------------------------ observe
     def observe(self, readings: Iterable[Mapping[str, Any]]) -> int:
-        """Feed normalised readings (or reading-shaped aggregates such as
-        ``{"sensor_id", "ts", "metrics": {"aqi_us": 153}}``). Returns how many were used."""
+        """Feed normalised readings, or index samples (reading-shaped, ``"sample": True``,
+        ``{"sensor_id", "ts", "metrics": {"aqi_us": 153}}``): a sample fills its metric's
+        window but is no sign of life of the sensor (absence ignores it). Returns how
+        many were used."""
         used = 0
         wm = self.watermark
         for r in readings:
@@ -256,15 +273,25 @@ class Evaluator:
                 self._cands.clear()
             else:
                 plan = self._plan_for(sid, self.attrs(sid))
-            if st.seen is None or ts > st.seen:
-                st.seen = ts
-            if plan.absence:
+            if r.get("sample"):
+                pass  # an index sample says nothing about the sensor reporting
+            else:
+                if st.seen is None or ts > st.seen:
+                    st.seen = ts
+                src = r.get("src")
+                if src is not None:
+                    st.src = src
+                    if ts > self._src_wm.get(src, ts - 1):
+                        self._src_wm[src] = ts
+                        self._src_moved.add(src)
+            if plan.absence and not r.get("sample"):
                 # district scope: readings of sources ahead of the district's clock are
                 # folded in early, so absence asks "last seen at or before now"
                 mets = r.get("metrics") or {}
-                for m, horizon in plan.absence.items():
+                floor = self._seen_floor
+                for m in plan.absence:
                     if not m or m in mets:
-                        st.seen_at(m, ts, horizon)
+                        st.seen_at(m, ts, floor)
             for name, v in (r.get("metrics") or {}).items():
                 ret = plan.samples.get(name)
                 if ret is None and name not in plan.last:
@@ -278,7 +305,7 @@ class Evaluator:
                 if ts > st.last.get(name, -1):
                     st.last[name] = ts
                 if ret is not None:
-                    st.add(name, ts, x, ret)
+                    st.add(name, ts, x, ret, self._keep_behind)
                 for key, hl in plan.ewma.get(name, ()):
                     windows.ewma_update(st.ewma.setdefault(key, []), x, ts, hl)
                 if name in plan.weekly:
@@ -752,6 +779,7 @@ class Evaluator:
         *,
         watermark: int | None = None,
         samples: Sequence[Mapping[str, Any]] = (),
+        idle: Callable[[int], bool] | None = None,
     ) -> list[AlertEvent]:
         """Event-time evaluation of sensor-scope rules, as the pipeline runs it.
 
@@ -768,6 +796,12 @@ class Evaluator:
           (window emptied, ``for`` of an absence, ``keep_firing_for``).
         * A reading older than its sensor's last evaluation is folded into the windows
           but evaluates nothing: it is late for the rules.
+        * Absence is judged against the sensor's own *source* (the device or gateway it
+          reports through, ``reading["src"]``): a sensor is silent at t only once its source
+          has delivered something later than t, or ``idle(src)`` says the source itself
+          went quiet (processing time: the stage knows it). Another gateway of the same
+          partition running minutes ahead proves nothing. ``idle=None`` (the backtest,
+          which feeds every source in event-time order): the partition watermark decides.
 
         Cost: one evaluation per reading time per sensor (rules matching that sensor)
         plus the due entries; nothing iterates over all sensors.
@@ -802,9 +836,42 @@ class Evaluator:
                     events += self._evaluate_sensor(sid, ts)
                 i = j
         if watermark is not None:
+            self._idle = idle
+            self._unpark(int(watermark))
             events += self._run_timers(int(watermark))
             events += self._notify_unsilenced(int(watermark))
+        self._src_moved.clear()
         return events
+
+    def safe_watermark(self) -> int | None:
+        """The event time every *active* source of this evaluator has reached (Flink's
+        operator watermark: the minimum over its inputs, idle ones left out); None
+        without sources or an idleness judge (the backtest)."""
+        idle = self._idle
+        if idle is None or not self._src_wm:
+            return None
+        live = [wm for src, wm in self._src_wm.items() if not idle(src)]
+        return min(live) if live else None
+
+    def _source_behind(self, inst: str, due: int) -> int | None:
+        """The source of ``inst`` if it has not passed ``due`` and is not idle."""
+        sen = self._sensors.get(inst)
+        src = sen.src if sen is not None else None
+        if src is None or self._idle is None or self._src_wm.get(src, due) >= due:
+            return None
+        return None if self._idle(src) else src
+
+    def _unpark(self, watermark: int) -> None:
+        """Back into the queue: entries whose source moved on, or went idle."""
+        if not self._parked:
+            return
+        idle = self._idle
+        for src in list(self._parked):
+            if src in self._src_moved or idle is None or idle(src):
+                for rid, inst in self._parked.pop(src):
+                    rule = self._by_id.get(rid)
+                    if rule is not None and (rid, inst) not in self._armed:
+                        self._arm(rule, inst)
 
     def _rules_for(self, sid: str) -> tuple[Rule, ...]:
         """Sensor-scope rules whose selector matches ``sid`` (cached per sensor)."""
@@ -860,8 +927,9 @@ class Evaluator:
         arrived in between, so its timers can run now, in event-time order."""
         events: list[AlertEvent] = []
         for rule in self._rules_for(sid):
-            if (rule.id, sid) not in self._armed:
-                continue
+            if (rule.id, sid) not in self._armed and not isinstance(rule.condition,
+                                                                     AbsenceCond):
+                continue  # nothing due: no active alert (parked absences count too)
             due = self._due(rule, sid)
             while due is not None and due < t:
                 events += self._fire_due(rule, sid, due)
@@ -872,14 +940,21 @@ class Evaluator:
         return events
 
     def _fire_due(self, rule: Rule, inst: str, t: int) -> list[AlertEvent]:
-        """Evaluate ``rule`` for ``inst`` at its due time ``t`` (no new data since)."""
+        """Evaluate ``rule`` for ``inst`` at its due time ``t`` (no new data since).
+
+        The evaluation time is recorded like a reading's: a reading of ``inst`` older
+        than ``t`` that arrives later (redelivered after a crash, a late one) is folded in
+        but evaluates nothing, so the alert's history never runs backwards."""
+        sen = self._sensors.get(inst)
+        if sen is not None:
+            g = self._group_of[rule.id].name
+            if t > sen.evald.get(g, t - 1):
+                sen.evald[g] = t
+            self._dirty.add("s|" + inst)
         if isinstance(rule.condition, AbsenceCond):
             return self._advance_one(rule, inst, t, self._absence_hit(rule, inst, t))
-        sen = self._sensors.get(inst)
         if sen is None:
             return []
-        sen.evald[self._group_of[rule.id].name] = t
-        self._dirty.add("s|" + inst)
         ok, v, extra = self._sensor_cond(rule, inst, sen, t, True)
         hit = (v, self._labels(rule, inst, self.attrs(inst).get("district")),
                extra) if ok else None
@@ -948,6 +1023,10 @@ class Evaluator:
             if now_due > due:  # data or a transition moved it: wait for the new time
                 self._arm(rule, inst)
                 continue
+            src = self._source_behind(inst, now_due)
+            if src is not None:  # its own source has not got there yet: park
+                self._parked.setdefault(src, []).append((rid, inst))
+                continue
             events += self._fire_due(rule, inst, now_due)
             if (rid, inst) not in self._armed:
                 self._arm(rule, inst)
@@ -956,7 +1035,11 @@ class Evaluator:
     def _rebuild_timers(self) -> None:
         """The queue is derived state: rebuilt from the alert and sensor state (after a
         restart, a rebalance or a rule reload), so it is never persisted."""
-        self._timers, self._armed = [], set()
+        self._timers, self._armed, self._parked = [], set(), {}
+        self._src_wm = {}
+        for st in self._sensors.values():
+            if st.src is not None and st.seen is not None:
+                self._src_wm[st.src] = max(self._src_wm.get(st.src, st.seen), st.seen)
         for rule in self._rules:
             if rule.scope != "sensor":
                 continue
@@ -985,6 +1068,10 @@ class Evaluator:
         now = self.watermark if now_ms is None else int(now_ms)
         if now is None:
             return []
+        if self._absence_horizon:
+            self._seen_floor = now - self._absence_horizon
+        if self.scope == "district":
+            self._keep_behind = now
         if self._start is None:
             self._start = now
         self._dirty.add(META_KEY)

@@ -17,7 +17,8 @@ WEEK_MS = 168 * HOUR_MS
 class SensorState:
     """Everything the engine remembers about one sensor."""
 
-    __slots__ = ("attrs", "evald", "ewma", "last", "seen", "series", "times", "tod", "weekly")
+    __slots__ = ("attrs", "evald", "ewma", "last", "seen", "series", "src", "times", "tod",
+                 "weekly")
 
     def __init__(self) -> None:
         self.seen: int | None = None  # event time of the newest reading
@@ -35,10 +36,16 @@ class SensorState:
         # metric ("" = any) -> recent reading times, for "last seen at or before t" when
         # readings newer than t are already in (district scope, sources at different speeds)
         self.times: dict[str, array] = {}
+        self.src: int | None = None  # the source (device, gateway) of its latest reading
 
     # --- samples ----------------------------------------------------------------------
-    def add(self, metric: str, ts: int, value: float, retention_ms: int) -> bool:
-        """Insert a sample (late ones in order, same time replaces); False if too old."""
+    def add(self, metric: str, ts: int, value: float, retention_ms: int,
+            clock: int | None = None) -> bool:
+        """Insert a sample (late ones in order, same time replaces); False if too old.
+
+        Samples are kept for ``retention_ms`` behind the newest one, or behind ``clock``
+        when that is older (district scope: sources ahead of the evaluator's clock are
+        folded in early, and the clock's windows still need what lies behind it)."""
         s = self.series.get(metric)
         if s is None:
             s = self.series[metric] = [array("q"), array("d")]
@@ -47,7 +54,8 @@ class SensorState:
             tsl.append(ts)
             vl.append(value)
         else:
-            if ts < tsl[-1] - retention_ms:
+            newest = tsl[-1] if clock is None else min(tsl[-1], clock)
+            if ts < newest - retention_ms:
                 return False
             i = bisect_left(tsl, ts)
             if i < len(tsl) and tsl[i] == ts:
@@ -55,7 +63,7 @@ class SensorState:
             else:
                 insort(tsl, ts)
                 vl.insert(i, value)
-        cutoff = tsl[-1] - retention_ms
+        cutoff = (tsl[-1] if clock is None else min(tsl[-1], clock)) - retention_ms
         if tsl[0] < cutoff:
             k = bisect_left(tsl, cutoff)
             del tsl[:k]
@@ -71,7 +79,9 @@ class SensorState:
         i = bisect_right(tsl, start_excl, 0, j)
         return tsl[i:j], vl[i:j]
 
-    def seen_at(self, metric: str, ts: int, horizon_ms: int) -> None:
+    def seen_at(self, metric: str, ts: int, floor: int | None) -> None:
+        """Record a reading time; times before ``floor`` (the evaluator's clock minus the
+        longest absence) are dropped, except the last one before it."""
         t = self.times.get(metric)
         if t is None:
             t = self.times[metric] = array("q")
@@ -81,9 +91,10 @@ class SensorState:
             i = bisect_left(t, ts)
             if i == len(t) or t[i] != ts:
                 t.insert(i, ts)
-        cutoff = t[-1] - horizon_ms - 60_000
-        if t[0] < cutoff:
-            del t[:bisect_left(t, cutoff)]
+        if floor is not None and t[0] < floor:
+            k = bisect_left(t, floor) - 1
+            if k > 0:
+                del t[:k]
 
     def last_seen_before(self, metric: str, now: int) -> int | None:
         t = self.times.get(metric)
@@ -148,6 +159,8 @@ class SensorState:
             d["ev"] = dict(self.evald)
         if self.times:
             d["ts"] = {k: list(v) for k, v in self.times.items()}
+        if self.src is not None:
+            d["src"] = self.src
         return d
 
     @classmethod
@@ -162,4 +175,5 @@ class SensorState:
         st.tod = {k: list(v) for k, v in (d.get("t") or {}).items()}
         st.evald = dict(d.get("ev") or {})
         st.times = {k: array("q", v) for k, v in (d.get("ts") or {}).items()}
+        st.src = d.get("src")
         return st

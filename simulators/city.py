@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from urbanbrain.errors import BadValue
+
 # kind -> (domain, id prefix, canonical metrics in a fixed order)
 KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "loop": ("traffic", "tl", ("vehicle_count", "occupancy_pct", "speed_kmh", "flow_vph")),
@@ -106,7 +108,7 @@ def _size_to_count(size: str | int) -> int:
         try:
             return SIZES[size]
         except KeyError:
-            raise ValueError(f"unknown size {size!r}: use {', '.join(SIZES)} or a number") from None
+            raise BadValue(f"unknown size {size!r}: use {', '.join(SIZES)} or a number") from None
     return int(size)
 
 
@@ -204,7 +206,7 @@ class City:
 
     # -- exports --------------------------------------------------------------------------
     REGISTRY_COLUMNS = ("sensor_id", "domain", "kind", "district", "lat", "lon", "metrics",
-                        "road_class", "free_flow_kmh", "neighbours")
+                        "road_class", "free_flow_kmh", "neighbours", "nominal_kv")
 
     def write_registry(self, path: str | Path) -> Path:
         """The device registry CSV in the columns of the data contract (HELPERS.md)."""
@@ -220,6 +222,7 @@ class City:
                     ";".join(s.metrics), s.road_class if traffic else "",
                     f"{s.free_flow_kmh:g}" if traffic else "",
                     ";".join(s.neighbours) if traffic else "",
+                    f"{s.params['nominal_kv']:g}" if "nominal_kv" in s.params else "",
                 ])
         return path
 

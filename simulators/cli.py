@@ -10,6 +10,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -17,8 +19,11 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.progress import TextColumn
 from rich.table import Table
 
+from urbanbrain.errors import BadValue
+from urbanbrain.reach import require_mqtt
 from urbanbrain.settings import Settings, get_settings
 from urbanbrain.simulators.publisher import Progress
 from urbanbrain.simulators.runner import RunResult, run_simulation
@@ -30,24 +35,51 @@ app = typer.Typer(help="City simulator: synthetic sensors, incidents, faults, re
 console = Console(stderr=True)
 
 
-def _duration(text: str | None) -> float | None:
-    """"90", "90s", "15m", "2h", "7d" → seconds."""
-    if not text:
-        return None
-    text = text.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[-1] in units:
-        return float(text[:-1]) * units[text[-1]]
-    return float(text)
+def _duration(text: str | None, option: str = "") -> float | None:
+    """"90", "90s", "15m", "2h", "7d" → seconds; anything else is one line (BadValue)."""
+    from urbanbrain.durations import parse_seconds
+
+    return parse_seconds(text, option) if text else None
 
 
 def _start_ms(text: str | None) -> int | None:
     if not text:
         return None
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        raise typer.BadParameter("--start needs a time zone, e.g. 2026-01-05T08:00:00+01:00")
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        dt = None
+    if dt is None or dt.tzinfo is None:
+        raise BadValue(f"--start {text!r} is not a time with a zone: write ISO 8601, e.g. "
+                       "2026-01-05T08:00:00+01:00")
     return int(dt.astimezone(timezone.utc).timestamp() * 1000)
+
+
+def _check_options(size: str, fmt: str, faults: str = "off", qos: int = 1) -> None:
+    """Refuse a bad option value before the live display starts: one line, exit 2."""
+    from urbanbrain.simulators.city import SIZES
+    from urbanbrain.simulators.faults import FaultConfig
+    from urbanbrain.simulators.formats import FORMATS
+
+    if not size.isdigit() and size not in SIZES:
+        raise BadValue(f"--size {size!r}: use {', '.join(SIZES)} or a number of sensors")
+    if fmt not in FORMATS:
+        raise BadValue(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if qos not in (0, 1, 2):
+        raise BadValue(f"--qos {qos}: use 0, 1 or 2")
+    FaultConfig.parse(faults)
+
+
+@contextmanager
+def _bar(what: str, total: float) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr; yields the function that advances it by one step."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+             console=console, transient=True) as bar:
+        task = bar.add_task(what, total=max(int(total), 1))
+        yield lambda: bar.advance(task)
 
 
 def _render(p: Progress, title: str) -> Table:
@@ -142,28 +174,31 @@ def run(
                 if centre is not None:  # a geo-referenced network: the city lies around it
                     sim_city = _City.generate(seed, size, centre=centre)
         except SumoUnavailable as exc:
-            console.print(f"[red]SUMO mode unavailable:[/red] {exc}")
-            raise typer.Exit(2) from exc
+            raise BadValue(f"SUMO mode unavailable: {exc}") from exc
         except SumoScenarioError as exc:
-            console.print(f"[red]SUMO scenario:[/red] {exc}")
-            raise typer.Exit(2) from exc
+            raise BadValue(f"SUMO scenario: {exc}") from exc
     stop = threading.Event()
     _stop_on_signals(stop)
     settings = _settings(mqtt_url)
+    wall_s, sim_s = _duration(duration, "--duration"), _duration(sim_duration, "--sim-duration")
+    start_ms = _start_ms(start)
+    _check_options(size, fmt, faults, qos)
+    require_mqtt(settings)
     try:
         with Live(_render(Progress(), "urbanbrain simulate"), console=console,
                   refresh_per_second=4) as live:
             result = _run_checked(
                 settings, seed=seed, size=size, rate=rate or None, speed=speed,
-                duration_s=_duration(duration), sim_duration_s=_duration(sim_duration), fmt=fmt,
-                interval_s=interval, start_ms=_start_ms(start), registry_path=registry,
+                duration_s=wall_s, sim_duration_s=sim_s, fmt=fmt,
+                interval_s=interval, start_ms=start_ms, registry_path=registry,
                 ground_truth_path=ground_truth, faults=faults, incidents=incidents,
                 connections=connections, qos=qos, pack_size=pack_size, stop_event=stop, sumo=sumo,
                 sumo_workdir=sumo_workdir, sumo_scenario=scenario, city=sim_city,
                 on_progress=lambda p: live.update(_render(p, "urbanbrain simulate")))
-    except ValueError as exc:  # SumoScenarioError and bad options: one line, no traceback
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    except ValueError as exc:  # SumoScenarioError and bad options: one line (urbanbrain/errors)
+        if isinstance(exc, BadValue):
+            raise
+        raise BadValue(str(exc)) from exc
     console.print(f"done: {result.progress.readings:,} readings, "
                   f"{result.progress.messages:,} messages, {result.progress.incidents} incidents; "
                   f"faults {result.faults.as_dict()}")
@@ -191,7 +226,7 @@ def record(
     from urbanbrain.simulators.incidents import GroundTruthWriter
     from urbanbrain.simulators.record import FrameTable, MqttRecorder, write_table
 
-    secs = _duration(duration) or 3600.0
+    secs = _duration(duration, "--duration") or 3600.0
     if from_mqtt:
         stop = threading.Event()
         _stop_on_signals(stop)
@@ -211,11 +246,14 @@ def record(
     sim = Simulation(city, seed, start_ms=_start_ms(start), interval_s=interval,
                      faults=FaultConfig.parse(faults), on_event=gt.write if gt else None)
     table = FrameTable(city)
-    for frame in sim.frames(until_ms=sim.start_ms + int(secs * 1000)):
-        table.add(frame)
+    with _bar(f"simulating {secs / 3600:g} h", secs / interval) as advance:
+        for frame in sim.frames(until_ms=sim.start_ms + int(secs * 1000)):
+            table.add(frame)
+            advance()
     if gt:
         gt.close()
-    write_table(table.to_frame(), out)
+    with console.status(f"writing {out}"):
+        write_table(table.to_frame(), out)
     console.print(f"wrote {table.readings:,} readings ({sim.ticks} ticks) to {out}")
 
 
@@ -232,8 +270,12 @@ def replay(
     """Replay a recording to MQTT, keeping its event timestamps."""
     from urbanbrain.simulators.replay import replay as do_replay
 
+    if not path.is_file():
+        raise FileNotFoundError(2, "no such file", str(path))
+    _check_options("small", fmt, qos=qos)
     stop = threading.Event()
     _stop_on_signals(stop)
+    require_mqtt(_settings(mqtt_url))
     with Live(_render(Progress(), f"replay {path.name}"), console=console,
               refresh_per_second=4) as live:
         p = do_replay(_settings(mqtt_url), path, speed=speed, fmt=fmt, rate=rate or None,
@@ -254,7 +296,8 @@ def scenario(
     from urbanbrain.simulators.scenario import write_scenario
 
     t0 = time.monotonic()
-    paths = write_scenario(out, name, days=days)
+    with console.status(f"writing {name} (the whole week takes a minute or two)"):
+        paths = write_scenario(out, name, days=days)
     console.print(f"wrote {name} in {time.monotonic() - t0:.1f} s:")
     for k, p in paths.items():
         console.print(f"  {k}: {p}")

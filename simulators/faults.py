@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from urbanbrain.errors import BadValue
 from urbanbrain.metrics import METRICS
 from urbanbrain.simulators.city import KINDS, City
 from urbanbrain.simulators.incidents import DAY_MS, Incident
@@ -61,8 +62,12 @@ class FaultConfig:
         for part in spec.split(","):
             key, _, val = part.partition("=")
             if key.strip() not in names:
-                raise ValueError(f"unknown fault {key!r}; use {', '.join(names)}")
-            kw[names[key.strip()]] = float(val)
+                raise BadValue(f"unknown fault {key!r}; use {', '.join(names)}")
+            try:
+                kw[names[key.strip()]] = float(val)
+            except ValueError:
+                raise BadValue(f"fault {key.strip()!r}: {val!r} is not a number; write e.g. "
+                               f"{key.strip()}=0.1") from None
         return cls(**kw)
 
     @property

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 import numpy as np
 import orjson
 
+from urbanbrain.errors import BadValue
 from urbanbrain.simulators.city import KIND_ORDER, KINDS, City, Sensor
 from urbanbrain.simulators.engine import Frame
 
@@ -281,7 +282,7 @@ def make_encoder(fmt: str, city: City, *, interval_s: float = 60.0, pack_size: i
         return SenMLEncoder(city, pack_size=pack_size, topic_prefix=topic_prefix)
     if fmt == "fiware":
         return FiwareEncoder(city, interval_s=interval_s, topic_prefix=topic_prefix)
-    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    raise BadValue(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
 __all__ = ["FORMATS", "FIWARE_TYPES", "KINDS", "SENML_UNITS", "FiwareEncoder", "JsonEncoder",

@@ -37,6 +37,7 @@ from typing import IO
 
 import numpy as np
 
+from urbanbrain.errors import BadValue
 from urbanbrain.simulators.city import City
 
 KINDS = ("accident", "congestion", "pollution", "water_burst", "power_outage",
@@ -239,7 +240,7 @@ def make_incident(city: City, kind: str, start_ms: int, duration_s: float, *,
         sub = where or pick("substation")
         side = direction or ("under" if rng.random() < 0.6 else "over")
         if side not in ("under", "over"):
-            raise ValueError(f"voltage excursion direction {side!r}: use under or over")
+            raise BadValue(f"voltage excursion direction {side!r}: use under or over")
         dev = round((-0.09 if side == "under" else 0.09) * severity, 4)
         return Incident(incident_id, kind, start_ms, end_ms, city.by_id[sub].district, [sub], sub,
                         severity, {"direction": side, "deviation": dev})
@@ -251,7 +252,7 @@ def make_incident(city: City, kind: str, start_ms: int, duration_s: float, *,
         district = where or city.district_ids[int(rng.integers(len(city.district_ids)))]
         subs = [s.sensor_id for s in city.in_district(district, "substation")]
         return Incident(incident_id, kind, start_ms, end_ms, district, subs, "", severity, {})
-    raise ValueError(f"unknown incident kind {kind!r}; use one of {', '.join(KINDS)}")
+    raise BadValue(f"unknown incident kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
 _DURATIONS_S: dict[str, tuple[float, float]] = {

@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from urbanbrain.errors import BadValue
 from urbanbrain.mqtt import apply_security
 from urbanbrain.simulators.city import KIND_ORDER, KINDS, City
 from urbanbrain.simulators.engine import Frame
@@ -161,7 +162,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     elif suffix in (".jsonl", ".json", ".ndjson"):
         write_jsonl(table_to_readings(df), path)
     else:
-        raise ValueError(f"unknown recording format {suffix!r}: use .parquet, .csv or .jsonl")
+        raise BadValue(f"unknown recording format {suffix!r}: use .parquet, .csv or .jsonl")
     return path
 
 

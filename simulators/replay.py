@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from itertools import groupby
 from pathlib import Path
 
 import orjson
 
+from urbanbrain.errors import BadValue
 from urbanbrain.settings import Settings
 from urbanbrain.simulators.city import City
 from urbanbrain.simulators.formats import FIWARE_TYPES, SENML_UNITS, fiware_attributes, iso_ms
@@ -22,6 +24,7 @@ from urbanbrain.simulators.publisher import MqttPool, Pacer, Progress, send_mess
 from urbanbrain.simulators.record import Reading, read_readings
 
 Message = tuple[str, bytes, int]
+GATEWAYS_PER_DISTRICT_DOMAIN = 4
 
 
 def encode_readings(fmt: str, readings: list[Reading], *, pack_size: int = 50,
@@ -36,10 +39,14 @@ def encode_readings(fmt: str, readings: list[Reading], *, pack_size: int = 50,
             out.append((topic, orjson.dumps(body), 1))
         return out
     if fmt == "senml":
-        groups: dict[tuple[str, str], list[Reading]] = {}
+        # Every sensor always reports through the same gateway (a stable hash of its id),
+        # as in the field: a gateway's packs reach the broker in order, and a sensor that
+        # misses a tick does not move its neighbours to another gateway.
+        groups: dict[tuple[str, str, int], list[Reading]] = {}
         for r in readings:
-            groups.setdefault((r["district"], r["domain"]), []).append(r)
-        for (district, domain), rs in groups.items():
+            gw_no = zlib.crc32(str(r["sensor_id"]).encode()) % GATEWAYS_PER_DISTRICT_DOMAIN
+            groups.setdefault((r["district"], r["domain"], gw_no), []).append(r)
+        for (district, domain, gw_no), rs in groups.items():
             for k in range(0, len(rs), pack_size):
                 chunk = rs[k:k + pack_size]
                 recs: list[dict] = []
@@ -59,7 +66,7 @@ def encode_readings(fmt: str, readings: list[Reading], *, pack_size: int = 50,
                             rec["u"] = SENML_UNITS[name]
                         rec["v"] = v
                         recs.append(rec)
-                gw = f"gw-replay-{district}-{domain}-{k // pack_size + 1:02d}"
+                gw = f"gw-replay-{district}-{domain}-{gw_no + 1:02d}"
                 out.append((f"{topic_prefix}/{district}/{domain}/pack/{gw}", orjson.dumps(recs),
                             len(chunk)))
         return out
@@ -80,7 +87,7 @@ def encode_readings(fmt: str, readings: list[Reading], *, pack_size: int = 50,
             topic = f"{topic_prefix}/{r['district']}/{r['domain']}/{r['kind']}/{sid}"
             out.append((topic, orjson.dumps(e), 1))
         return out
-    raise ValueError(f"unknown format {fmt!r}")
+    raise BadValue(f"unknown format {fmt!r}")
 
 
 def replay(settings: Settings, source: str | Path | Iterable[Reading], *, speed: float = 1.0,

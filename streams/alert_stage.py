@@ -35,6 +35,7 @@ from urbanbrain.rules.model import AbsenceCond
 from urbanbrain.rules.silences import SilenceStore
 
 from urbanbrain.reading import Partitioner
+from urbanbrain.settings import DOMAINS
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class _Evaluators:
         self.silences = silences
         self.live: dict[tuple[str, int], Evaluator] = {}
         self.extra: dict[tuple[str, int], dict[str, Any]] = {}  # stage state per partition
+        #: partitions whose evaluator was built from no state at all (a new deploy): the
+        #: worker warms them up from history (streams/warmup.py) before the first batch
+        self.fresh: set[tuple[str, int]] = set()
         self._checkpointed: dict[tuple[str, int], float] = {}
         self.generation: Any = object()
 
@@ -112,7 +116,16 @@ class _Evaluators:
                      len(items))
         self.live[key] = ev
         self.extra[key] = extra
+        if not items and not extra:
+            self.fresh.add(key)
         return ev, events
+
+    def warm(self, source: str, partition: int, readings: Sequence[Mapping[str, Any]]) -> int:
+        """Fold history into a fresh evaluator's state without evaluating it (no alerts
+        for the past). Returns the readings used."""
+        ev, _ = self.get(source, partition)
+        self.fresh.discard((source, partition))
+        return ev.observe(readings) if readings else 0
 
     def persist(self, source: str, partition: int, *, force: bool = False) -> int:
         """Write changed state: alert lifecycle entries and the stage's own state always
@@ -152,33 +165,63 @@ class SensorRules(_Evaluators):
 
     scope = "sensor"
 
-    def __init__(self, *args: Any, lateness_ms: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lateness_ms: int, idle_s: float = 30.0,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lateness_ms = lateness_ms
+        self.idle_s = idle_s
+        self.started = time.monotonic()
+        #: (topic, partition) -> source -> processing time of its latest reading
+        self.src_wall: dict[tuple[str, int], dict[int, float]] = {}
+
+    def _idle(self, key: tuple[str, int], now_wall: float | None):  # noqa: ANN202
+        """Whether a source (device, gateway) went quiet, by processing time; None (the
+        backtest): no processing time, the partition watermark decides."""
+        if now_wall is None:
+            return None
+        walls = self.src_wall.setdefault(key, {})
+        started, idle_s = self.started, self.idle_s
+        return lambda src: now_wall - walls.get(src, started) >= idle_s
 
     def watermark(self, source: str, partition: int) -> int | None:
-        """Event time every input of the partition has reached (max seen − lateness)."""
+        """Event time every input of the partition has reached: max seen − lateness, and
+        no further than its slowest active source (device or gateway) has got."""
         ev = self.live.get((source, partition))
-        return None if ev is None or ev.watermark is None else ev.watermark - self.lateness_ms
+        if ev is None or ev.watermark is None:
+            return None
+        wm = ev.watermark - self.lateness_ms
+        safe = ev.safe_watermark()
+        return wm if safe is None else min(wm, safe)
 
     def process(self, source: str, partition: int, readings: Sequence[Mapping[str, Any]],
-                samples: Sequence[Mapping[str, Any]] = ()) -> list[AlertEvent]:
+                samples: Sequence[Mapping[str, Any]] = (),
+                now_wall: float | None = None) -> list[AlertEvent]:
         """Evaluate a batch. State is *not* persisted yet: :meth:`persist` after the events
-        are delivered."""
+        are delivered. ``now_wall``: processing time (live), for idle sources."""
         ev, events = self.get(source, partition)
+        key = (source, partition)
         hi = ev.watermark
         for r in (*readings, *samples):
             ts = int(r["ts"])
             if hi is None or ts > hi:
                 hi = ts
+        if now_wall is not None and readings:
+            walls = self.src_wall.setdefault(key, {})
+            for r in readings:
+                src = r.get("src")
+                if src is not None:
+                    walls[src] = now_wall
         wm = None if hi is None else hi - self.lateness_ms
-        return events + ev.process(readings, watermark=wm, samples=samples)
+        return events + ev.process(readings, watermark=wm, samples=samples,
+                                   idle=self._idle(key, now_wall))
 
-    def advance(self, source: str, partition: int, watermark: int) -> list[AlertEvent]:
+    def advance(self, source: str, partition: int, watermark: int,
+                now_wall: float | None = None) -> list[AlertEvent]:
         """Move an idle partition's watermark (processing-time tick of a caught-up
         partition that receives nothing): its sensors' absence still fires."""
         ev, events = self.get(source, partition)
-        return events + ev.process((), watermark=watermark)
+        return events + ev.process((), watermark=watermark,
+                                   idle=self._idle((source, partition), now_wall))
 
 
 @dataclass(slots=True)
@@ -190,6 +233,7 @@ class Forward:
     src: str
     wm: int | None
     readings: list[dict[str, Any]] = field(default_factory=list)
+    warm: bool = False  # history for a warm start: folded in, never evaluated
 
 
 class DistrictInterest:
@@ -230,6 +274,16 @@ class DistrictInterest:
             self._build(rs)
         return bool(self._any_kind or self._kinds)
 
+    def sources(self, rs: RuleSet) -> set[str]:
+        """Every source partition that forwards to the district stage: the district clock
+        waits for all of them (one not heard from yet may hold readings of the past)."""
+        if rs is not self._rs:
+            self._build(rs)
+        domains = {d for d in self._any_kind} | {d for d, _ in self._kinds}
+        if None in domains:
+            domains = set(DOMAINS)
+        return {f"readings.{d}|{p}" for d in domains if d for p in range(self.partitions)}
+
     def select(self, rs: RuleSet, domain: str | None,
                readings: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Only the readings district rules could use, slimmed to what the district
@@ -242,17 +296,30 @@ class DistrictInterest:
         if not any_kind and not kinds:
             return []
         want = self._metrics
-        return [{"sensor_id": r["sensor_id"], "ts": r["ts"], "domain": r.get("domain"),
-                 "kind": r.get("kind"), "district": r.get("district"),
-                 "metrics": {m: v for m, v in (r.get("metrics") or {}).items() if m in want}}
-                for r in readings if any_kind or r.get("kind") in kinds]
+        out = []
+        for r in readings:
+            if not any_kind and r.get("kind") not in kinds:
+                continue
+            metrics = {m: v for m, v in (r.get("metrics") or {}).items() if m in want}
+            if r.get("sample"):
+                if metrics:  # an index sample matters only for its values
+                    out.append({"sensor_id": r["sensor_id"], "ts": r["ts"],
+                                "domain": r.get("domain"), "kind": r.get("kind"),
+                                "district": r.get("district"), "metrics": metrics,
+                                "sample": True})
+                continue
+            out.append({"sensor_id": r["sensor_id"], "ts": r["ts"], "domain": r.get("domain"),
+                        "kind": r.get("kind"), "district": r.get("district"),
+                        "metrics": metrics})
+        return out
 
     def forward(self, rs: RuleSet, source: str, partition: int, watermark: int | None,
-                readings: Iterable[Mapping[str, Any]]) -> dict[int, Forward]:
+                readings: Iterable[Mapping[str, Any]], *, warm: bool = False
+                ) -> dict[int, Forward]:
         """One :class:`Forward` per district partition (every partition gets one, with the
         watermark, so that all district clocks advance)."""
         src = f"{source}|{partition}"
-        out = {p: Forward(src, watermark) for p in range(self.partitions)}
+        out = {p: Forward(src, watermark, warm=warm) for p in range(self.partitions)}
         for r in self.select(rs, domain_of(source), readings):
             d = r.get("district")
             if d:
@@ -276,10 +343,23 @@ class DistrictRules(_Evaluators):
         super().__init__(*args, **kwargs)
         self.step_ms, self.heartbeat, self.idle_s = step_ms, heartbeat, idle_s
         self._seen_wall: dict[tuple[int, str], float] = {}
+        self._first_wall: dict[int, float] = {}
+        self.interest: DistrictInterest | None = None  # expected sources, if known
 
-    def clock(self, partition: int, now_wall: float | None = None) -> int | None:
-        extra = self.extra.get((DISTRICT_SOURCE, partition)) or {}
+    def clock(self, partition: int, now_wall: float | None = None,
+              expected: set[str] = frozenset()) -> int | None:
+        """The district partition's event time: the minimum of its sources' watermarks.
+        A source not heard from yet holds it back (its past may still come), unless it
+        stays silent for ``idle_s`` of processing time; so does a source whose watermark
+        stopped moving. Without processing time (backtest) only heard sources count."""
+        key = (DISTRICT_SOURCE, partition)
+        extra = self.extra.get(key) or {}
         wms = extra.get("src") or {}
+        if now_wall is not None:
+            first = self._first_wall.setdefault(partition, now_wall)
+            unheard = [s for s in expected if s not in wms]
+            if unheard and now_wall - first < self.idle_s:
+                return None
         live = [wm for src, wm in wms.items() if wm is not None and (
             now_wall is None
             or now_wall - self._seen_wall.get((partition, src), now_wall) < self.idle_s)]
@@ -297,6 +377,9 @@ class DistrictRules(_Evaluators):
         step = self.step_ms
         last_tick = extra.get("tick")
         for f in forwards:
+            if f.warm:
+                ev.observe(f.readings)
+                continue
             old = srcs.get(f.src)
             if f.wm is not None and (old is None or f.wm > old):
                 srcs[f.src] = f.wm
@@ -310,7 +393,9 @@ class DistrictRules(_Evaluators):
                     c = -(-int(r["ts"]) // step) * step  # the grid point at or after it
                     if last_tick is None or c > last_tick:
                         cells.add(c)
-        clock = self.clock(partition, now_wall)
+        expected = (self.interest.sources(self.ruleset()) if self.interest is not None
+                    else set())
+        clock = self.clock(partition, now_wall, expected)
         if clock is not None:
             g = (last_tick + step if last_tick is not None
                  else min(cells) if cells else clock // step * step)

@@ -32,6 +32,7 @@ the state: a crash in between re-sends a transition (at least once), never loses
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,7 +61,10 @@ class AlertSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="URBANBRAIN_ALERT_", extra="ignore",
                                       frozen=True)
 
-    rules_path: Path = Field(DEFAULT_RULES_PATH, description="rule file or folder")
+    rules_path: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [DEFAULT_RULES_PATH],
+        description="rule files and folders, merged (comma- or colon-separated); default: "
+        "the starter rules (`urbanbrain up/streams worker --rules` add to them)")
     webhook_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated Alertmanager-compatible receivers"
     )
@@ -69,6 +73,10 @@ class AlertSettings(BaseSettings):
         0.0, ge=0, description="write per-sensor rule state at most this often (0: every "
         "batch, so that a restart resumes exactly where the acknowledged records end)"
     )
+    warmup_s: float = Field(
+        7200.0, ge=0, description="warm start: a source partition with no rule state at all "
+        "(a new deploy) first folds in this much of its sensors' raw history from InfluxDB "
+        "(streams/warmup.py); 0: start cold")
     district_step_s: float = Field(
         60.0, gt=0, description="event-time grid of district rule evaluation")
     idle_s: float = Field(
@@ -76,6 +84,13 @@ class AlertSettings(BaseSettings):
         "idle: a caught-up partition's rule clock then follows processing time, and an idle "
         "source no longer holds the district clock back")
     external_url: str = Field("http://localhost:9093", description="externalURL in webhooks")
+
+    @field_validator("rules_path", mode="before")
+    @classmethod
+    def _split_paths(cls, v: Any) -> Any:
+        if isinstance(v, (str, Path)):
+            return [p.strip() for p in str(v).replace(os.pathsep, ",").split(",") if p.strip()]
+        return v
 
     @field_validator("webhook_urls", mode="before")
     @classmethod
@@ -106,9 +121,9 @@ class Alerting:
         # The registry is not given to the loader: its cross-checks (selectors matching no
         # sensor, unknown districts) are `urbanbrain rules check --registry` lint, not a
         # reason for a worker to refuse to start.
-        self.watcher = RuleWatcher([str(cfg.rules_path)], None)
+        self.watcher = RuleWatcher([str(p) for p in cfg.rules_path], None)
         log.info("alert rules: %d rules from %s", len(self.watcher.ruleset.rules),
-                 cfg.rules_path)
+                 ", ".join(map(str, cfg.rules_path)))
         n = settings.kafka_partitions
         self.silences = SilenceStore()
 
@@ -117,13 +132,15 @@ class Alerting:
 
         self.sensors = SensorRules(sensor_store, self.registry, rules, n,
                                    checkpoint_s=cfg.state_checkpoint_s, silences=self.silences,
-                                   lateness_ms=int(ss.streams_lateness_s * 1000))
+                                   lateness_ms=int(ss.streams_lateness_s * 1000),
+                                   idle_s=cfg.idle_s)
         self.districts = DistrictRules(district_store, self.registry, rules, n,
                                        checkpoint_s=cfg.state_checkpoint_s,
                                        silences=self.silences,
                                        step_ms=int(cfg.district_step_s * 1000),
                                        idle_s=cfg.idle_s)
         self.interest = DistrictInterest(n)
+        self.districts.interest = self.interest
         self.outputs = AlertOutputs(settings, writer, alerts_topic,
                                     webhook_urls=cfg.webhook_urls,
                                     external_url=cfg.external_url, close_writer=own_writer)
@@ -147,7 +164,12 @@ class Alerting:
                 stage.persist(source, partition)
 
     def checkpoint(self) -> int:
-        """Full write of every live evaluator (partitions revoked, worker stopping)."""
+        """Full write of every live evaluator (partitions revoked, worker stopping) when
+        sensor state is checkpointed less often than every batch; with the default (every
+        batch) the tables already hold everything, and a burst of writes in the middle of
+        a rebalance only races the next owner's recovery."""
+        if self.cfg.state_checkpoint_s <= 0:
+            return 0
         return self.sensors.persist_all() + self.districts.persist_all()
 
 

@@ -47,8 +47,9 @@ from .processor import WindowStage
 from .rollup_stage import RollupStage
 from .settings import StreamsSettings
 from .silence_feed import SilenceFeed
-from .state import TableStore, flush_durably
+from .state import GenerationFence, TableStore, flush_durably
 from .worker import StreamsWorker
+from .worker_health import observe_worker
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,12 @@ def faust_config(settings: Settings) -> dict:
         "web_host": "127.0.0.1",
         "web_port": settings.streams_web_port or 6066,
         "table_cleanup_interval": 30.0,
+        # The check guards a RocksDB file against a changelog that was deleted under it.
+        # Our stores are in memory, filled from the changelog by this very process; tansu
+        # may answer a standby's highwater query with a value a few records behind what
+        # the standby already read (seen in live scoring with a worker SIGKILLed), and the
+        # check then crashes a healthy worker.
+        "recovery_consistency_check": False,
         # Table deltas, aggregates and partials go out in bursts per agent batch; aiokafka
         # keeps one produce request in flight per broker, so bigger per-partition batches
         # (default 16 KB) mean fewer round trips for the flush the agent waits on.
@@ -163,11 +170,12 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
                            rollups=rollups, topics=topics, worker_id=worker_id,
                            store_raw=not alerting_only)
     take = (ss.streams_take_records, ss.streams_take_within_s)
+    fence = GenerationFence(app)  # no false `late` from a batch fetched before a rebalance
 
     @app.agent(readings_topic, name="process_readings")
     async def process_readings(stream: faust.StreamT) -> None:
         async for events in stream.take_events(*take):
-            await worker.readings_batch(events)
+            await worker.readings_batch(fence(events))
 
     @app.agent(district_topic, name="alert_districts")
     async def alert_districts(stream: faust.StreamT) -> None:
@@ -222,8 +230,9 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
             await flush_durably(app)
             log.info("alert state checkpointed on revocation: %d entries", n_keys)
 
-    if ss.metrics_port is not None:
-        serve_health(app, ss)
+    health = serve_health(app, ss) if ss.metrics_port is not None else None
+    observe_worker(app, ss, writer=writer, stats=worker.stats, stage=windows,
+                   alerting=alerting, worker_id=worker_id, health=health, fence=fence)
     return app
 
 

@@ -174,11 +174,19 @@ class IndexCalculator:
         return out
 
     # -- power -----------------------------------------------------------------------------
+    def _nominal_kv(self, sensors: list[str]) -> np.ndarray:
+        """Each substation's nominal voltage: the registry's ``nominal_kv`` (a 10 kV and a
+        20 kV substation are both healthy at their own level), else the configured one."""
+        reg = [self.registry.get(s) for s in sensors]
+        return np.array([s.nominal_kv if s is not None and s.nominal_kv else self.nominal_kv
+                         for s in reg], dtype=np.float64)
+
     def _power(self, rows, sensors, window_s, start_ms=None) -> list[IndexPoint]:
+        vn = self._nominal_kv(sensors)
         vmean = _mean(rows, sensors, "voltage_kv")
-        vdev = ix.voltage_deviation_pct(vmean, self.nominal_kv, voltage_pu=_mean(rows, sensors, "voltage_pu"))
-        vext = np.fmax(np.abs(ix.voltage_deviation_pct(_attr(rows, sensors, "voltage_kv", "min"), self.nominal_kv)),
-                       np.abs(ix.voltage_deviation_pct(_attr(rows, sensors, "voltage_kv", "max"), self.nominal_kv)))
+        vdev = ix.voltage_deviation_pct(vmean, vn, voltage_pu=_mean(rows, sensors, "voltage_pu"))
+        vext = np.fmax(np.abs(ix.voltage_deviation_pct(_attr(rows, sensors, "voltage_kv", "min"), vn)),
+                       np.abs(ix.voltage_deviation_pct(_attr(rows, sensors, "voltage_kv", "max"), vn)))
         fdev = ix.frequency_deviation_hz(_mean(rows, sensors, "frequency_hz"), self.nominal_hz)
         fext = np.fmax(np.abs(ix.frequency_deviation_hz(_attr(rows, sensors, "frequency_hz", "min"), self.nominal_hz)),
                        np.abs(ix.frequency_deviation_hz(_attr(rows, sensors, "frequency_hz", "max"), self.nominal_hz)))
@@ -218,7 +226,8 @@ def index_samples(domain: str, size: str, visible_ms: int, points: list[IndexPoi
         if metrics:
             district, kind = meta.get(p.sensor, ("", ""))
             out.append({"sensor_id": p.sensor, "ts": visible_ms, "domain": domain,
-                        "kind": kind, "district": district, "metrics": metrics})
+                        "kind": kind, "district": district, "metrics": metrics,
+                        "sample": True})
     return out
 
 

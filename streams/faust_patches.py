@@ -21,7 +21,17 @@ Kafka records that were in Kafka but never stored.
    head offset is a record still in flight (or lost in 1.): never commit past it. The
    worst case becomes a stalled commit (visible as lag), never a skipped record.
 
-Both are applied once, by :func:`apply`, for the faust-streaming versions they were
+3. **A rebalance waits forever for messages nobody will ack** (found by issue #14's
+   two-worker fault test). On revocation Faust clears the agents' channel queues, then
+   ``Consumer.wait_empty`` waits until every tracked message is acked. A record read by
+   two agents (``store_readings`` and ``alert_sensors``) whose copy in one agent's queue was
+   cleared keeps a reference count of 1; it would be forgotten once garbage, but the other
+   stream still holds it as its ``current_event`` and no new event replaces it while the
+   flow is paused. The worker then never rejoins and the whole group stalls. Patched: the
+   wait is bounded (``WAIT_EMPTY_S``), and what is still unacked is simply not committed:
+   the partition's next owner reads it again (duplicates in InfluxDB are upserts).
+
+All three are applied once, by :func:`apply`, for the faust-streaming versions they were
 written against; another version logs a warning and runs unpatched.
 """
 
@@ -54,6 +64,7 @@ def apply() -> bool:
 
     Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+    Consumer.wait_empty = _wait_empty_bounded  # type: ignore[method-assign]
     _applied = True
     return True
 
@@ -136,3 +147,31 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     acked[: len(batch)] = []
     self._acked_index[tp].difference_update(batch)
     return batch[-1] + 1
+
+
+#: how long a revocation waits for in-flight messages to be acked (see the module doc, 3.)
+WAIT_EMPTY_S = 10.0
+
+
+async def _wait_empty_bounded(self: Any) -> None:
+    """faust 0.15.3 ``Consumer.wait_empty`` with a deadline (see the module docstring)."""
+    import gc
+    import time
+
+    deadline = time.monotonic() + WAIT_EMPTY_S
+    while not self.should_stop and self._unacked_messages:
+        await self.commit()
+        if not self._unacked_messages:
+            break
+        await self._wait_for_ack(timeout=1)
+        self._clean_unacked_messages()
+        if self._unacked_messages and time.monotonic() > deadline:
+            gc.collect()
+            self._clean_unacked_messages()
+            left = len(self._unacked_messages)
+            if left:
+                log.warning("rebalance: %d messages still unacked after %.0fs; not committed, "
+                            "so their partitions' next owners read them again", left,
+                            WAIT_EMPTY_S)
+            break
+    await self.commit_and_end_transactions()

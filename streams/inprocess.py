@@ -17,11 +17,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from urbanbrain.rules import AlertEvent, RuleSet
+from urbanbrain.rules.registry import load_registry_csv
+
 from urbanbrain.kafka import readings_topic
 from urbanbrain.reading import Partitioner
 from urbanbrain.registry import Registry
-from urbanbrain.rules import AlertEvent, RuleSet
-from urbanbrain.rules.registry import load_registry_csv
 
 from .alert_stage import DistrictInterest, DistrictRules, Forward, SensorRules
 from .alerting import AlertSettings
@@ -37,7 +38,10 @@ class InProcessWorker:
 
     def __init__(self, ruleset: RuleSet, registry_csv: str | Path | None = None, *,
                  settings: StreamsSettings | None = None,
-                 alert_settings: AlertSettings | None = None, batch_max: int = 500) -> None:
+                 alert_settings: AlertSettings | None = None, batch_max: int = 500,
+                 outputs: bool = False) -> None:
+        """``outputs``: render every window's lines, records and partials as the worker
+        does (benchmarks); off, only the windows the rules' index samples come from."""
         ss = settings or StreamsSettings()
         cfg = alert_settings or AlertSettings()
         self.n = ss.kafka_partitions
@@ -55,12 +59,17 @@ class InProcessWorker:
                                    nominal_hz=ss.streams_nominal_hz,
                                    aqi_cn_edition=ss.streams_aqi_cn_edition)
             self.windows = WindowStage(ss, DictStore(), calc)
+        # nothing restarts in process: sensor state (the large entries) is never written
+        no_checkpoint = float("inf")
         self.sensors = SensorRules(DictStore(), registry, rules, self.n,
-                                   lateness_ms=int(ss.streams_lateness_s * 1000))
+                                   lateness_ms=int(ss.streams_lateness_s * 1000),
+                                   checkpoint_s=no_checkpoint)
         self.districts = DistrictRules(DictStore(), registry, rules, self.n,
-                                       step_ms=int(cfg.district_step_s * 1000))
+                                       step_ms=int(cfg.district_step_s * 1000),
+                                       checkpoint_s=no_checkpoint)
         self.interest = DistrictInterest(self.n)
-        self.pipeline = SourcePipeline(self.windows, self.sensors, self.interest, rules)
+        self.pipeline = SourcePipeline(self.windows, self.sensors, self.interest, rules,
+                                       outputs=outputs)
         self.ruleset = ruleset
         self.part = Partitioner(self.n)
         self.offsets: dict[tuple[str, int], int] = defaultdict(int)
@@ -100,15 +109,14 @@ class InProcessWorker:
 
     def warm(self, readings: Iterable[Mapping[str, Any]]) -> int:
         """Seed rule state from history without evaluating it (no windows, no alerts):
-        what a worker does at start with InfluxDB's raw points (see :mod:`.warmup`).
+        what a worker does at start with InfluxDB's raw points (streams/warmup.py).
         Returns the readings used."""
         used = 0
         rs = self.ruleset
-        for (topic, partition), batch in self._by_partition(readings).items():
-            ev, _ = self.sensors.get(topic, partition)
-            used += ev.observe(batch)
-            for p, f in self.interest.forward(rs, topic, partition, None, batch).items():
+        for (topic, partition), batch in sorted(self._by_partition(readings).items()):
+            used += self.sensors.warm(topic, partition, batch)
+            for p, f in self.interest.forward(rs, topic, partition, None, batch,
+                                              warm=True).items():
                 if f.readings:
-                    ev_d, _ = self.districts.get("district", p)
-                    ev_d.observe(f.readings)
+                    self.districts.process(p, [f])
         return used

@@ -22,6 +22,8 @@ from typing import Any
 
 from urbanbrain.rules import AlertEvent, RuleSet
 
+from urbanbrain.indexes import INDEXES
+
 from .alert_stage import DistrictInterest, Forward, SensorRules
 from .processor import Rendered, WindowStage
 from .windows import BatchResult
@@ -48,26 +50,52 @@ class SourceOutput:
 
 class SourcePipeline:
     def __init__(self, windows: WindowStage | None, rules: SensorRules,
-                 interest: DistrictInterest, ruleset: Callable[[], RuleSet]) -> None:
+                 interest: DistrictInterest, ruleset: Callable[[], RuleSet], *,
+                 outputs: bool = True) -> None:
+        """``outputs=False`` (the backtest): windows only where the rules need an index
+        sample of them, and no lines, records or partials. The alerts are the same: rules
+        see nothing of a window but its index samples."""
         self.windows = windows
         self.rules = rules
         self.interest = interest
         self.ruleset = ruleset
+        self.outputs = outputs
+        self._needs: tuple[RuleSet | None, dict[str, frozenset[str]]] = (None, {})
+
+    def _sample_sizes(self, domain: str) -> frozenset[str]:
+        """Window sizes whose index samples the loaded rules read, for ``domain``."""
+        rs = self.ruleset()
+        if self._needs[0] is not rs:
+            wanted: dict[str, set[str]] = {}
+            metrics = set(rs.retention_ms())
+            for r in rs.rules:
+                c = r.condition
+                if getattr(c, "metric", None):
+                    metrics.add(c.metric)  # absence of a metric
+            for name in metrics & set(INDEXES):
+                ix = INDEXES[name]
+                wanted.setdefault(ix.domain, set()).add(ix.window)
+            self._needs = (rs, {d: frozenset(v) for d, v in wanted.items()})
+        return self._needs[1].get(domain, frozenset())
 
     def process(self, topic: str, partition: int,
-                records: Sequence[tuple[int, Sequence[Mapping[str, Any]]]]) -> SourceOutput:
+                records: Sequence[tuple[int, Sequence[Mapping[str, Any]]]],
+                now_wall: float | None = None) -> SourceOutput:
         """``records`` in offset order. Window deltas are written to the window store here
-        (before any output, as the worker's durability requires)."""
+        (before any output, as the worker's durability requires). ``now_wall``: the
+        processing time of a live worker (idle sources); None in the backtest."""
         readings = [r for _, batch in records for r in batch]
         out = SourceOutput(topic, partition, readings)
         samples: list[dict[str, Any]] = []
-        if self.windows is not None:
+        sizes = None if self.outputs else self._sample_sizes(topic.split(".", 1)[-1])
+        if self.windows is not None and (sizes is None or sizes):
             res = self.windows.process(topic, partition, records)
             out.window_result = res
             out.late = list(res.late)
-            out.rendered = self.windows.render(topic, partition, res)
+            out.rendered = self.windows.render(topic, partition, res, outputs=self.outputs,
+                                               sample_sizes=sizes)
             samples = out.rendered.samples
-        out.events = self.rules.process(topic, partition, readings, samples)
+        out.events = self.rules.process(topic, partition, readings, samples, now_wall)
         rs = self.ruleset()
         if self.interest.any(rs):
             out.forwards = self.interest.forward(

@@ -52,6 +52,7 @@ class StageStats:
     partials: int = 0
     recovered_deltas: int = 0
     rebuilds: int = 0
+    replayed: int = 0  # readings of re-read records the state already held (not late)
 
 
 class WindowStage:
@@ -96,9 +97,14 @@ class WindowStage:
         for key, value in res.delta_puts.items():
             self.store.put(partition, key, value)
         self.stats.late += len(res.late)
+        self.stats.replayed += res.replayed
         return res
 
-    def render(self, topic: str, partition: int, res: BatchResult) -> Rendered:
+    def render(self, topic: str, partition: int, res: BatchResult, *,
+               outputs: bool = True, sample_sizes: frozenset[str] | None = None) -> Rendered:
+        """Closed windows → InfluxDB lines, ``aggregates`` records, roll-up partials and
+        index samples. ``outputs=False`` (backtest): index samples only, and only of the
+        window sizes in ``sample_sizes`` (None: all)."""
         pw = self.parts[(topic, partition)]
         domain = topic.split(".", 1)[-1]
         out = Rendered()
@@ -106,10 +112,14 @@ class WindowStage:
         src = f"{topic}|{partition}"
         with_data = set()
         for w in res.windows:
+            if not outputs and sample_sizes is not None and w.size not in sample_sizes:
+                continue
             rows = by_sensor(w.frame)
             points = self.calc.compute(domain, rows, (w.end - w.start) / 1000.0, w.start)
             out.samples += index_samples(domain, w.size, w.end + pw.lateness_ms, points,
                                          pw.meta)
+            if not outputs:
+                continue
             lines, bad = window_lines(domain, w.size, w.start, rows, pw.meta, points)
             out.lines += lines
             out.refused += bad
@@ -117,10 +127,11 @@ class WindowStage:
             if w.size == "1m":
                 with_data.add(w.start)
                 out.partials.append(partial(domain, w.start, w.end, src, rows, pw.meta, points))
-        for p in res.closed_panes:
-            if p not in with_data:
-                out.partials.append(partial(domain, p, p + pw.pane_ms, src, {}, pw.meta, []))
-        self.hourly.fold(topic, partition, res, pw, out)
+        if outputs:
+            for p in res.closed_panes:
+                if p not in with_data:
+                    out.partials.append(partial(domain, p, p + pw.pane_ms, src, {}, pw.meta, []))
+            self.hourly.fold(topic, partition, res, pw, out)  # hours (longterm)
         out.windows = len(res.windows)
         self.stats.windows += len(res.windows)
         self.stats.partials += len(out.partials)

@@ -43,7 +43,9 @@ class StreamsSettings(Settings):
         "(HJ 633-2026 from 2026-03-01 00:00 UTC+8, HJ 633-2012 before); '2012' or '2026' "
         "pins one edition for every window (e.g. to compare a replay with old reports)",
     )
-    streams_nominal_kv: float = Field(11.0, gt=0, description="nominal voltage for voltage_kv")
+    streams_nominal_kv: float = Field(
+        11.0, gt=0, description="nominal voltage of a substation whose registry row has no "
+        "nominal_kv (the registry's value wins)")
     streams_nominal_hz: float = Field(50.0, gt=0, description="nominal grid frequency")
     streams_report_interval_s: float = Field(
         5.0, gt=0, description="how often the worker writes its ``pipeline`` point"

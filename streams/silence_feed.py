@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 from mode import Service
+from urbanbrain.rules.silences import Silence, SilenceStore
 
 from urbanbrain.kafka import SILENCES_TOPIC, TopicReader
-from urbanbrain.rules.silences import Silence, SilenceStore
 from urbanbrain.settings import Settings
 
 log = logging.getLogger(__name__)

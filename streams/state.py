@@ -10,6 +10,7 @@ after a rebalance recover exactly that state.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import logging
 from typing import Any
 
 
@@ -73,3 +74,42 @@ async def flush_durably(app: Any) -> None:
     while buffer.size:
         await buffer.flush()
     await app.producer.flush()
+
+
+class GenerationFence:
+    """Drops events fetched under an older consumer-group generation, unprocessed and
+    unacknowledged.
+
+    Why: a worker that was hung (SIGSTOP, a long GC, a frozen VM) past its session timeout
+    resumes with a batch it fetched before the group moved its partitions to another worker.
+    Its window stage notices the new generation and reloads the partition's state from the
+    table, which the other worker has since advanced, so those old readings would be judged
+    ``late`` against windows that already hold them: false dead letters and pages (issue
+    #14). Faust itself skips old-generation messages when it reads them from its queue, but
+    not those already in an agent's ``take_events`` buffer.
+
+    Dropping is safe: after a rebalance every assigned partition is sought back to its
+    committed offset, so whoever owns the partition now (possibly this worker) reads those
+    records again. They must not be *acked* either: an ack of an old offset at or above the
+    committed one would let the commit skip past the re-read copy before it is processed.
+    So they are marked acked on the message only (``Consumer.wait_empty`` then forgets them)
+    without reaching ``Consumer.ack``'s offset bookkeeping.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.dropped = 0
+
+    def __call__(self, events: list) -> list:
+        gen = self.app.consumer_generation_id
+        live = [e for e in events if e.message.generation_id in (None, gen)]
+        if len(live) != len(events):
+            stale = [e for e in events if e.message.generation_id not in (None, gen)]
+            for e in stale:
+                e.message.acked = True  # see the class docstring: never Consumer.ack
+            self.dropped += len(stale)
+            logging.getLogger(__name__).info(
+                "dropped %d events of consumer generation %s (now %s): the partitions' "
+                "current owners re-read them from the committed offsets", len(stale),
+                stale[0].message.generation_id, gen)
+        return live

@@ -15,6 +15,14 @@ Durability (see README): every (record, pane) delta goes to a changelog-backed t
 the record's offset, so a replay after a crash rewrites the same key (idempotent). The
 partition's ``emitted_until`` mark is written after a window's outputs are stored; deltas of a
 pane are deleted (tombstones) once no open hopping window needs the pane any more.
+
+Replays are not late (issue #14). After a crash, a rebalance, or a worker that hung past its
+session and resumed, records are read again from the committed offset, which trails what
+the state already holds (commits are periodic; another worker may have advanced the
+partition meanwhile). Judged against that state, their panes look closed and they would be
+dead-lettered ``late``: false alarms for readings the windows already counted. So the
+state keeps ``max_offset``, the last record folded in (in the mark, and implied by the
+delta keys), and a record at or below it is skipped as a replay (``BatchResult.replayed``).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ class BatchResult:
     """What one agent batch did to one partition, in the order the agent must apply it."""
 
     late: list[Mapping] = field(default_factory=list)
+    replayed: int = 0  # readings of records the state already folded in (skipped)
     delta_puts: dict[str, bytes] = field(default_factory=dict)  # before outputs are written
     windows: list[ClosedWindow] = field(default_factory=list)
     closed_panes: list[int] = field(default_factory=list)  # incl. empty ones (roll-up partials)
@@ -65,6 +74,7 @@ class PartitionWindows:
         self.closed: dict[int, Frame] = {}  # merged closed panes kept for hopping
         self.emitted_until: int | None = None  # every pane ending at or before it is closed
         self.max_ts: int | None = None
+        self.max_offset: int | None = None  # last record folded in (replays are skipped)
         self.meta: dict[str, tuple[str, str]] = {}  # sensor → (district, kind)
 
     # -- keys ------------------------------------------------------------------------------
@@ -92,7 +102,12 @@ class PartitionWindows:
         kept: list[tuple[int, Sequence[Mapping]]] = []
         eu, max_ts, pane = self.emitted_until, self.max_ts, self.pane_ms
         meta = self.meta
+        mo = self.max_offset
         for offset, readings in records:
+            if mo is not None and offset <= mo:
+                res.replayed += len(readings)  # already in the state: not late, not twice
+                continue
+            mo = offset
             readings = [r for r in readings if isinstance(r.get("ts"), int)] \
                 if not _all_int_ts(readings) else readings
             if not readings:
@@ -115,6 +130,7 @@ class PartitionWindows:
             until = self._closable_until(max_ts)
             eu = until if eu is None else max(eu, until)
         self.max_ts = max_ts
+        self.max_offset = mo
         if kept:
             for (offset, p), frame in deltas(flatten(kept, pane)).items():
                 self.deltas.setdefault(p, {})[offset] = frame
@@ -145,7 +161,7 @@ class PartitionWindows:
             res.closed_panes.append(p)
         self.emitted_until = target
         res.after_puts[self.mark_key] = orjson.dumps(
-            {"emitted_until": target, "max_ts": self.max_ts}
+            {"emitted_until": target, "max_ts": self.max_ts, "max_offset": self.max_offset}
         )
         keep_from = target - (self.hop - 1) * P  # first pane a future hopping window needs
         for p in [p for p in self.deltas if p < keep_from]:
@@ -165,8 +181,11 @@ class PartitionWindows:
                 self.emitted_until = mark["emitted_until"]
                 if mark.get("max_ts") is not None:
                     self.max_ts = max(self.max_ts or mark["max_ts"], mark["max_ts"])
+                if mark.get("max_offset") is not None:
+                    self.max_offset = max(self.max_offset or -1, mark["max_offset"])
             elif rest.startswith("d|"):
                 _, p, off = rest.split("|")
+                self.max_offset = max(self.max_offset or -1, int(off))
                 frame, meta = decode_delta(value)
                 self.deltas.setdefault(int(p), {})[int(off)] = frame
                 self.meta.update(meta)

@@ -41,6 +41,7 @@ from .processor import WindowStage
 from .rollup_stage import RollupStage, points_to_lines
 from .settings import StreamsSettings
 from .state import flush_durably
+from .warmup import WarmStart
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,16 @@ FORWARD_VERSION = 1
 
 
 def encode_forward(f: Forward, readings: list[dict[str, Any]]) -> bytes:
-    return orjson.dumps({"v": FORWARD_VERSION, "src": f.src, "wm": f.wm, "readings": readings})
+    return orjson.dumps({"v": FORWARD_VERSION, "src": f.src, "wm": f.wm, "warm": f.warm,
+                         "readings": readings})
 
 
 def decode_forward(value: bytes) -> Forward:
     doc = orjson.loads(value)
     if not isinstance(doc, dict) or doc.get("v") != FORWARD_VERSION:
         raise ValueError("not a district forward record")
-    return Forward(str(doc["src"]), doc.get("wm"), list(doc.get("readings") or []))
+    return Forward(str(doc["src"]), doc.get("wm"), list(doc.get("readings") or []),
+                   bool(doc.get("warm")))
 
 
 @dataclass
@@ -94,6 +97,9 @@ class StreamsWorker:
         self.stats = StreamsStats()
         self.pipeline = SourcePipeline(windows, alerting.sensors, alerting.interest,
                                        lambda: alerting.watcher.ruleset)
+        span = int(alerting.cfg.warmup_s * 1000)
+        self.warm_start = (WarmStart(writer, settings.kafka_partitions, span)
+                           if span > 0 else None)
         self._generation: Any = object()
         self._rollup_generation: Any = object()
         #: (topic, partition) -> monotonic time of its last record (idle partitions)
@@ -141,6 +147,7 @@ class StreamsWorker:
             await asyncio.sleep(0)  # let the request start before the CPU-bound part
             for r, why in bad:
                 await deadletters.send(value=_sink_dead_letter(r, why))
+        await self._warm_fresh(by_tp)
         t1 = time.perf_counter()
         # 2. windows, indices, sensor rules, district forwards per source partition
         outs: list[SourceOutput] = []
@@ -148,7 +155,7 @@ class StreamsWorker:
         hour_lines: list[str] = []  # closed hours (streams/hourly.py)
         for (topic, partition), recs in by_tp.items():
             recs.sort(key=lambda x: x[0])
-            out = self.pipeline.process(topic, partition, recs)
+            out = self.pipeline.process(topic, partition, recs, now_mono)
             for r in out.late:
                 await deadletters.send(value=_late_letter(topic, r, ss.streams_lateness_s))
             out_lines += out.rendered.lines
@@ -204,6 +211,31 @@ class StreamsWorker:
         ph["influx_wait"] += t5 - t4
         ph["marks"] += t6 - t5
 
+    async def _warm_fresh(self, by_tp: Mapping[tuple[str, int], list[tuple[int, list]]]) -> None:
+        """Partitions with no rule state at all (a new deploy) get their history from
+        InfluxDB before their first batch is evaluated (streams/warmup.py)."""
+        sensors, warm = self.alerting.sensors, self.warm_start
+        fresh: dict[str, dict[int, int]] = defaultdict(dict)  # topic -> partition -> until
+        for (topic, partition), recs in by_tp.items():
+            sensors.get(topic, partition)
+            if (topic, partition) in sensors.fresh:
+                ts = [int(r["ts"]) for _, batch in recs for r in batch]
+                if ts:
+                    fresh[topic][partition] = min(ts)
+        if not fresh:
+            return
+        rs = self.alerting.watcher.ruleset
+        for topic, parts in fresh.items():
+            until = min(parts.values())
+            domain = topic.split(".", 1)[1]
+            history = (await warm.history(rs, domain, set(parts), until)
+                       if warm is not None else {p: [] for p in parts})
+            for partition, readings in history.items():
+                sensors.warm(topic, partition, readings)
+                if readings and self.alerting.interest.any(rs):
+                    await self._forward(self.alerting.interest.forward(
+                        rs, topic, partition, None, readings, warm=True))
+
     async def _forward(self, forwards: Mapping[int, Forward]) -> None:
         district = self.topics["district"]
         for partition, f in forwards.items():
@@ -211,6 +243,8 @@ class StreamsWorker:
             chunks = [rs[i:i + DISTRICT_RECORD_READINGS]
                       for i in range(0, len(rs), DISTRICT_RECORD_READINGS)] or [[]]
             for chunk in chunks:
+                if f.warm and not chunk:
+                    continue
                 await district.send(key=str(partition).encode(),
                                     value=encode_forward(f, chunk), partition=partition)
 
@@ -238,12 +272,19 @@ class StreamsWorker:
         still fires when they all fall silent. Only live: a partition with lag is not idle."""
         if self.app.rebalancing or self.app.in_recovery:
             return
+        self._new_generation()  # evaluators of partitions that moved away are dropped
+        try:
+            assigned = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+        except Exception:  # noqa: BLE001 - no consumer yet
+            return
         idle_s = self.alerting.cfg.idle_s
         now = time.monotonic()
         sensors = self.alerting.sensors
         events: list[AlertEvent] = []
         advanced = False
         for (topic, partition) in list(sensors.live):
+            if (topic, partition) not in assigned:
+                continue  # another worker's now: never advance (or persist) it here
             last = self.last_record.get((topic, partition))
             if last is None or now - last < idle_s or not _caught_up(self.app, topic, partition):
                 continue
@@ -251,7 +292,7 @@ class StreamsWorker:
             if wm is None:
                 continue
             wm_now = wm + int((now - last) * 1000)
-            events += sensors.advance(topic, partition, wm_now)
+            events += sensors.advance(topic, partition, wm_now, now)
             rs = self.alerting.watcher.ruleset
             if self.alerting.interest.any(rs):  # the district clocks move with it
                 await self._forward(self.alerting.interest.forward(rs, topic, partition,
@@ -262,7 +303,8 @@ class StreamsWorker:
         if advanced:
             await flush_durably(self.app)
         for topic, partition in list(sensors.live):
-            sensors.persist(topic, partition)
+            if (topic, partition) in assigned:
+                sensors.persist(topic, partition)
 
     # -- roll-ups ----------------------------------------------------------------------------
     async def write_rollups(self, partials_topic: str) -> None:

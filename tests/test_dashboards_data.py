@@ -319,3 +319,35 @@ def test_snapshot_renders_png_per_dashboard(city_data, tmp_path: Path):
     for p in paths:
         data = p.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, p
+
+
+def test_snapshot_values_read_as_grafana_shows_them(city_data):
+    """Panels of the real pipeline's data, as the snapshot draws them: Grafana's units, the
+    LOS letter, and voltage deviations against each substation's own nominal voltage."""
+    from urbanbrain.dashboards import frames, geo
+    from urbanbrain.dashboards.snapshot import fetch, stat_text, stat_value
+
+    client, reg = city_data
+
+    def data(uid: str, title: str):
+        model = next(m for m in MODELS.values() if m["uid"] == uid)
+        p = next(p for p in model["panels"] if p["title"] == title)
+        values = resolve_variables(model, client)
+        return fetch(p, client, values, time_range="2h", interval="1m")
+
+    congestion = data("urbanbrain-traffic", "City congestion")
+    assert stat_text(congestion, stat_value(congestion)).endswith("%")
+    los = data("urbanbrain-traffic", "Worst level of service")
+    assert stat_text(los, stat_value(los)) in tuple("ABCDEF")
+    # a healthy grid of 10 and 20 kV substations: a few percent, not 11 kV's ~85 %
+    volt = data("urbanbrain-power", "Voltage deviation")
+    assert stat_value(volt) is not None and abs(stat_value(volt)) < 8
+    speed = data("urbanbrain-traffic", "City mean speed")
+    assert stat_text(speed, stat_value(speed)).endswith(" km/h")
+    sensors = data("urbanbrain-city", "Sensors")
+    fr = frames.from_results(sensors.results)
+    pts: dict[str, list[tuple[float, float]]] = {}
+    for row in fr.rows:
+        r = dict(zip(fr.columns, row))
+        pts.setdefault(r["district"], []).append((r["lon"], r["lat"]))
+    assert set(geo.district_outlines(pts)) == {s.district for s in reg.values()}

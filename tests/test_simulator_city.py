@@ -9,7 +9,7 @@ from urbanbrain.metrics import METRICS
 from urbanbrain.simulators.city import KINDS, City
 
 CONTRACT_COLUMNS = ["sensor_id", "domain", "kind", "district", "lat", "lon", "metrics",
-                    "road_class", "free_flow_kmh", "neighbours"]
+                    "road_class", "free_flow_kmh", "neighbours", "nominal_kv"]
 
 
 def test_same_seed_same_city_other_seed_other_city() -> None:
@@ -70,6 +70,12 @@ def test_registry_csv_has_the_contract_columns(tmp_path) -> None:  # noqa: ANN00
     assert loop["metrics"] == "vehicle_count;occupancy_pct;speed_kmh;flow_vph"
     other = next(r for r in by_id.values() if r["domain"] == "water")
     assert other["road_class"] == other["free_flow_kmh"] == other["neighbours"] == ""
+    assert other["nominal_kv"] == ""
+    # each substation's own nominal voltage, the one the simulator drives it at
+    subs = [r for r in by_id.values() if r["domain"] == "power"]
+    assert subs and all(float(r["nominal_kv"]) == city.by_id[r["sensor_id"]].params["nominal_kv"]
+                        for r in subs)
+    assert {float(r["nominal_kv"]) for r in subs} <= {10.0, 20.0}
     lat0, lon0 = city.centre
     assert all(abs(float(r["lat"]) - lat0) < 0.3 and abs(float(r["lon"]) - lon0) < 0.4
                for r in by_id.values())

@@ -8,11 +8,18 @@ default (``URBANBRAIN_METRICS_HOST``/``URBANBRAIN_METRICS_PORT`` or ``--metrics-
 * ``/readyz`` — 200 when every readiness check passes (connected, partitions assigned),
   503 with the failing checks otherwise;
 * ``/healthz`` — both, as JSON (200 when ready, 503 when not);
-* ``/metrics`` — Prometheus text format, when the process registered a renderer.
+* ``/metrics`` — Prometheus text format, when the process registered a renderer
+  (:class:`urbanbrain.observability.Metrics`); readiness is in it too, as
+  ``urbanbrain_ready`` and ``urbanbrain_check_ok{check=...}``.
+
+:class:`KafkaProbe` turns "Kafka reachable" into a readiness check: a client that only
+waits for acks cannot tell a quiet broker from a dead one, so the probe asks the cluster
+for metadata every few seconds on a connection of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -88,3 +95,79 @@ class HealthServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def register_metrics(self, metrics: Any) -> None:
+        """Serve ``metrics`` (an :class:`urbanbrain.observability.Metrics`) at /metrics,
+        with this server's readiness in it."""
+
+        def checks() -> dict[tuple[str, ...], float]:
+            return {(name,): float(r["ok"]) for name, r in self.readiness()["checks"].items()}
+
+        metrics.gauge("ready", "1 when every readiness check passes (as /readyz)",
+                      lambda: float(self.readiness()["ready"]))
+        metrics.gauge("check_ok", "readiness checks, 1 = passing", checks, labels=("check",))
+        self.metrics = metrics.render
+
+
+class KafkaProbe:
+    """Is the Kafka cluster answering? A metadata request every ``every_s`` seconds on a
+    connection of its own (bounded by ``timeout_s``); :meth:`check` is a readiness check.
+
+    Why its own client: aiokafka producers and Faust consumers retry quietly for a long
+    time, so "connected" is not something they report; a fresh metadata round trip is."""
+
+    def __init__(self, options: dict[str, Any], every_s: float = 2.0,
+                 timeout_s: float = 3.0) -> None:
+        self.options = options
+        self.every_s, self.timeout_s = every_s, timeout_s
+        self.ok: bool | None = None
+        self.detail = "not probed yet"
+        self.failures = 0
+        self._task: asyncio.Task | None = None
+
+    def check(self) -> tuple[bool, str]:
+        return bool(self.ok), self.detail
+
+    def start(self) -> KafkaProbe:
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+
+    async def _run(self) -> None:
+        from aiokafka.client import AIOKafkaClient
+
+        opts = {k: v for k, v in self.options.items()}
+        opts.setdefault("request_timeout_ms", int(self.timeout_s * 1000))
+        while True:
+            client = AIOKafkaClient(**opts)
+            try:
+                await asyncio.wait_for(client.bootstrap(), self.timeout_s)
+                while True:
+                    t0 = time.perf_counter()
+                    meta = await asyncio.wait_for(client.fetch_all_metadata(), self.timeout_s)
+                    if not meta.brokers():
+                        raise ConnectionError("no brokers in the metadata")
+                    if not self.ok:
+                        log.info("Kafka reachable again")
+                    self.ok = True
+                    self.detail = (f"{len(meta.brokers())} broker(s), metadata in "
+                                   f"{(time.perf_counter() - t0) * 1000:.0f} ms")
+                    await asyncio.sleep(self.every_s)
+            except asyncio.CancelledError:
+                await client.close()
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+                if self.ok is not False:
+                    log.warning("Kafka unreachable (%s): not ready", exc.__class__.__name__)
+                self.ok = False
+                self.failures += 1
+                self.detail = f"Kafka unreachable: {exc!r}"[:300]
+            await client.close()
+            await asyncio.sleep(self.every_s)

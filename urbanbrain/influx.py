@@ -27,12 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
+from urbanbrain.errors import ConfigError
 from urbanbrain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,11 @@ class InfluxError(RuntimeError):
     pass
 
 
-class InfluxAuthError(InfluxError):
+class InfluxAuthError(InfluxError, ConfigError):
     """InfluxDB refused our credentials (401) or a privilege (403): fix configuration."""
 
 
-class InfluxSetupError(InfluxError):
+class InfluxSetupError(InfluxError, ConfigError):
     """The database is missing and this user may not create it."""
 
 
@@ -209,6 +210,31 @@ class InfluxWriter:
                 raise InfluxError(f"query error: {result['error']}")
         return body.get("results", [])
 
+    async def query_rows(self, q: str, *, chunk_size: int = 20_000
+                         ) -> AsyncIterator[tuple[str, dict[str, str], list[str], list[list]]]:
+        """Stream a large InfluxQL result (``chunked=true``): (measurement, tags, columns,
+        values) per chunk of a series, without holding the whole answer in memory."""
+        if self._session is None:
+            await self.start()
+        params = {"q": q, "db": self.settings.influx_db, "epoch": "ms", "chunked": "true",
+                  "chunk_size": str(chunk_size)}
+        async with self.session.get(f"{self.url}/query", params=params,
+                                    timeout=aiohttp.ClientTimeout(total=None)) as resp:
+            if resp.status in (401, 403):
+                self.stats.auth_failures += 1
+                raise InfluxAuthError(auth_advice(self.settings, resp.status, await resp.text()))
+            if resp.status != 200:
+                raise InfluxError(f"query failed ({resp.status}): {(await resp.text())[:300]}")
+            buf = b""
+            async for block in resp.content.iter_any():
+                buf += block
+                *lines, buf = buf.split(b"\n")
+                for raw in lines:
+                    for item in _chunk_series(raw):
+                        yield item
+            for item in _chunk_series(buf):
+                yield item
+
     # -- writes --------------------------------------------------------------------------
     async def write(self, lines: Sequence[str], rp: str | None = None) -> list[tuple[str, str]]:
         """Store every line; returns the lines InfluxDB refused, each with its reason.
@@ -323,6 +349,22 @@ class InfluxWriter:
         except InfluxDBError as exc:
             status = getattr(exc.response, "status", 500) if exc.response is not None else 500
             return int(status or 500), str(exc)
+
+
+def _chunk_series(raw: bytes) -> list[tuple[str, dict[str, str], list[str], list[list]]]:
+    raw = raw.strip()
+    if not raw:
+        return []
+    import orjson
+
+    body = orjson.loads(raw)
+    out = []
+    for result in body.get("results", []):
+        if "error" in result:
+            raise InfluxError(f"query error: {result['error']}")
+        for s in result.get("series", []):
+            out.append((s.get("name", ""), s.get("tags") or {}, s["columns"], s["values"]))
+    return out
 
 
 def preflight(settings: Settings, *, timeout_s: float = 10.0) -> str | None:

@@ -56,18 +56,29 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return opts
 
 
-async def ensure_topics(settings: Settings, *, retries: int = 30) -> list[str]:
-    """Create our topics if missing; returns the ones created. Safe to run concurrently."""
+async def ensure_topics(settings: Settings, *, wait_s: float = 30.0) -> list[str]:
+    """Create our topics if missing; returns the ones created. Safe to run concurrently.
+
+    Waits at most ``wait_s`` for the brokers (a compose service may start before Kafka),
+    then raises :class:`urbanbrain.errors.Unreachable`: one line, not a traceback."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+    from urbanbrain.errors import Unreachable
 
     wanted = {t: settings.kafka_partitions for t in READINGS_TOPICS}
     wanted.update({DEADLETTER_TOPIC: 1, AGGREGATES_TOPIC: settings.kafka_partitions, ALERTS_TOPIC: 1,
                    SILENCES_TOPIC: 1, AUDIT_TOPIC: 1})
-    for attempt in range(retries):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    attempt = 0
+    last: BaseException | None = None
+    while True:
+        attempt += 1
         admin = AIOKafkaAdminClient(**client_options(settings))
         try:
-            await admin.start()
+            # admin.start() may hang on an address that drops packets: bound it too
+            await asyncio.wait_for(admin.start(), max(deadline - loop.time(), 2.0))
             existing = set(await admin.list_topics())
             missing = [t for t in wanted if t not in existing]
             if missing:
@@ -82,12 +93,18 @@ async def ensure_topics(settings: Settings, *, retries: int = 30) -> list[str]:
                 except TopicAlreadyExistsError:
                     pass
             return missing
-        except KafkaConnectionError as exc:
-            log.warning("Kafka not reachable (%s); retry %d/%d", exc, attempt + 1, retries)
-            await asyncio.sleep(1)
+        except (KafkaConnectionError, asyncio.TimeoutError) as exc:
+            last = exc
+            if loop.time() >= deadline:
+                break
+            log.warning("Kafka not reachable (%s); attempt %d, waiting up to %.0f s more",
+                        exc or type(exc).__name__, attempt, deadline - loop.time())
+            await asyncio.sleep(min(1.0, max(deadline - loop.time(), 0.0)))
         finally:
             await admin.close()
-    raise RuntimeError(f"Kafka at {settings.kafka_bootstrap} unreachable")
+    raise Unreachable("Kafka", settings.kafka_bootstrap,
+                      f"no answer within {wait_s:g} s; last: {type(last).__name__}",
+                      "start it, or set URBANBRAIN_KAFKA_BOOTSTRAP to a running broker")
 
 
 class TopicReader:
@@ -114,8 +131,12 @@ class TopicReader:
         self._consumer = AIOKafkaConsumer(
             **client_options(self.settings), enable_auto_commit=False,
             auto_offset_reset="earliest", group_id=None)
-        await self._consumer.start()
-        await self._assign()
+        try:
+            await self._consumer.start()
+            await self._assign()
+        except BaseException:  # unreachable: close it, or aiokafka complains at exit
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         if self._consumer is not None:

@@ -43,13 +43,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from urbanbrain.components import ROLE_PREFIX
+from urbanbrain.errors import EX_UNAVAILABLE, ActionableError
 
 #: The production ACL (compose mounts the same file into mosquitto).
 PRODUCTION_ACL = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "acl"
 
 
-class ServerError(RuntimeError):
-    """A local server could not be started; the message says what to install or read."""
+class ServerError(ActionableError, RuntimeError):
+    """A local server could not be started; the message says what to install or read
+    (its first line is what the command line shows, exit 69)."""
+
+    exit_code = EX_UNAVAILABLE
 
 
 def _ephemeral_low() -> int:
@@ -112,13 +116,15 @@ class ManagedProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerError(
-                    f"{self.name} exited with {self.proc.returncode}; log:\n{self.tail_log()}"
+                    f"{self.name} exited with {self.proc.returncode} (its log: "
+                    f"{self.log_path}); log:\n{self.tail_log()}"
                 )
             if ready():
                 return
             time.sleep(0.05)
         self.stop()
-        raise ServerError(f"{self.name} not ready after {timeout:.0f}s; log:\n{self.tail_log()}")
+        raise ServerError(f"{self.name} not ready after {timeout:.0f}s (its log: "
+                          f"{self.log_path}); log:\n{self.tail_log()}")
 
     def tail_log(self, lines: int = 30) -> str:
         try:
@@ -172,12 +178,43 @@ def _password_file(path: Path, accounts: dict[str, str]) -> None:
                        capture_output=True)
 
 
+#: mosquitto's database is written after this many changes (``autosave_on_changes``), as in
+#: deploy/mosquitto/mosquitto.conf. 1 is the smallest loss window mosquitto offers, but each
+#: save rewrites the whole database, so with a backlog queued for ingest it fell to ~150
+#: messages/s (bench/bench_broker_persistence.py); 1000 cost little at our rates.
+AUTOSAVE_CHANGES = 1000
+
+
+def mosquitto_persistence(data_dir: Path | None, autosave_changes: int | None = AUTOSAVE_CHANGES
+                          ) -> list[str]:
+    """The persistence lines of a mosquitto config.
+
+    ``data_dir`` None: no persistence (the benchmarks' broker-alone limits). Otherwise
+    sessions, subscriptions and queued QoS 1 messages are written to ``data_dir`` and read
+    back at start, so a restart on the same folder keeps ingest's session and queue.
+    ``autosave_changes``: save after that many changes (``autosave_on_changes``); None:
+    every 300 s, as the production config did before issue #14. mosquitto (2.0) PUBACKs a
+    message before any save, so a kill -9 still loses what was acknowledged since the last
+    one: at most ``autosave_changes`` changes, and never less than one main-loop pass
+    (docs/DEPLOYMENT.md, "MQTT broker durability")."""
+    if data_dir is None:
+        return ["persistence false"]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["persistence true", f"persistence_location {data_dir}/"]
+    if autosave_changes is None:
+        return [*lines, "autosave_interval 300"]
+    return [*lines, "autosave_on_changes true", f"autosave_interval {autosave_changes}"]
+
+
 def mosquitto(workdir: Path, port: int | None = None, *,
               accounts: dict[str, str] | None = None, acl: Path | None = None,
-              persistence: bool = False) -> ManagedProcess:
+              persistence: bool = False,
+              autosave_changes: int | None = AUTOSAVE_CHANGES) -> ManagedProcess:
     """Mosquitto on loopback. With ``accounts`` (user → password): password authentication,
     no anonymous access, and ``acl`` (default: the production ACL). Without: anonymous, for
-    the benchmarks' broker-alone limits only."""
+    the benchmarks' broker-alone limits only. ``persistence``: its database in
+    ``workdir/data`` (see :func:`mosquitto_persistence`), so :meth:`ManagedProcess.start`
+    after a kill resumes sessions and queues."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
@@ -197,7 +234,8 @@ def mosquitto(workdir: Path, port: int | None = None, *,
                 f"user {_current_user()}",
                 f"listener {port} 127.0.0.1",
                 *auth,
-                "persistence false" if not persistence else "persistence true",
+                *mosquitto_persistence(workdir / "data" if persistence else None,
+                                       autosave_changes),
                 "log_dest stdout",
                 "log_type error",
                 "log_type warning",
@@ -366,6 +404,13 @@ class StackSecrets:
         return {MQTT_USERS[role]: pw for role, pw in self.mqtt.items()}
 
 
+def _redact(q: str) -> str:
+    """A statement fit for an error message: ``PASSWORD '…'`` without the password."""
+    import re
+
+    return re.sub(r"(PASSWORD\s+)'[^']*'", r"\1'***'", q, flags=re.IGNORECASE)
+
+
 class InfluxAdmin:
     """The admin side of the local InfluxDB: what compose's influxdb image does at its first
     start (``INFLUXDB_DB``, ``INFLUXDB_USER``, ``INFLUXDB_READ_USER``), per database."""
@@ -390,10 +435,11 @@ class InfluxAdmin:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 body = json.load(resp)
         except urllib.error.HTTPError as exc:
-            raise ServerError(f"InfluxDB refused {q!r}: {exc.code} {exc.read()[:200]!r}") from exc
+            raise ServerError(f"InfluxDB refused {_redact(q)!r}: {exc.code} "
+                              f"{exc.read()[:200]!r}") from exc
         for r in body.get("results", []):
             if "error" in r:
-                raise ServerError(f"InfluxDB refused {q!r}: {r['error']}")
+                raise ServerError(f"InfluxDB refused {_redact(q)!r}: {r['error']}")
         return body
 
     def create_users(self) -> None:
@@ -453,6 +499,10 @@ class LocalStack:
     #: inject what the production ACL keeps out (see tests/conftest.py)
     extra_mqtt_accounts: dict[str, str] = field(default_factory=dict)
     mqtt_acl: Path | None = None
+    #: mosquitto keeps sessions and queued QoS 1 messages on disk (workdir/mosquitto/data),
+    #: saved every ``mqtt_autosave_changes`` changes: a restart keeps ingest's session
+    mqtt_persistence: bool = True
+    mqtt_autosave_changes: int | None = AUTOSAVE_CHANGES
     #: create the retention policies with each database (``urbanbrain influx init``); off
     #: for a test that runs compose's influx-init service itself
     init_retention: bool = True
@@ -463,7 +513,8 @@ class LocalStack:
                 accounts = {**self.secrets.mqtt_accounts(), **self.extra_mqtt_accounts}
                 self.mqtt = _start_on_free_ports(
                     lambda: mosquitto(self.workdir / "mosquitto", accounts=accounts,
-                                      acl=self.mqtt_acl),
+                                      acl=self.mqtt_acl, persistence=self.mqtt_persistence,
+                                      autosave_changes=self.mqtt_autosave_changes),
                     lambda srv: lambda: _tcp_ready(srv.port))
             if kafka:
                 self.kafka = _start_on_free_ports(
@@ -513,14 +564,38 @@ class LocalStack:
     def restart_influx(self) -> None:
         """Start influxd again on the same port and data (after a stop, for outage tests)."""
         assert self.influx is not None
+        self._restart(self.influx, _influx_ready(self.influx.port), timeout=60)
+
+    def restart_mqtt(self) -> None:
+        """Start mosquitto again on the same port, config and data folder (after a stop or
+        a kill: its persistence brings back sessions and queued messages)."""
+        assert self.mqtt is not None
+        self._restart(self.mqtt, lambda: _tcp_ready(self.mqtt.port))
+
+    def _restart(self, server: ManagedProcess, ready: Callable[[], bool],
+                 timeout: float = 30.0) -> None:
         for attempt in range(10):
             try:
-                self.influx.start(_influx_ready(self.influx.port), timeout=60)
+                server.start(ready, timeout=timeout)
                 return
             except ServerError as exc:  # an outgoing connection took the port meanwhile
                 if not _port_taken(exc) or attempt == 9:
                     raise
                 time.sleep(1.0)
+
+    def revive(self) -> list[str]:
+        """Start again, on their ports and data, the servers that died (``urbanbrain up``
+        watches with this). tansu keeps its topics in memory only: a restarted tansu is
+        empty, so ingest and the workers recreate the topics and start over; the names
+        returned say which servers were restarted."""
+        revived = []
+        for server, ready in ((self.mqtt, lambda s: lambda: _tcp_ready(s.port)),
+                              (self.kafka, lambda s: lambda: _tcp_ready(s.port)),
+                              (self.influx, lambda s: _influx_ready(s.port))):
+            if server is not None and server.proc is not None and not server.running:
+                self._restart(server, ready(server), timeout=60)
+                revived.append(server.name)
+        return revived
 
     def stop(self) -> None:
         for server in (self.mqtt, self.kafka, self.influx):

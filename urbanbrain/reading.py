@@ -31,6 +31,10 @@ class Reading(TypedDict):
     lat: NotRequired[float | None]
     lon: NotRequired[float | None]
     flags: NotRequired[list[str]]  # e.g. ["unregistered"]
+    # the MQTT topic it arrived on (crc32): one device or gateway, whose readings arrive
+    # in order; a sensor's absence is judged against this source's event time, not
+    # against faster sources sharing its partition
+    src: NotRequired[int]
 
 
 def encode_batch(readings: list[Reading]) -> bytes:

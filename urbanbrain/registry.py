@@ -3,7 +3,9 @@
 Ingest enriches readings from it (district, kind, location), rules select on its
 attributes, dashboards map it. The simulator writes one for the city it simulates; a real
 deployment exports one from its asset database. Format: CSV with the columns below
-(one sensor a row, list columns joined with ``;``).
+(one sensor a row, list columns joined with ``;``). ``nominal_kv`` (substations: the
+nominal voltage, e.g. 10 or 20 kV) is what voltage deviations are measured against; empty
+where it does not apply.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 COLUMNS = (
     "sensor_id", "domain", "kind", "district", "lat", "lon", "metrics",
-    "road_class", "free_flow_kmh", "neighbours",
+    "road_class", "free_flow_kmh", "neighbours", "nominal_kv",
 )
 
 
@@ -30,13 +32,14 @@ class Sensor:
     road_class: str | None = None
     free_flow_kmh: float | None = None
     neighbours: tuple[str, ...] = ()
+    nominal_kv: float | None = None
 
     def attrs(self) -> dict[str, object]:
         """Attributes rule selectors may match on."""
         return {
             "sensor_id": self.sensor_id, "domain": self.domain, "kind": self.kind,
             "district": self.district, "road_class": self.road_class,
-            "free_flow_kmh": self.free_flow_kmh,
+            "free_flow_kmh": self.free_flow_kmh, "nominal_kv": self.nominal_kv,
         }
 
 
@@ -71,6 +74,7 @@ class Registry(dict[str, Sensor]):
                     road_class=row.get("road_class") or None,
                     free_flow_kmh=_float(row.get("free_flow_kmh")),
                     neighbours=tuple(_split(row.get("neighbours"))),
+                    nominal_kv=_float(row.get("nominal_kv")),
                 )
                 reg[s.sensor_id] = s
         return reg
@@ -87,4 +91,5 @@ class Registry(dict[str, Sensor]):
                     ";".join(sorted(s.metrics)), s.road_class or "",
                     "" if s.free_flow_kmh is None else s.free_flow_kmh,
                     ";".join(s.neighbours),
+                    "" if s.nominal_kv is None else s.nominal_kv,
                 ])

@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     mqtt_shared_group: str | None = Field(
         None, description="subscribe as $share/<group>/... so replicas split the load"
     )
+    mqtt_publish_queue: int = Field(
+        100_000, ge=1, description="publishers (simulator, replay): messages kept until the "
+        "broker confirms them, resent after a reconnect; publishing blocks while it is full",
+    )
+    mqtt_publish_give_up_s: float = Field(
+        120.0, gt=0, description="publishers give up (one error line, non-zero exit) after "
+        "the broker has been unreachable this long",
+    )
 
     # --- Kafka ------------------------------------------------------------------------
     kafka_bootstrap: str = "127.0.0.1:9092"

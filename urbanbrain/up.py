@@ -4,6 +4,8 @@ Servers the environment does not point elsewhere (``URBANBRAIN_MQTT_URL``,
 ``URBANBRAIN_KAFKA_BOOTSTRAP``, ``URBANBRAIN_INFLUX_URL``) are started locally with their
 state under ``URBANBRAIN_DATA_DIR`` (default ``./var``). Ingest and the Faust workers run
 as real subprocesses, exactly as in production; the simulator runs in this process.
+A local server that dies is started again on its port and data (mosquitto keeps sessions
+and queued messages in its persistence folder; tansu keeps topics in memory only).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +21,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from urbanbrain import kept
 from urbanbrain.components import Component, role_env
 from urbanbrain.dashboards.queries import InfluxQL, QueryError
+from urbanbrain.errors import ActionableError
 from urbanbrain.localstack import LocalStack
 from urbanbrain.settings import Settings
 
@@ -126,14 +131,19 @@ def _start_console(env: dict[str, str], data: Path, city: object) -> tuple[Compo
 
 
 def run_up(settings: Settings, *, duration: float | None, rate: float, size: str, seed: int,
-           workers: int = 1, fmt: str = "senml") -> int:
+           workers: int = 1, fmt: str = "senml", keep: bool = False,
+           extra_env: Mapping[str, str] | None = None) -> int:
+    """``keep``: leave the servers running at the end (``urbanbrain down`` stops them);
+    ``extra_env``: more settings for ingest and the workers (``--rules``, ``--webhook``)."""
     from urbanbrain.simulators.city import City
     from urbanbrain.simulators.runner import run_simulation
 
     data = settings.data_dir.resolve()
     external = {k for k in ("URBANBRAIN_MQTT_URL", "URBANBRAIN_KAFKA_BOOTSTRAP",
                             "URBANBRAIN_INFLUX_URL") if k in os.environ}
-    stack = LocalStack(data / "stack")
+    kept.refuse_if_running(data)
+    kept.clear_server_state(kept.stack_dir(data))  # a run starts fresh (tansu forgets anyway)
+    stack = LocalStack(kept.stack_dir(data))
     console.print(f"[bold]urbanbrain up[/]: data in {data}")
     stack.start(mqtt="URBANBRAIN_MQTT_URL" not in external,
                 kafka="URBANBRAIN_KAFKA_BOOTSTRAP" not in external,
@@ -146,7 +156,7 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
         if run_init(settings, console) != 0:
             stack.stop()
             return 78
-    env = {**stack.env()}
+    env = {**stack.env(), **(extra_env or {})}
     registry = data / "registry.csv"
     ground_truth = data / "ground_truth.jsonl"
     ground_truth.unlink(missing_ok=True)
@@ -196,12 +206,16 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
             try:
                 while sim.is_alive():
                     sim.join(1.0)
+                    for name in stack.revive():  # a local server died: same port and data
+                        console.print(f"  [yellow]{name} died and was restarted[/] (log in "
+                                      f"{stack.workdir})")
                     snap.stages, snap.dead_letters = _pipeline_state(influx)
                     snap.alerts = _alert_state(influx)
                     live.update(_table(snap, time.monotonic() - t0, duration))
                     for p in procs:
                         if p.exited:
-                            raise RuntimeError(f"{p.name} exited; see {p.log_path}")
+                            raise ActionableError(f"{p.name} exited: {_last_line(p)}; its log: "
+                                                  f"{p.log_path}")
                 # drain: wait until streams stored what ingest forwarded (or 20 s)
                 drain_start = time.monotonic()
                 while time.monotonic() < drain_start + 30:
@@ -223,7 +237,10 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
             p.stop(timeout=20)
         stored = count_raw_points(_client(settings, env))
         snap.alerts = _alert_state(_client(settings, env))
-        stack.stop()
+        if keep:
+            kept.save(stack)
+        else:
+            stack.stop()
     console.print(
         f"[bold]done[/]: simulator sent {snap.sent:,} readings; InfluxDB holds {stored:,} "
         f"raw points; {sum(snap.dead_letters.values()):,} dead letters "
@@ -231,6 +248,9 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
         f"alerts: {snap.alerts.get('fired', 0):,} fired, {snap.alerts.get('firing', 0):,} "
         f"still firing at the end; ground truth in {ground_truth}"
     )
+    if keep:
+        for line in kept.how_to_reach(stack, settings.data_dir):
+            console.print(line, soft_wrap=True)
     return 0 if stored > 0 else 1
 
 
@@ -241,11 +261,19 @@ def _wait_ready(procs: list[Component], timeout: float = 90.0) -> None:
     while time.monotonic() < deadline:
         for p in procs:
             if p.exited:
-                raise RuntimeError(f"{p.name} exited with {p.proc.returncode}; see {p.log_path}")
+                raise ActionableError(f"{p.name} exited with {p.proc.returncode}: "
+                                      f"{_last_line(p)}; its log: {p.log_path}")
         if all(wanted[p.name] in p.log() for p in procs):
             return
         time.sleep(0.2)
-    raise RuntimeError("components not ready after 90 s; see the logs in " + str(procs[0].log_path.parent))
+    raise ActionableError("components not ready after 90 s: see the logs in "
+                          + str(procs[0].log_path.parent))
+
+
+def _last_line(p: Component) -> str:
+    """The line a component died with (its one-line error, see urbanbrain/errors.py)."""
+    lines = [ln.strip() for ln in p.log().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no output"
 
 
 def _settings_of(env: dict[str, str], role: str) -> Settings:

@@ -315,8 +315,11 @@ def committed_offsets(bootstrap: str, group: str, tps: set[tuple[str, int]]
     return asyncio.run(fetch())
 
 
-def alert_records(bootstrap: str) -> list[dict]:
-    return [orjson.loads(v) for _, v in read_topic(bootstrap, "alerts", timeout=15)]
+def alert_records(bootstrap: str, *, pipeline: bool = False) -> list[dict]:
+    """The city's alert records (``pipeline=True``: the pipeline's own ones instead, e.g.
+    InfluxWriteRetries during an InfluxDB outage; see rules/pipeline/pipeline.yaml)."""
+    recs = [orjson.loads(v) for _, v in read_topic(bootstrap, "alerts", timeout=15)]
+    return [r for r in recs if (r["labels"].get("district") == "pipeline") == pipeline]
 
 
 def alert_key(rec: dict) -> tuple[str, str]:

@@ -1,0 +1,131 @@
+"""A streams worker's metrics, Kafka readiness and self-monitoring rules, attached to the
+Faust app from the outside so the topology in app.py stays a topology.
+
+What :func:`observe_worker` adds:
+
+* ``/metrics`` (when the health server runs): readings in and out, dead letters by reason,
+  Kafka lag per partition, InfluxDB writer counters, alerts by state and the transitions
+  handed to each output, rule evaluations, events fenced off after a rebalance;
+* a ``kafka_reachable`` readiness check (:class:`urbanbrain.health.KafkaProbe`), so
+  ``/readyz`` turns 503 while the cluster does not answer, which a Faust consumer that
+  keeps its assignment and retries quietly would not show;
+* the pipeline rules (:mod:`urbanbrain.pipeline_watch`) over those metrics, their alerts
+  delivered by the worker's ``AlertOutputs`` (Kafka, MQTT, webhooks; never InfluxDB).
+"""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+
+from urbanbrain import lognoise
+from urbanbrain.health import HealthServer, KafkaProbe
+from urbanbrain.kafka import READINGS_TOPICS, client_options
+from urbanbrain.observability import Metrics, writer_metrics
+from urbanbrain.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def lag_by_partition(app: faust.App) -> dict[tuple[str, str], float] | None:
+    """Records of readings.* not yet read by this worker, per (topic, partition)."""
+    try:
+        consumer = app.consumer
+        out: dict[tuple[str, str], float] = {}
+        for tp in consumer.assignment():
+            if tp.topic not in READINGS_TOPICS:
+                continue
+            hw = consumer.highwater(tp)
+            read = consumer._read_offset.get(tp)  # noqa: SLF001 - no public accessor
+            if hw is not None:
+                out[(tp.topic, str(tp.partition))] = float(
+                    max(0, hw - (read + 1 if read is not None else 0)))
+        return out
+    except Exception:  # noqa: BLE001 - before the consumer exists
+        return None
+
+
+def _alerts_by_state(alerting: Any) -> dict[tuple[str, ...], int]:
+    out = {("pending",): 0, ("firing",): 0}
+    for stage in (alerting.sensors, alerting.districts):
+        for ev in list(getattr(stage, "live", {}).values()):
+            for a in ev.active_alerts():
+                out[(a["s"],)] = out.get((a["s"],), 0) + 1
+    return out
+
+
+def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
+                   stage: Any, alerting: Any, fence: Any = None) -> Metrics:
+    """Register the worker's families on ``metrics`` (values read at scrape time).
+    ``stage``: the window stage, None when windows are off (alerting-only replicas)."""
+    m = metrics
+    windows = stage if stage is not None else SimpleNamespace(
+        stats=SimpleNamespace(late=0, windows=0, replayed=0), open_panes=0)
+    m.counter("kafka_records_consumed", "Kafka records (batches of readings) processed",
+              lambda: stats.records)
+    m.counter("readings_in", "readings taken from Kafka and processed (a late reading's "
+              "raw point is stored too; only its window refuses it)", lambda: stats.readings)
+    m.counter("readings_out", "readings whose raw point InfluxDB acknowledged",
+              lambda: stats.readings - stats.refused)
+    m.counter("dead_letters", "readings or records dead-lettered by the worker, by reason",
+              lambda: {("late",): windows.stats.late, ("sink_refused",): stats.refused,
+                       ("malformed",): stats.bad_records}, labels=("reason",))
+    m.gauge("kafka_lag_records", "records of readings.* not yet read, per partition",
+            lambda: lag_by_partition(app), labels=("topic", "partition"))
+    m.gauge("kafka_partitions_assigned", "partitions of readings.* assigned to this worker",
+            lambda: len([tp for tp in app.consumer.assignment()
+                         if tp.topic in READINGS_TOPICS]))
+    m.gauge("windows_open_panes", "1-min panes open in this worker",
+            lambda: windows.open_panes)
+    m.counter("windows_emitted", "windows closed and written", lambda: windows.stats.windows)
+    m.counter("windows_replayed_readings", "readings of re-read records the window state "
+              "already held (after a crash or rebalance): skipped, not late",
+              lambda: windows.stats.replayed)
+    m.gauge("agent_batch_seconds", "duration of the last store_readings batch",
+            lambda: stats.batch_ms / 1000.0)
+    writer_metrics(m, lambda: writer.stats)
+    m.gauge("alerts", "city alerts of this worker's partitions, by state",
+            lambda: _alerts_by_state(alerting), labels=("state",))
+    m.counter("alert_notifications", "alert transitions handed to each output",
+              lambda: {(k,): v for k, v in alerting.outputs.sent.items()},
+              labels=("output",))
+    if fence is not None:
+        m.counter("events_fenced", "events of an older consumer generation dropped "
+                  "unprocessed (their partitions' owners re-read them)", lambda: fence.dropped)
+    return m
+
+
+def observe_worker(app: faust.App, settings: Settings, *, writer: Any, stats: Any,
+                   stage: Any, alerting: Any, worker_id: str,
+                   health: HealthServer | None = None, fence: Any = None) -> Metrics:
+    """Metrics, Kafka readiness and pipeline rules for this worker (see the module doc)."""
+    from urbanbrain.pipeline_watch import load_watch
+
+    metrics = worker_metrics(app, Metrics(stage="streams", worker=worker_id), writer=writer,
+                             stats=stats, stage=stage, alerting=alerting, fence=fence)
+    lognoise.quiet()
+    metrics.counter("log_lines_suppressed", "by-design log lines counted instead of printed",
+                    lambda: {(k,): v for k, v in lognoise.SUPPRESSED.items()}, labels=("what",))
+    probe = KafkaProbe(client_options(settings)) if health is not None else None
+    if health is not None and probe is not None:
+        health.add_check("kafka_reachable", probe.check)
+        metrics.gauge("kafka_reachable", "1 while a Kafka metadata request succeeds",
+                      lambda: float(bool(probe.ok)))
+        health.register_metrics(metrics)
+
+    watch = load_watch(metrics, "streams", worker_id, alerting.outputs.emit)
+    if watch is not None:
+        watch.register_metrics(metrics)
+
+    @app.task
+    async def start_observability() -> None:
+        if probe is not None:
+            probe.start()
+        if watch is not None:
+            watch.start()
+
+    app.urbanbrain_metrics = metrics  # type: ignore[attr-defined]
+    return metrics
