@@ -106,6 +106,9 @@ def panel_queries(dashboard: Mapping) -> Iterator[PanelQuery]:
                              p.get("interval", ""))
 
 
+RESOLUTION_MEASUREMENT = "resolution"  # dashboards/resolution.py MEASUREMENT
+
+
 class InfluxQL:
     """A minimal v1 ``/query`` client (what Grafana's InfluxQL datasource uses)."""
 
@@ -161,7 +164,10 @@ class InfluxQL:
             raise QueryError(f"InfluxDB at {self.url} has no database '{self.db}' (it has: "
                              f"{', '.join(names) or 'none'}): set URBANBRAIN_INFLUX_DB",
                              exit_code=EX_CONFIG)
-        if not self.query("SHOW MEASUREMENTS LIMIT 1"):
+        # `influx init` writes the dashboards' resolution table: that alone is no data
+        measurements = [row[0] for s in self.query("SHOW MEASUREMENTS LIMIT 2")
+                        for row in s.get("values", [])]
+        if not [m for m in measurements if m != RESOLUTION_MEASUREMENT]:
             raise QueryError(f"InfluxDB database '{self.db}' at {self.url} holds no data yet: "
                              "run the pipeline first (urbanbrain up --keep), or set "
                              "URBANBRAIN_INFLUX_DB to the database it writes",
