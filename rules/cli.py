@@ -351,6 +351,7 @@ def print_comparison(con, res) -> None:  # noqa: ANN001 - rich Console, LiveResu
     for what in ("only_live", "only_inproc"):
         for rule, inst, t in c[what][:10]:
             con.print(f"  {what}: {escape(rule)} {escape(inst)} at {t}")
+    con.print(f"dead letters: {res.dead_letters or 'none'}")
     con.print("timing: " + ", ".join(f"{k} {v:.1f}s" for k, v in res.timing.items()))
 
 

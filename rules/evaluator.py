@@ -39,11 +39,13 @@ from urbanbrain.rules.model import (
     RuleSet,
     ThresholdCond,
 )
+from urbanbrain.rules.names import INDEX_METRICS
 from urbanbrain.rules.silences import Silence, SilenceStore
 from urbanbrain.rules.state import SensorState
 
 STATE_VERSION = 1
 META_KEY = "meta"
+INDEX_CLOCK = "~"  # prefix of the evaluation-time keys of index-driven rules
 
 
 @dataclass(slots=True)
@@ -124,6 +126,7 @@ class Evaluator:
         self._start: int | None = None
         self.watermark: int | None = None
         self._dirty: set[str] = set()
+        self._urgent: set[str] = set()  # entries holding a changed alert (written first)
         self._neigh = self._neighbours()
         # streaming mode (:meth:`process`): per-key event time and a due-time queue
         self._streaming = False
@@ -163,6 +166,12 @@ class Evaluator:
                                      if isinstance(r.condition, AbsenceCond)), default=0)
         self._group_of = {r.id: g for g in ruleset.groups for r in g.rules}
         self._sensor_rules: dict[str, tuple[Rule, ...]] = {}
+        # sensor-scope rules that read only derived indices: evaluated at the index
+        # samples' times (see _evaluate_sensor)
+        self._index_rules = {
+            r.id for r in self._rules
+            if r.scope == "sensor" and not isinstance(r.condition, AbsenceCond)
+            and r.probes() and all(p.metric in INDEX_METRICS for p in r.probes())}
         if self._streaming:
             self._rebuild_timers()
 
@@ -271,6 +280,13 @@ class Evaluator:
                 st = self._sensors[sid] = SensorState()
                 st.attrs = own
                 self._cands.clear()
+                if self.scope == "sensor":
+                    # alerts of a sensor not seen before (its absence) move into its entry:
+                    # their separate entries are deleted
+                    for rule_id, states in self._alerts.items():
+                        if sid in states:
+                            self._dirty.add(_alert_key(rule_id, sid))
+                            self._mark_alert(rule_id, sid)
             else:
                 plan = self._plan_for(sid, self.attrs(sid))
             if r.get("sample"):
@@ -302,10 +318,15 @@ class Evaluator:
                     continue
                 if not math.isfinite(x):
                     continue
-                if ts > st.last.get(name, -1):
+                # newer than this metric's last sample: a record read again after a crash
+                # (or a late one) fills its window slot but never counts twice in a baseline
+                newer = ts > st.last.get(name, -1)
+                if newer:
                     st.last[name] = ts
                 if ret is not None:
                     st.add(name, ts, x, ret, self._keep_behind)
+                if not newer:
+                    continue
                 for key, hl in plan.ewma.get(name, ()):
                     windows.ewma_update(st.ewma.setdefault(key, []), x, ts, hl)
                 if name in plan.weekly:
@@ -715,8 +736,7 @@ class Evaluator:
         st = states.get(inst) if states else None
         if hit is None and st is None:
             return []
-        key = _alert_key(rule.id, inst)
-        self._dirty.add(key)
+        self._mark_alert(rule.id, inst)
         if hit is not None:
             value, labels, extra = hit
             if st is None:
@@ -829,19 +849,36 @@ class Evaluator:
                 j = i + 1
                 while j < n and items[j][:3] == (sid, ts, is_reading):
                     j += 1
-                if is_reading and sid in self._sensors:
-                    events += self._catch_up(sid, ts)
+                if sid in self._sensors:
+                    events += self._catch_up(sid, ts, index=not is_reading)
                 self.observe([x[3] for x in items[i:j]])
-                if is_reading:
-                    events += self._evaluate_sensor(sid, ts)
+                events += self._evaluate_sensor(sid, ts, index=not is_reading)
                 i = j
         if watermark is not None:
             self._idle = idle
             self._unpark(int(watermark))
             events += self._run_timers(int(watermark))
-            events += self._notify_unsilenced(int(watermark))
+            # a silence is over when event time passed its end: the newest reading's time,
+            # not the watermark (which lags by the allowed lateness, and would find the
+            # silence not yet begun)
+            events += self._notify_unsilenced(max(int(watermark), self.watermark or 0))
         self._src_moved.clear()
         return events
+
+    def note_sources(self, readings: Iterable[Mapping[str, Any]],
+                     idle: Callable[[int], bool] | None) -> int | None:
+        """Learn the sources' progress from readings about to be processed (the windows
+        close on it before the rules see the readings); returns :meth:`safe_watermark`."""
+        self._idle = idle
+        src_wm = self._src_wm
+        for r in readings:
+            src = r.get("src")
+            if src is not None:
+                ts = int(r["ts"])
+                if ts > src_wm.get(src, ts - 1):
+                    src_wm[src] = ts
+                    self._src_moved.add(src)
+        return self.safe_watermark()
 
     def safe_watermark(self) -> int | None:
         """The event time every *active* source of this evaluator has reached (Flink's
@@ -882,23 +919,40 @@ class Evaluator:
                 r for r in self._rules if r.scope == "sensor" and r.selector.matches(sid, attrs))
         return got
 
-    def _evaluate_sensor(self, sid: str, t: int) -> list[AlertEvent]:
+    def _evald_key(self, rule: Rule) -> str:
+        """Evaluation-time key of a rule's group for one sensor: index-driven rules keep
+        their own (they run at index-sample times, the others at reading times)."""
+        g = self._group_of[rule.id].name
+        return INDEX_CLOCK + g if rule.id in self._index_rules else g
+
+    def _evaluate_sensor(self, sid: str, t: int, *, index: bool = False) -> list[AlertEvent]:
+        """Evaluate ``sid`` at ``t``: the rules that read raw readings at a reading's time
+        (``index=False``), or those that read only derived indices at an index sample's
+        time (``index=True``). Why the split: an index sample exists only once its window
+        closed, which waits for every source of the partition; evaluated at the sensor's
+        reading times, an index rule would see or miss a sample depending on how far the
+        slowest gateway had got. At the samples' own times, in their order, it sees
+        exactly the samples up to then, whatever the arrival order."""
         st = self._sensors.get(sid)
         if st is None:
             return []  # no rule needs this sensor
         events: list[AlertEvent] = []
         district = None
         due_groups: dict[str, bool] = {}
+        index_rules = self._index_rules
         for rule in self._rules_for(sid):
+            if (rule.id in index_rules) != index:
+                continue
             g = self._group_of[rule.id]
-            ok_group = due_groups.get(g.name)
+            gkey = INDEX_CLOCK + g.name if index else g.name
+            ok_group = due_groups.get(gkey)
             if ok_group is None:
-                last = st.evald.get(g.name)
+                last = st.evald.get(gkey)
                 ok_group = last is None or (t >= last and (not g.interval_ms
                                                            or t >= last + g.interval_ms))
-                due_groups[g.name] = ok_group
+                due_groups[gkey] = ok_group
                 if ok_group:
-                    st.evald[g.name] = t
+                    st.evald[gkey] = t
             if not ok_group:
                 continue
             if district is None:
@@ -919,16 +973,19 @@ class Evaluator:
         self._dirty.add("s|" + sid)
         return events
 
-    def _catch_up(self, sid: str, t: int) -> list[AlertEvent]:
+    def _catch_up(self, sid: str, t: int, *, index: bool = False) -> list[AlertEvent]:
         """Due entries of ``sid`` earlier than its reading at ``t``, at their own times,
         before the reading is folded in. Why: in a backlog the watermark is known only at
         the end of a batch, by when a silence in the middle of it would be hidden by the
         readings after it. The sensor's own next reading proves that nothing of it
         arrived in between, so its timers can run now, in event-time order."""
         events: list[AlertEvent] = []
+        index_rules = self._index_rules
         for rule in self._rules_for(sid):
-            if (rule.id, sid) not in self._armed and not isinstance(rule.condition,
-                                                                     AbsenceCond):
+            absence = isinstance(rule.condition, AbsenceCond)
+            if (rule.id in index_rules) != index or (absence and index):
+                continue  # a sample runs the index rules' entries, a reading the others'
+            if (rule.id, sid) not in self._armed and not absence:
                 continue  # nothing due: no active alert (parked absences count too)
             due = self._due(rule, sid)
             while due is not None and due < t:
@@ -947,7 +1004,7 @@ class Evaluator:
         but evaluates nothing, so the alert's history never runs backwards."""
         sen = self._sensors.get(inst)
         if sen is not None:
-            g = self._group_of[rule.id].name
+            g = self._evald_key(rule)
             if t > sen.evald.get(g, t - 1):
                 sen.evald[g] = t
             self._dirty.add("s|" + inst)
@@ -989,7 +1046,7 @@ class Evaluator:
                 dues.append(st["active"] + rule.for_ms)
         elif st is not None:
             sen = self._sensors.get(inst)
-            last = sen.evald.get(self._group_of[rule.id].name) if sen else None
+            last = sen.evald.get(self._evald_key(rule)) if sen else None
             if last is not None:
                 reach = max((p.reach_ms for p in rule.probes()), default=0)
                 dues.append(last + max(reach, 1))
@@ -1011,6 +1068,8 @@ class Evaluator:
     def _run_timers(self, watermark: int) -> list[AlertEvent]:
         events: list[AlertEvent] = []
         heap = self._timers
+        later: list[tuple[str, str]] = []
+        safe = self.safe_watermark()
         while heap and heap[0][0] <= watermark:
             due, _, rid, inst = heapq.heappop(heap)
             self._armed.discard((rid, inst))
@@ -1027,8 +1086,15 @@ class Evaluator:
             if src is not None:  # its own source has not got there yet: park
                 self._parked.setdefault(src, []).append((rid, inst))
                 continue
+            if rid in self._index_rules and safe is not None and safe < now_due:
+                later.append((rid, inst))  # its index samples are not all closed yet
+                continue
             events += self._fire_due(rule, inst, now_due)
             if (rid, inst) not in self._armed:
+                self._arm(rule, inst)
+        for rid, inst in later:
+            rule = self._by_id.get(rid)
+            if rule is not None and (rid, inst) not in self._armed:
                 self._arm(rule, inst)
         return events
 
@@ -1059,7 +1125,7 @@ class Evaluator:
                         and not self._silenced_by(st["labels"], now)):
                     st["notified"] = True
                     events.append(self._event("firing", rule_id, st, now, []))
-                    self._dirty.add(_alert_key(rule_id, inst))
+                    self._mark_alert(rule_id, inst)
         return events
 
     def tick(self, now_ms: int | None = None) -> list[AlertEvent]:
@@ -1144,28 +1210,70 @@ class Evaluator:
                         )
                         events.append(self._event("resolved", rule_id, st, now, by))
                     del states[inst]
-                    self._dirty.add(_alert_key(rule_id, inst))
+                    self._mark_alert(rule_id, inst)
             if not states:
                 del self._alerts[rule_id]
         return events
 
     # ------------------------------------------------------------------ state
+    #
+    # Where an alert's lifecycle entry lives (its "home"): inside the entry of its sensor
+    # (sensor scope) or of the meta entry (district scope), so that the state a batch
+    # changed for one key is written as ONE table entry. A worker killed while its changes
+    # were being written leaves some keys at the new batch and others at the old one; each
+    # key is still consistent in itself (its samples, its evaluation times, its alerts),
+    # and a record read again only tops up what is missing (observe is idempotent per
+    # sensor). Separate entries (``a|rule|instance``) remain for sensors never seen (the
+    # absence of a registered sensor) and for evaluators of no scope (rule unit tests).
+    def _home(self, rule_id: str, inst: str) -> str:
+        if self.scope == "district":
+            return META_KEY
+        if self.scope == "sensor" and inst in self._sensors:
+            return "s|" + inst
+        return _alert_key(rule_id, inst)
+
+    def _mark_alert(self, rule_id: str, inst: str) -> None:
+        home = self._home(rule_id, inst)
+        self._dirty.add(home)
+        self._urgent.add(home)
+
+    def _alerts_of(self, inst: str) -> dict[str, dict[str, Any]]:
+        out = {}
+        for rule_id, states in self._alerts.items():
+            st = states.get(inst)
+            if st is not None:
+                out[rule_id] = _copy_alert(st)
+        return out
+
     def _meta(self) -> dict[str, Any]:
-        return {
+        meta: dict[str, Any] = {
             "v": STATE_VERSION,
             "start": self._start,
             "wm": self.watermark,
             "groups": dict(self._group_last),
             "silences": [s.to_dict() for s in self._silences] if self._own_silences else [],
         }
+        if self.scope == "district":
+            meta["al"] = {rule_id: {i: _copy_alert(st) for i, st in states.items()}
+                          for rule_id, states in self._alerts.items() if states}
+        return meta
 
     def _value(self, key: str) -> dict[str, Any] | None:
         if key == META_KEY:
             return self._meta()
         if key.startswith("s|"):
             st = self._sensors.get(key[2:])
-            return st.to_dict() if st else None
+            if st is None:
+                return None
+            d = st.to_dict()
+            if self.scope == "sensor":
+                al = self._alerts_of(key[2:])
+                if al:
+                    d["al"] = al
+            return d
         _, rule_id, inst = key.split("|", 2)
+        if self._home(rule_id, inst) != key:
+            return None  # lives in its home entry now
         st = self._alerts.get(rule_id, {}).get(inst)
         return _copy_alert(st) if st else None
 
@@ -1180,18 +1288,24 @@ class Evaluator:
             keys = sorted(self._dirty)
             self._dirty.clear()
         else:
-            keys = sorted(k for k in self._dirty if not k.startswith("s|"))
+            keys = sorted(k for k in self._dirty
+                          if not k.startswith("s|") or k in self._urgent)
             self._dirty.difference_update(keys)
+        self._urgent.clear()
         return {k: self._value(k) for k in keys}
 
     def state_dict(self) -> dict[str, dict[str, Any]]:
         """Everything, as key -> JSON dict (same keys as :meth:`take_changes`)."""
         out: dict[str, dict[str, Any]] = {META_KEY: self._meta()}
-        for sid, st in self._sensors.items():
-            out["s|" + sid] = st.to_dict()
+        for sid in self._sensors:
+            v = self._value("s|" + sid)
+            if v is not None:
+                out["s|" + sid] = v
         for rule_id, states in self._alerts.items():
             for inst, st in states.items():
-                out[_alert_key(rule_id, inst)] = _copy_alert(st)
+                key = _alert_key(rule_id, inst)
+                if self._home(rule_id, inst) == key:
+                    out[key] = _copy_alert(st)
         return out
 
     def load_state(
@@ -1216,13 +1330,15 @@ class Evaluator:
                 for s in val.get("silences") or []:
                     if self._own_silences:
                         self._silences.put(Silence.from_dict(s))
+                for states in (val.get("al") or {}).values():
+                    for a in states.values():
+                        self._load_alert(a)
             elif key.startswith("s|"):
                 self._sensors[key[2:]] = SensorState.from_dict(val)
+                for a in (val.get("al") or {}).values():
+                    self._load_alert(a)
             elif key.startswith("a|"):
-                st = dict(val)
-                st["labels"] = dict(st["labels"])
-                st["ann"] = dict(st.get("ann") or {})
-                self._alerts[st["rule"]][st["key"]] = st
+                self._load_alert(val)
         self._cands.clear()
         self._plans.clear()
         self._div_cache.clear()
@@ -1230,6 +1346,12 @@ class Evaluator:
         self._sensor_rules.clear()
         if self._streaming:
             self._rebuild_timers()
+
+    def _load_alert(self, val: Mapping[str, Any]) -> None:
+        st = dict(val)
+        st["labels"] = dict(st["labels"])
+        st["ann"] = dict(st.get("ann") or {})
+        self._alerts[st["rule"]][st["key"]] = st
 
     @classmethod
     def from_state(

@@ -40,6 +40,7 @@ class LiveResult:
     timing: dict[str, float] = field(default_factory=dict)
     span_ms: tuple[int, int] = (0, 0)
     readings: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)  # by reason
 
 
 def firing_keys(firings: Sequence[bt.Firing], until_ms: int) -> dict[tuple[str, str], list[int]]:
@@ -187,6 +188,7 @@ def live_score(readings: pd.DataFrame, truth: Sequence[Any], registry_csv: Path,
         timing["drain_s"] = time.monotonic() - t0
         # let the last district ticks and alert deliveries settle, then read the topic
         events = asyncio.run(_settled_alerts(settings_of("console"), ALERTS_TOPIC))
+        dead = asyncio.run(_dead_letters(settings_of("console")))
         timing["live_total_s"] = time.monotonic() - t0
     finally:
         for c in reversed(comps):
@@ -210,7 +212,8 @@ def live_score(readings: pd.DataFrame, truth: Sequence[Any], registry_csv: Path,
     step = max(int(cfg.district_step_s * 1000), _interval_ms(wide))
     compare = compare_firings(live_f, inproc.firings, from_ms=span[0], until_ms=until,
                               tolerance_ms=step)
-    return LiveResult(scores, inproc, live_f, events, compare, timing, span, len(all_readings))
+    return LiveResult(scores, inproc, live_f, events, compare, timing, span, len(all_readings),
+                      dead)
 
 
 def _fields(env: Mapping[str, str], prefix: str) -> dict[str, str]:
@@ -272,3 +275,14 @@ async def _settled_alerts(settings: Any, topic: str, quiet_s: float = 20.0) -> l
                 out += [AlertEvent.from_dict(orjson.loads(r.value)) for r in got]
                 quiet_since = time.monotonic()
     return out
+
+
+async def _dead_letters(settings: Any) -> dict[str, int]:
+    """Dead letters of the run by reason (a clean replay has none)."""
+    from collections import Counter
+
+    from urbanbrain.kafka import DEADLETTER_TOPIC, TopicReader
+
+    async with TopicReader(settings, [DEADLETTER_TOPIC]) as reader:
+        recs = await reader.catch_up(120)
+    return dict(Counter(orjson.loads(r.value).get("reason", "?") for r in recs))

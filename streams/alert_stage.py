@@ -193,6 +193,27 @@ class SensorRules(_Evaluators):
         safe = ev.safe_watermark()
         return wm if safe is None else min(wm, safe)
 
+    def caps(self, source: str, partition: int,
+             records: Sequence[tuple[int, Sequence[Mapping[str, Any]]]],
+             now_wall: float | None) -> list[int | None] | None:
+        """Per record, the event time every active source of the partition has reached
+        after it (the windows' close, see PartitionWindows.process); None without
+        processing time (the backtest feeds in event-time order)."""
+        if now_wall is None:
+            return None
+        ev, _ = self.get(source, partition)
+        key = (source, partition)
+        walls = self.src_wall.setdefault(key, {})
+        idle = self._idle(key, now_wall)
+        out: list[int | None] = []
+        for _, readings in records:
+            for r in readings:
+                src = r.get("src")
+                if src is not None:
+                    walls[src] = now_wall
+            out.append(ev.note_sources(readings, idle))
+        return out
+
     def process(self, source: str, partition: int, readings: Sequence[Mapping[str, Any]],
                 samples: Sequence[Mapping[str, Any]] = (),
                 now_wall: float | None = None) -> list[AlertEvent]:
@@ -345,6 +366,18 @@ class DistrictRules(_Evaluators):
         self._seen_wall: dict[tuple[int, str], float] = {}
         self._first_wall: dict[int, float] = {}
         self.interest: DistrictInterest | None = None  # expected sources, if known
+
+    def unseen(self, partition: int, forwards: Sequence[tuple[int, Forward]]) -> list[Forward]:
+        """Forwards (offset, forward) of this district partition not folded in yet (a
+        restart reads from the committed offset, behind the state)."""
+        self.get(DISTRICT_SOURCE, partition)
+        extra = self.extra.setdefault((DISTRICT_SOURCE, partition), {})
+        last = extra.get("offset")
+        out = [f for off, f in forwards if last is None or off > last]
+        if forwards:
+            extra["offset"] = max([off for off, _ in forwards] + ([last] if last is not None
+                                                                   else []))
+        return out
 
     def clock(self, partition: int, now_wall: float | None = None,
               expected: set[str] = frozenset()) -> int | None:

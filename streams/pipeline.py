@@ -89,7 +89,8 @@ class SourcePipeline:
         samples: list[dict[str, Any]] = []
         sizes = None if self.outputs else self._sample_sizes(topic.split(".", 1)[-1])
         if self.windows is not None and (sizes is None or sizes):
-            res = self.windows.process(topic, partition, records)
+            caps = self.rules.caps(topic, partition, records, now_wall)
+            res = self.windows.process(topic, partition, records, caps)
             out.window_result = res
             out.late = list(res.late)
             out.rendered = self.windows.render(topic, partition, res, outputs=self.outputs,

@@ -91,9 +91,11 @@ class WindowStage:
         return pw
 
     def process(self, topic: str, partition: int,
-                records: Sequence[tuple[int, Sequence[Mapping]]]) -> BatchResult:
-        """Fold the records in and write their deltas to the table (before any output)."""
-        res = self.part(topic, partition).process(records)
+                records: Sequence[tuple[int, Sequence[Mapping]]],
+                caps: Sequence[int | None] | None = None) -> BatchResult:
+        """Fold the records in and write their deltas to the table (before any output);
+        ``caps``: see :meth:`PartitionWindows.process`."""
+        res = self.part(topic, partition).process(records, caps)
         for key, value in res.delta_puts.items():
             self.store.put(partition, key, value)
         self.stats.late += len(res.late)

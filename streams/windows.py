@@ -95,15 +95,25 @@ class PartitionWindows:
         return sum(1 for p in self.deltas if eu is None or p >= eu)
 
     # -- the hot path ----------------------------------------------------------------------
-    def process(self, records: Sequence[tuple[int, Sequence[Mapping]]]) -> BatchResult:
+    def process(self, records: Sequence[tuple[int, Sequence[Mapping]]],
+                caps: Sequence[int | None] | None = None) -> BatchResult:
         """Fold records (offset, readings), in offset order, into the panes; close what the
-        watermark passed. The caller applies the result (table, sinks) in field order."""
+        watermark passed. The caller applies the result (table, sinks) in field order.
+
+        ``caps`` (one per record, live only): the event time every active *source* of the
+        partition (device, gateway) had reached after that record. A pane closes only
+        once they all passed its end, so a gateway draining its backlog behind a faster
+        one sharing the partition is not dead-lettered ``late`` (the plain max-minus-
+        lateness watermark called 1,420 readings of a clean full-speed replay late)."""
         res = BatchResult()
         kept: list[tuple[int, Sequence[Mapping]]] = []
         eu, max_ts, pane = self.emitted_until, self.max_ts, self.pane_ms
         meta = self.meta
         mo = self.max_offset
-        for offset, readings in records:
+        cap = None
+        for k, (offset, readings) in enumerate(records):
+            if caps is not None:
+                cap = caps[k]
             if mo is not None and offset <= mo:
                 res.replayed += len(readings)  # already in the state: not late, not twice
                 continue
@@ -127,7 +137,7 @@ class PartitionWindows:
             kept.append((offset, readings))
             top = int(ts.max())
             max_ts = top if max_ts is None else max(max_ts, top)
-            until = self._closable_until(max_ts)
+            until = self._capped(max_ts, cap)
             eu = until if eu is None else max(eu, until)
         self.max_ts = max_ts
         self.max_offset = mo
@@ -136,8 +146,12 @@ class PartitionWindows:
                 self.deltas.setdefault(p, {})[offset] = frame
                 res.delta_puts[self.delta_key(p, offset)] = encode_delta(frame, meta)
         if max_ts is not None:
-            self._close(self._closable_until(max_ts), res)
+            self._close(self._capped(max_ts, cap), res)
         return res
+
+    def _capped(self, max_ts: int, cap: int | None) -> int:
+        until = self._closable_until(max_ts)
+        return until if cap is None else min(until, cap // self.pane_ms * self.pane_ms)
 
     def _close(self, target: int, res: BatchResult) -> None:
         start = self.emitted_until
@@ -148,7 +162,12 @@ class PartitionWindows:
         P = self.pane_ms
         with_data = {p for p in self.deltas if start <= p < target}
         recent = range(max(start, target - self.max_empty * P), target, P)
-        for p in sorted(with_data.union(recent)):
+        # every pane that ends a hopping window holding data: a pane with data and the
+        # hop - 1 after it (even if empty, and even after a jump of more than
+        # max_empty_panes, which only bounds the empty roll-up partials)
+        hop_ends = {q + k * P for q in with_data.union(self.closed) for k in range(self.hop)}
+        ends = {p for p in hop_ends if start <= p < target}
+        for p in sorted(with_data.union(recent, ends)):
             if p in self.deltas:
                 frame = merge(f for _, f in sorted(self.deltas[p].items()))
                 self.closed[p] = frame

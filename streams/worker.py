@@ -251,16 +251,19 @@ class StreamsWorker:
     # -- district forwards -------------------------------------------------------------------
     async def district_batch(self, events: Sequence[Any]) -> None:
         self._new_generation()
-        by_part: dict[int, list[Forward]] = defaultdict(list)
+        by_part: dict[int, list[tuple[int, Forward]]] = defaultdict(list)
         for event in events:
+            msg = event.message
             try:
-                by_part[event.message.partition].append(decode_forward(event.value))
+                by_part[msg.partition].append((msg.offset, decode_forward(event.value)))
             except (ValueError, KeyError, TypeError):
-                log.warning("undecodable district forward at offset %d", event.message.offset)
+                log.warning("undecodable district forward at offset %d", msg.offset)
         now = time.monotonic()
         districts = self.alerting.districts
         for partition, forwards in by_part.items():
-            await self.alerting.outputs.emit(districts.process(partition, forwards, now))
+            forwards.sort(key=lambda x: x[0])
+            fresh = districts.unseen(partition, forwards)
+            await self.alerting.outputs.emit(districts.process(partition, fresh, now))
         await flush_durably(self.app)
         for partition in by_part:
             districts.persist(DISTRICT_SOURCE, partition)

@@ -25,14 +25,22 @@ from urbanbrain.settings import Settings
 #: tested. Production's accounts and ACL lines are unchanged; this one is appended.
 INJECTOR = "test-injector"
 INJECTOR_PASSWORD = secrets.token_urlsafe(12)
+#: the vendor topic trees of the sample device profiles
+SAMPLE_VENDOR_TOPICS = ("vendor", "metro", "loopx", "loopx-strict")
 
 
 def make_stack(workdir: Path, **kwargs: object) -> LocalStack:
     """A :class:`LocalStack` with the production accounts plus :data:`INJECTOR`."""
     workdir.mkdir(parents=True, exist_ok=True)
     acl = workdir / "acl-with-injector"
-    acl.write_text(PRODUCTION_ACL.read_text() + f"\n# tests only\nuser {INJECTOR}\n"
-                   "topic write city/#\n")
+    # tests only: the injector, and the vendor topic trees of the sample device profiles
+    # (ingest/profiles/samples), granted to ingest as the production ACL's comment says
+    acl.write_text(PRODUCTION_ACL.read_text().replace(
+        "user urbanbrain-ingest\ntopic read city/#\n",
+        "user urbanbrain-ingest\ntopic read city/#\n" + "".join(
+            f"topic read {t}/#\n" for t in SAMPLE_VENDOR_TOPICS))
+        + f"\n# tests only\nuser {INJECTOR}\ntopic write city/#\n"
+        + "".join(f"topic write {t}/#\n" for t in SAMPLE_VENDOR_TOPICS))
     return LocalStack(workdir, extra_mqtt_accounts={INJECTOR: INJECTOR_PASSWORD},
                       mqtt_acl=acl, **kwargs)  # type: ignore[arg-type]
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import shutil
 import time
+import zlib
 from pathlib import Path
 
 import orjson
 import pytest
-from conftest import component_env
+from conftest import INJECTOR, INJECTOR_PASSWORD, component_env
 from harness import Component, Influx, Publisher, read_topic, wait_until
 from typer.testing import CliRunner
 from urbanbrain.ingest.normalise import Normaliser
@@ -60,10 +61,12 @@ def test_normalised_readings_of_the_sentinel_shape() -> None:
     payload = orjson.dumps({"begin_ms": NOW - 30_000, "nVehContrib": 5, "speed": 900,
                             "occupancy": -1, "flow": 300, "extra": 1})
     readings, dead = norm.process("loopx/centrum/lx-1", payload, NOW)
+    # src: the topic it came through (the source whose progress absence is judged by)
     assert readings == [{"sensor_id": "lx-1", "domain": "traffic", "kind": "loop",
                          "district": "centrum", "ts": NOW - 30_000, "recv": NOW,
                          "metrics": {"vehicle_count": 5.0, "flow_vph": 300.0},
-                         "lat": None, "lon": None}]
+                         "lat": None, "lon": None,
+                         "src": zlib.crc32(b"loopx/centrum/lx-1")}]
     assert [(d["reason"], d.get("metric"), d.get("field"), d.get("profile"), d["sensor_id"])
             for d in dead] == [("out_of_range", "speed_kmh", "speed", "loopx-e1", "lx-1")]
     assert dead[0]["payload"] == payload.decode() and norm.absent == 1  # occupancy -1
@@ -170,7 +173,9 @@ def test_three_vendor_shapes_through_the_pipeline(stack, run_id, components, tmp
     d = f"d{run_id}"
     t = (int(time.time() * 1000) - 10 * 60_000) // 1000 * 1000
     iso = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t / 1000))
-    pub = Publisher(stack.mqtt.port)
+    # vendor topics lie outside city/: production grants them per device in the ACL; the
+    # test's injector account stands for such a grant
+    pub = Publisher(stack.mqtt.port, auth=(INJECTOR, INJECTOR_PASSWORD))
     pub.publish(f"vendor/acme/{d}/A-17", {"dev": f"A-17-{run_id}", "t": t // 1000, "cnt": 12,
                                           "spd_mms": 13890, "occ_pm": 1500, "batt_mv": 3600})
     pub.publish(f"metro/{d}/air/node-3", {
@@ -184,7 +189,7 @@ def test_three_vendor_shapes_through_the_pipeline(stack, run_id, components, tmp
                                           "speed": 900, "occupancy": 6.5, "flow": 300})
     pub.close()
 
-    influx = Influx(stack.env()["URBANBRAIN_INFLUX_URL"], f"test_{run_id}")
+    influx = Influx.reader(stack, f"test_{run_id}")
 
     def rows(meas: str) -> list[dict]:
         try:

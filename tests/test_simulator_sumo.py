@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import component_env
+from conftest import component_env, role_settings
 from harness import Component, Influx, wait_until
 from urbanbrain.simulators import sumo
 from urbanbrain.simulators.city import City
@@ -22,7 +22,6 @@ from urbanbrain.simulators.incidents import Schedule, make_incident
 from urbanbrain.simulators.runner import run_simulation
 
 from urbanbrain.registry import Registry
-from urbanbrain.settings import Settings
 
 # SUMO is a declared test dependency (the Makefile installs sumo, sumo-tools): a missing
 # SUMO must fail here, not skip silently.
@@ -167,7 +166,7 @@ def test_pipeline_stores_sumo_e1_values_per_loop_minute(stack, run_id, component
     ingest.wait_for_log("MQTT subscribed", timeout=30)
     worker.wait_for_log("Ready", timeout=60)
 
-    settings = Settings(mqtt_url=stack.env()["URBANBRAIN_MQTT_URL"])
+    settings = role_settings(stack, "simulator")
     res = run_simulation(settings, seed=5, city=city, speed=0, sim_duration_s=minutes * 60,
                          fmt="senml", start_ms=t0, incidents=False, sumo=True,
                          sumo_scenario=scenario, sumo_workdir=tmp_path / "sumo")
@@ -176,7 +175,7 @@ def test_pipeline_stores_sumo_e1_values_per_loop_minute(stack, run_id, component
     loops = [s.sensor_id for s in city.of_kind("loop")[:48]]
     assert len(xml) == len(loops) * minutes
 
-    influx = Influx(stack.env()["URBANBRAIN_INFLUX_URL"], f"test_{run_id}")
+    influx = Influx.reader(stack, f"test_{run_id}")
     sel = (f"FROM traffic WHERE sensor =~ /^e1_/ AND time >= {t0}ms "
            f"AND time < {t0 + minutes * MIN}ms")
 
