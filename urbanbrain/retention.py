@@ -74,6 +74,10 @@ MEASUREMENT_POLICY: dict[str, str] = {
     "alerts": ALERTS, "deadletters": DEADLETTERS, "pipeline": PIPELINE,
 }
 
+#: Every tier kept for ever: a stack that replays old recordings (rules livescore, tests of
+#: scenario history), whose event times would be "beyond retention policy" otherwise.
+KEEP_EVERYTHING: dict[str, str] = {p: "INF" for p in POLICY_NAMES}
+
 _DURATION = re.compile(r"^(INF|[1-9]\d*[hdw])$")
 _UNIT_S = {"h": 3600, "d": 86400, "w": 7 * 86400}
 
