@@ -136,6 +136,7 @@ class Evaluator:
         # streaming: each source's event time (max reading time), and the absence entries
         # parked until their sensor's source has passed them or gone idle
         self._src_wm: dict[int, int] = {}
+        self._src_heap: list[tuple[int, int]] = []  # (wm, source): min over active sources
         self._src_moved: set[int] = set()
         self._parked: dict[int, list[tuple[str, str]]] = {}
         self._idle: Callable[[int], bool] | None = None
@@ -298,8 +299,7 @@ class Evaluator:
                 if src is not None:
                     st.src = src
                     if ts > self._src_wm.get(src, ts - 1):
-                        self._src_wm[src] = ts
-                        self._src_moved.add(src)
+                        self._advance_source(src, ts)
             if plan.absence and not r.get("sample"):
                 # district scope: readings of sources ahead of the district's clock are
                 # folded in early, so absence asks "last seen at or before now"
@@ -876,9 +876,13 @@ class Evaluator:
             if src is not None:
                 ts = int(r["ts"])
                 if ts > src_wm.get(src, ts - 1):
-                    src_wm[src] = ts
-                    self._src_moved.add(src)
+                    self._advance_source(src, ts)
         return self.safe_watermark()
+
+    def _advance_source(self, src: int, ts: int) -> None:
+        self._src_wm[src] = ts
+        self._src_moved.add(src)
+        heapq.heappush(self._src_heap, (ts, src))
 
     def safe_watermark(self) -> int | None:
         """The event time every *active* source of this evaluator has reached (Flink's
@@ -887,8 +891,18 @@ class Evaluator:
         idle = self._idle
         if idle is None or not self._src_wm:
             return None
-        live = [wm for src, wm in self._src_wm.items() if not idle(src)]
-        return min(live) if live else None
+        # a heap of (wm, source), stale entries dropped lazily: O(log n) per update, not a
+        # pass over every source per record (a partition may hold thousands of devices)
+        heap, src_wm = self._src_heap, self._src_wm
+        while heap:
+            wm, src = heap[0]
+            if src_wm.get(src) != wm:
+                heapq.heappop(heap)  # superseded by a later entry of the same source
+            elif idle(src):
+                heapq.heappop(heap)  # left out until it sends again (pushed anew then)
+            else:
+                return wm
+        return None
 
     def _source_behind(self, inst: str, due: int) -> int | None:
         """The source of ``inst`` if it has not passed ``due`` and is not idle."""
@@ -1106,6 +1120,8 @@ class Evaluator:
         for st in self._sensors.values():
             if st.src is not None and st.seen is not None:
                 self._src_wm[st.src] = max(self._src_wm.get(st.src, st.seen), st.seen)
+        self._src_heap = [(wm, src) for src, wm in self._src_wm.items()]
+        heapq.heapify(self._src_heap)
         for rule in self._rules:
             if rule.scope != "sensor":
                 continue
@@ -1152,6 +1168,47 @@ class Evaluator:
                     events.extend(self._advance(rule, now, self._evaluate(rule, now)))
         # notify alerts that fired while silenced, once their silence is over
         return events + self._notify_unsilenced(now)
+
+    def _cold(self, a: AnomalyCond, sid: str, now: int) -> bool:
+        """Whether the baseline of anomaly ``a`` for ``sid`` has too little history at
+        ``now`` to judge (the rule cannot fire there yet: it is warming up)."""
+        st = self._sensors.get(sid)
+        if st is None:
+            return True
+        if a.method == "ewma":
+            e = st.ewma.get(a.key)
+            return not e or e[2] - 1 < a.min_samples
+        if a.seasonal == "time_of_day":
+            b = st.tod.get(a.tod_key)
+            if b is None:
+                return True
+            base = seasonal.baseline_at(b, self._tod_positions(a.timezone, now))
+            return base is None or base[0] < a.min_samples
+        if a.seasonal == "same_hour_last_week":
+            base = st.weekly_baseline(a.probe.metric, now)
+            return base is None or base[0] < a.min_samples
+        _, bv = st.window(a.probe.metric, now - a.baseline_ms - a.probe.span_ms, now)
+        return len(bv) < a.min_samples
+
+    def rule_status(self, now: int | None = None, *, examples: int = 5
+                    ) -> dict[str, dict[str, Any]]:
+        """Per rule of this evaluator: pending and firing alerts, candidate keys, and the
+        keys whose baselines are still warming up (with a few examples), for operators
+        (``urbanbrain rules list``, the console; published on ``alerts.rules``)."""
+        now = self.watermark if now is None else now
+        out: dict[str, dict[str, Any]] = {}
+        for rule in self._rules:
+            states = self._alerts.get(rule.id, {})
+            pending = sum(1 for st in states.values() if st["s"] == "pending")
+            cands = self._candidates(rule)
+            cold: list[str] = []
+            anomalies = rule.anomalies()
+            if anomalies and now is not None:
+                cold = [sid for sid in cands if any(self._cold(a, sid, now) for a in anomalies)]
+            out[rule.id] = {"pending": pending, "firing": len(states) - pending,
+                            "candidates": len(cands), "warming": len(cold),
+                            "warming_keys": cold[:examples]}
+        return out
 
     @property
     def has_active(self) -> bool:

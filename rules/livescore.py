@@ -188,6 +188,9 @@ def live_score(readings: pd.DataFrame, truth: Sequence[Any], registry_csv: Path,
             watcher.join(timeout_s)
         stop_watch.set()
         _wait_stored(influx, expected, timeout_s, comps)
+        # stored is not enough: a restarted worker may still re-read records it had not
+        # committed; wait until the group committed every record of every input topic
+        asyncio.run(_wait_committed(settings_of("streams"), "urbanbrain-livescore", timeout_s))
         timing["drain_s"] = time.monotonic() - t0
         # let the last district ticks and alert deliveries settle, then read the topic
         events = asyncio.run(_settled_alerts(settings_of("console"), ALERTS_TOPIC))
@@ -289,3 +292,35 @@ async def _dead_letters(settings: Any) -> dict[str, int]:
     async with TopicReader(settings, [DEADLETTER_TOPIC]) as reader:
         recs = await reader.catch_up(120)
     return dict(Counter(orjson.loads(r.value).get("reason", "?") for r in recs))
+
+
+async def _wait_committed(settings: Any, group: str, timeout_s: float) -> None:
+    """Until the consumer group has committed the end of every partition of the readings
+    topics and of its district topic (every record processed, nothing left to re-read).
+    Offsets are fetched with a consumer of the group that never joins it (OffsetFetch)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from urbanbrain.kafka import READINGS_TOPICS, client_options
+    from urbanbrain.streams.alerting import DISTRICT_TOPIC_SUFFIX
+
+    topics = [*READINGS_TOPICS, f"{group}-{DISTRICT_TOPIC_SUFFIX}"]
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()  # no public API for this
+        tps = [TopicPartition(t, p) for t in topics
+               for p in (cluster.partitions_for_topic(t) or ())]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            end = await consumer.end_offsets(tps)
+            behind = 0
+            for tp in tps:
+                done = await consumer.committed(tp)
+                behind += max(0, end[tp] - (done or 0))
+            if not behind:
+                return
+            await asyncio.sleep(1.0)
+        raise RuntimeError(f"group {group} did not commit every record within {timeout_s:.0f}s")
+    finally:
+        await consumer.stop()

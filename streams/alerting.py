@@ -77,6 +77,9 @@ class AlertSettings(BaseSettings):
         7200.0, ge=0, description="warm start: a source partition with no rule state at all "
         "(a new deploy) first folds in this much of its sensors' raw history from InfluxDB "
         "(streams/warmup.py); 0: start cold")
+    status_interval_s: float = Field(
+        30.0, gt=0, description="how often each worker publishes pending, firing and "
+        "warming-up keys per rule on alerts.rules (urbanbrain rules list)")
     district_step_s: float = Field(
         60.0, gt=0, description="event-time grid of district rule evaluation")
     idle_s: float = Field(

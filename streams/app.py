@@ -36,7 +36,13 @@ import orjson
 from urbanbrain import gctune
 from urbanbrain.health import HealthServer
 from urbanbrain.influx import InfluxError, InfluxWriter
-from urbanbrain.kafka import AGGREGATES_TOPIC, ALERTS_TOPIC, DEADLETTER_TOPIC, READINGS_TOPICS
+from urbanbrain.kafka import (
+    AGGREGATES_TOPIC,
+    ALERTS_TOPIC,
+    DEADLETTER_TOPIC,
+    READINGS_TOPICS,
+    RULES_STATUS_TOPIC,
+)
 from urbanbrain.registry import Registry
 from urbanbrain.settings import Settings
 
@@ -143,6 +149,7 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
         "deadletters": app.topic(DEADLETTER_TOPIC, **raw),
         "aggregates": app.topic(AGGREGATES_TOPIC, **raw),
         "partials": partials_topic, "district": district_topic, "alerts": alerts_topic,
+        "rules_status": app.topic(RULES_STATUS_TOPIC, **raw),
     }
 
     def table(name: str) -> TableStore:
@@ -211,6 +218,10 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
     @app.timer(max(1.0, alerting.cfg.idle_s / 3))
     async def advance_idle_partitions() -> None:
         await worker.advance_idle()
+
+    @app.timer(alerting.cfg.status_interval_s)
+    async def publish_rule_status() -> None:
+        await worker.publish_rule_status()
 
     @app.on_partitions_assigned.connect
     async def log_assignment(sender: Any, assigned: set, **kwargs: Any) -> None:

@@ -31,8 +31,10 @@ Kafka records that were in Kafka but never stored.
    wait is bounded (``WAIT_EMPTY_S``), and what is still unacked is simply not committed:
    the partition's next owner reads it again (duplicates in InfluxDB are upserts).
 
-All three are applied once, by :func:`apply`, for the faust-streaming versions they were
-written against; another version logs a warning and runs unpatched.
+All three are applied once, by :func:`apply`, and only to faust-streaming 0.15.3 whose
+replaced methods still have the source they were written against (the sha256 of each is
+checked at every start): any other release refuses to start with one line (exit 78),
+because running unpatched loses data on a restart.
 """
 
 from __future__ import annotations
@@ -41,27 +43,76 @@ import asyncio
 import logging
 from typing import Any
 
+from urbanbrain.errors import EX_CONFIG, ActionableError
+
 log = logging.getLogger(__name__)
 
-_VERIFIED = ("0.15.",)
+#: The faust-streaming release the patches were written against and verified on
+#: (pyproject.toml pins it exactly).
+VERIFIED_VERSION = "0.15.3"
+#: sha256 of the upstream source of every method replaced here, in that release. A method
+#: whose source differs is code these patches were not written for: the worker refuses to
+#: start rather than run with a recovery that may lose data, or with patches that undo an
+#: upstream fix.
+UPSTREAM_SHA256: dict[tuple[str, str, str], str] = {
+    ("faust.tables.recovery", "Recovery", "on_recovery_completed"):
+        "6ef567acf072e46da3fccbccc6d662371f634f622c3d510972d5df81f70ae3ac",
+    ("faust.transport.consumer", "Consumer", "_new_offset"):
+        "1d2c7ea89a7ad4f1a216c1d51936e569162cd66bd56f889e13fd29c910b58eb0",
+    ("faust.transport.consumer", "Consumer", "wait_empty"):
+        "e4662fe24f094819add590b2d75f233840e77823b432aea6504539768572102f",
+}
 _applied = False
+_originals: dict[tuple[str, str, str], Any] = {}  # the upstream methods, once replaced
+
+
+class FaustPatchError(ActionableError):
+    """The installed faust-streaming is not the one the patches were verified on."""
+
+    exit_code = EX_CONFIG
+
+
+def mismatches() -> list[str]:
+    """Replaced methods whose upstream source differs from the verified one."""
+    import hashlib
+    import importlib
+    import inspect
+
+    bad = []
+    for key, want in UPSTREAM_SHA256.items():
+        module, cls, name = key
+        fn = _originals.get(key) or getattr(getattr(importlib.import_module(module), cls), name)
+        got = hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
+        if got != want:
+            bad.append(f"{cls}.{name}")
+    return bad
 
 
 def apply() -> bool:
-    """Patch faust (idempotent). Returns whether the patches are in place."""
+    """Patch faust (idempotent); raises :class:`FaustPatchError` on any other release."""
     global _applied
     if _applied:
         return True
     from importlib.metadata import version
 
     v = version("faust-streaming")
-    if not v.startswith(_VERIFIED):
-        log.warning("faust-streaming %s: recovery/commit patches written for %s not applied; "
-                    "check upstream issues #596 and #606", v, _VERIFIED)
-        return False
+    bad = mismatches()
+    if v != VERIFIED_VERSION or bad:
+        raise FaustPatchError(
+            f"faust-streaming {v} is installed, but the recovery and commit patches a "
+            f"restart without loss depends on (streams/faust_patches.py) were verified on "
+            f"{VERIFIED_VERSION}" + (f" and these methods differ: {', '.join(bad)}" if bad
+                                     else "") +
+            f": install faust-streaming=={VERIFIED_VERSION} (pyproject pins it), or review "
+            "the patches against the new release and update UPSTREAM_SHA256")
+    import importlib
+
     from faust.tables.recovery import Recovery
     from faust.transport.consumer import Consumer
 
+    for key in UPSTREAM_SHA256:
+        module, cls, name = key
+        _originals[key] = getattr(getattr(importlib.import_module(module), cls), name)
     Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     Consumer.wait_empty = _wait_empty_bounded  # type: ignore[method-assign]

@@ -309,6 +309,23 @@ class StreamsWorker:
             if (topic, partition) in assigned:
                 sensors.persist(topic, partition)
 
+    # -- rule status for operators ----------------------------------------------------------
+    async def publish_rule_status(self) -> None:
+        """Per live evaluator: pending, firing and warming-up keys of every rule, on the
+        compacted ``alerts.rules`` topic (``urbanbrain rules list``, the console). Costs
+        O(candidate keys) per interval for rules with baselines, never per batch."""
+        if self.app.rebalancing or self.app.in_recovery:
+            return
+        topic = self.topics["rules_status"]
+        now = _now_ms()
+        for stage in (self.alerting.sensors, self.alerting.districts):
+            for (source, partition), ev in list(stage.live.items()):
+                doc = {"at": now, "worker": self.worker_id, "source": source,
+                       "partition": partition, "event_time": ev.watermark,
+                       "rules": ev.rule_status()}
+                await topic.send(key=f"{self.worker_id}|{source}|{partition}".encode(),
+                                 value=orjson.dumps(doc))
+
     # -- roll-ups ----------------------------------------------------------------------------
     async def write_rollups(self, partials_topic: str) -> None:
         app = self.app

@@ -22,9 +22,13 @@ SILENCES_TOPIC = "alerts.silences"
 #: The operators' audit trail: one JSON record per action (ack, assign, comment, silence,
 #: expire, resolve), append-only and kept forever.
 AUDIT_TOPIC = "alerts.audit"
+#: what every worker's evaluators hold (pending, firing, warming-up keys per rule),
+#: key ``<worker>|<source>|<partition>``; ``urbanbrain rules list`` and the console read it
+RULES_STATUS_TOPIC = "alerts.rules"
 #: Topic settings beyond partitions and replication.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     SILENCES_TOPIC: {"cleanup.policy": "compact"},
+    RULES_STATUS_TOPIC: {"cleanup.policy": "compact"},
     AUDIT_TOPIC: {"retention.ms": "-1"},
 }
 
@@ -68,7 +72,7 @@ async def ensure_topics(settings: Settings, *, wait_s: float = 30.0) -> list[str
 
     wanted = {t: settings.kafka_partitions for t in READINGS_TOPICS}
     wanted.update({DEADLETTER_TOPIC: 1, AGGREGATES_TOPIC: settings.kafka_partitions, ALERTS_TOPIC: 1,
-                   SILENCES_TOPIC: 1, AUDIT_TOPIC: 1})
+                   SILENCES_TOPIC: 1, AUDIT_TOPIC: 1, RULES_STATUS_TOPIC: 1})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     attempt = 0
