@@ -238,7 +238,7 @@ class Pipeline:
     def dead_letters(self) -> int:
         """Readings ingest refused with a reason (``deadletters``): refused, not lost."""
         total = 0
-        for s in self.influx.query('SELECT last("count_total") FROM "deadletters" '
+        for s in self.influx.query('SELECT last("count_total") FROM "deadletters"."deadletters" '
                                    "WHERE \"stage\" = 'ingest' GROUP BY \"reason\""):
             total += int(s["values"][0][1] or 0)
         return total
@@ -246,7 +246,7 @@ class Pipeline:
     def pipeline_rows(self, stage: str) -> list[dict[str, Any]]:
         """Last ``pipeline`` point of each worker for ``stage``."""
         series = self.influx.query(
-            f"SELECT * FROM pipeline WHERE stage = '{stage}' GROUP BY worker "
+            f"SELECT * FROM pipeline.pipeline WHERE stage = '{stage}' GROUP BY worker "
             "ORDER BY time DESC LIMIT 1")
         rows = []
         for s in series:

@@ -74,7 +74,7 @@ def end_to_end(records: list, n: int, workdir: Path) -> dict:
         def progress() -> list:
             try:
                 return influx.rows("SELECT readings_total, windows_emitted_total, late_total, "
-                                   "agent_batch_ms, write_batch_ms FROM pipeline")
+                                   "agent_batch_ms, write_batch_ms FROM pipeline.pipeline")
             except Exception:  # noqa: BLE001
                 return []
 

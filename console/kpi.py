@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from urbanbrain.retention import RAW, policy_of
 from urbanbrain.settings import DOMAINS, Settings
 
 #: Per domain: (field of district_1m/city_1m, label, unit, decimals), the tiles shown.
@@ -84,7 +85,8 @@ class InfluxReader:
         out: dict[str, Any] = {"city": {}, "districts": {}, "at": None}
         for measurement, key in (("city_1m", None), ("district_1m", "district")):
             group = "domain" + (f', "{key}"' if key else "")
-            series = await self.query(f'SELECT last(*) FROM "{measurement}" '
+            series = await self.query(f'SELECT last(*) FROM "{policy_of(measurement)}".'
+                                      f'"{measurement}" '
                                       f'WHERE time > now() - 15m GROUP BY {group}')
             for s in series:
                 tags = s.get("tags") or {}
@@ -110,7 +112,7 @@ class InfluxReader:
         if not re.fullmatch(r"\d+[smhd]", range_):
             raise ValueError(f"bad range {range_!r}")
         series = await self.query(
-            f'SELECT * FROM "{domain}" WHERE "sensor" = {quote_string(sensor_id)} '
+            f'SELECT * FROM "{RAW}"."{domain}" WHERE "sensor" = {quote_string(sensor_id)} '
             f"AND time > now() - {range_} ORDER BY time DESC LIMIT 2000")
         out: dict[str, list[Any]] = {"time": []}
         for s in series:

@@ -68,7 +68,9 @@ def _variables(models: dict[str, dict], var: list[str] | None) -> dict[str, str]
     """``--var name=value`` pairs, each naming a variable of a chosen dashboard."""
     from urbanbrain.errors import BadValue
 
-    known = {v["name"] for m in models.values() for v in m.get("templating", {}).get("list", [])}
+    # hidden variables (the resolution of dashboards/resolution.py) follow the time range
+    known = {v["name"] for m in models.values() for v in m.get("templating", {}).get("list", [])
+             if v.get("hide") != 2}
     chosen: dict[str, str] = {}
     for item in var or []:
         name, eq, value = item.partition("=")

@@ -2,14 +2,19 @@
 
 Used by ``urbanbrain dashboards snapshot`` and by the test that runs every panel query
 against real data. Expansion follows Grafana's InfluxDB datasource: ``$timeFilter`` becomes
-``time > now() - <range>``, ``$__interval`` the panel's interval (never below its ``interval``
-setting), and a template variable its value, regex-escaped for ``=~ /^$var$/`` matches.
+``time > now() - <range>``, ``${__from}``/``${__to}`` the range's ends in epoch ms,
+``$__interval`` the panel's interval (never below its ``interval`` setting; ``auto``: the
+range over about a thousand points, as Grafana picks it for a full-width panel), and a
+template variable its value, regex-escaped for ``=~ /^$var$/`` matches. Variables are
+resolved in the dashboard's time range (the resolution variables of resolution.py depend
+on it).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -40,21 +45,35 @@ def seconds(duration: str) -> float:
     return parse_seconds(duration, bare_seconds=False)
 
 
+#: Grafana's rounding of an automatic interval (kbn.roundInterval, simplified)
+_NICE = ("1s", "5s", "10s", "30s", "1m", "5m", "10m", "30m", "1h", "3h", "12h", "1d", "7d")
+
+
+def auto_interval(time_range: str, points: int = 1000) -> str:
+    """The ``$__interval`` Grafana gives a panel about ``points`` pixels wide."""
+    raw = seconds(time_range) / points
+    return next((n for n in _NICE if seconds(n) >= raw), _NICE[-1])
+
+
 def variables_used(text: str) -> set[str]:
     return {a or b or c for a, b, c in _VAR.findall(text)}
 
 
 def expand(query: str, values: Mapping[str, str | list[str]], *, time_range: str = "2h",
-           interval: str = "1m", min_interval: str = "") -> str:
+           interval: str = "1m", min_interval: str = "", now_ms: int | None = None) -> str:
     """``query`` with Grafana's macros and the template variables ``values`` substituted.
 
     A list value becomes ``(a|b)`` as Grafana does for multi-value regex variables; the
     value ``.*`` (All) is left unescaped.
     """
+    if interval == "auto":
+        interval = auto_interval(time_range)
     if min_interval and seconds(min_interval) > seconds(interval):
         interval = min_interval
+    to = int(time.time() * 1000) if now_ms is None else now_ms
     builtins = {"timeFilter": f"time > now() - {time_range}", "__interval": interval,
-                "interval": interval}
+                "interval": interval, "__to": str(to),
+                "__from": str(to - int(seconds(time_range) * 1000))}
 
     def one(name: str) -> str:
         if name in builtins:
@@ -85,6 +104,9 @@ def panel_queries(dashboard: Mapping) -> Iterator[PanelQuery]:
         for t in p.get("targets", []):
             yield PanelQuery(dashboard["uid"], p["title"], p["type"], t["refId"], t["query"],
                              p.get("interval", ""))
+
+
+RESOLUTION_MEASUREMENT = "resolution"  # dashboards/resolution.py MEASUREMENT
 
 
 class InfluxQL:
@@ -142,7 +164,10 @@ class InfluxQL:
             raise QueryError(f"InfluxDB at {self.url} has no database '{self.db}' (it has: "
                              f"{', '.join(names) or 'none'}): set URBANBRAIN_INFLUX_DB",
                              exit_code=EX_CONFIG)
-        if not self.query("SHOW MEASUREMENTS LIMIT 1"):
+        # `influx init` writes the dashboards' resolution table: that alone is no data
+        measurements = [row[0] for s in self.query("SHOW MEASUREMENTS LIMIT 2")
+                        for row in s.get("values", [])]
+        if not [m for m in measurements if m != RESOLUTION_MEASUREMENT]:
             raise QueryError(f"InfluxDB database '{self.db}' at {self.url} holds no data yet: "
                              "run the pipeline first (urbanbrain up --keep), or set "
                              "URBANBRAIN_INFLUX_DB to the database it writes",
@@ -160,7 +185,7 @@ class InfluxQL:
 
 def resolve_variables(dashboard: Mapping, client: InfluxQL,
                       chosen: Mapping[str, str] | None = None, *,
-                      pick_first: bool = False) -> dict[str, str]:
+                      pick_first: bool = False, time_range: str = "6h") -> dict[str, str]:
     """Values for the dashboard's template variables, in definition order.
 
     ``chosen`` wins; otherwise a variable is All (``.*``) when it allows it and
@@ -176,7 +201,7 @@ def resolve_variables(dashboard: Mapping, client: InfluxQL,
         if var.get("includeAll") and not pick_first:
             values[name] = ".*"
             continue
-        options = client.tag_values(expand(var["query"], values))
+        options = client.tag_values(expand(var["query"], values, time_range=time_range))
         if not options:
             raise QueryError(f"{dashboard['uid']}: variable ${name} has no values "
                              f"({var['query']}): no data in database '{client.db}' yet, or "

@@ -23,6 +23,7 @@ from urbanbrain.lineprotocol import LineProtocolError, line
 from urbanbrain.registry import Registry, Sensor
 
 MEASUREMENT = "sensors"
+POLICY = "longterm"  # urbanbrain.retention.MEASUREMENT_POLICY["sensors"]
 
 
 def registry_points(sensors: Registry | Iterable[Sensor], ts_ms: int | None = None) -> list[str]:
@@ -70,7 +71,8 @@ def write_registry_points(path: str | Path, influx_url: str, db: str, *,
                         "writes one)") from None
     if not lines:
         return 0
-    params = {"db": db, "precision": "ms"}
+    # the long-term policy: a registry file older than the raw policy's 30 days still shows
+    params = {"db": db, "precision": "ms", "rp": POLICY}
     if username:
         params.update(u=username, p=password or "")
     req = urllib.request.Request(

@@ -663,7 +663,7 @@ def render_dashboard(dashboard: Mapping, client: InfluxQL, out_dir: Path, *,
     time_range = time_range or own_range(dashboard)
     interval = interval or auto_interval(time_range)
     matplotlib.use("Agg")
-    values = resolve_variables(dashboard, client, chosen)
+    values = resolve_variables(dashboard, client, chosen, time_range=time_range)
     fonts = ["DejaVu Sans", *([cjk_font()] if cjk_font() else [])]  # fallback for CJK text
     with matplotlib.rc_context({"text.parse_math": False,  # "$district" is not mathematics
                                 "font.family": fonts}):

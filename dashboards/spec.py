@@ -7,11 +7,19 @@ InfluxDB fed by the real pipeline, so a typo here fails a test, not a control ro
 
 Conventions: ``$timeFilter`` and ``$__interval`` are Grafana's; ``$district``, ``$sensor`` and
 ``$standard`` are template variables (``All`` = ``.*``, so regex matches are used).
+
+Every measurement is named with its retention policy (urbanbrain/retention.py). Panels over
+time pick their data from the dashboard's time range through the hidden resolution variables
+of dashboards/resolution.py (``$rp_s``, ``$m_<domain>``, ``$sfx``, ``$rp_w``, ``$w1``,
+``$w5``, ``$rp_r``, ``$r``): raw points up to a day, 5-min windows up to 14 days, hourly
+beyond. Panels that show a value *now* read the 1-min/5-min windows at every range.
 """
 
 from __future__ import annotations
 
 from urbanbrain.dashboards.model import Dashboard, Panel, query_variable, thresholds
+from urbanbrain.dashboards.resolution import VARIABLES, variable_query
+from urbanbrain.retention import policy_of
 from urbanbrain.streams.indices.aqi_cn import COLORS as CN_COLORS
 from urbanbrain.streams.indices.aqi_us import COLORS as US_COLORS
 
@@ -30,47 +38,73 @@ def aqi_thresholds(colors: tuple[str, ...]) -> dict:
 
 def district_var() -> dict:
     return query_variable("district", "District",
-                          'SHOW TAG VALUES FROM "district_1m" WITH KEY = "district"')
+                          'SHOW TAG VALUES FROM "windows"."district_1m" WITH KEY = "district"')
 
 
-def sensor_var(measurement: str) -> dict:
+def sensor_var(domain: str) -> dict:
     return query_variable(
         "sensor", "Sensor",
-        f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "sensor" WHERE {D}')
+        f'SHOW TAG VALUES FROM "raw"."{domain}" WITH KEY = "sensor" WHERE {D}')
 
 
 def standard_var() -> dict:
     var = query_variable("standard", "AQI standard",
-                         'SHOW TAG VALUES FROM "aqi" WITH KEY = "standard"',
+                         'SHOW TAG VALUES FROM "windows"."aqi" WITH KEY = "standard"',
                          multi=False, include_all=False)
     var["current"] = {"selected": True, "text": "us", "value": "us"}
     return var
 
 
+def resolution_vars(*names: str) -> list[dict]:
+    """Hidden variables that follow the time range (dashboards/resolution.py)."""
+    out = []
+    for name in names:
+        var = query_variable(name, VARIABLES[name], variable_query(name), multi=False,
+                             include_all=False)
+        var["hide"] = 2  # not a choice for the user: the time range decides
+        out.append(var)
+    return out
+
+
+#: the resolution variables of a dashboard with sensor panels of ``domain``
+def sensor_resolution(domain: str) -> list[dict]:
+    return resolution_vars("rp_s", f"m_{domain}", "sfx", "rp_w", "w1", "w5", "rp_r", "r")
+
+
 def district_series(title: str, domain: str, field: str, unit: str = "", *,
                     agg: str = "mean", w: int = 12, **kw: object) -> Panel:
-    """A district roll-up field over time, one line per district."""
+    """A district roll-up field over time, one line per district (1-min or hourly)."""
     return Panel("timeseries", title, [
-        f'SELECT {agg}("{field}") AS "{field}" FROM "district_1m" WHERE $timeFilter '
+        f'SELECT {agg}("{field}") AS "{field}" FROM "$rp_r"."district_${{r}}" WHERE $timeFilter '
         f"AND \"domain\" = '{domain}' AND {D} {TS}, \"district\" fill(none)"],
         w=w, unit=unit, aliases=["$tag_district"], **kw)  # type: ignore[arg-type]
 
 
 def city_stat(title: str, domain: str, field: str, unit: str = "", **kw: object) -> Panel:
-    """The latest city-wide roll-up value of one field."""
+    """The latest city-wide roll-up value of one field (1-min: "now" at any range)."""
     return Panel("stat", title, [
-        f'SELECT last("{field}") AS "{field}" FROM "city_1m" WHERE $timeFilter '
+        f'SELECT last("{field}") AS "{field}" FROM "windows"."city_1m" WHERE $timeFilter '
         f"AND \"domain\" = '{domain}'"],
         w=4, h=4, unit=unit, options=_stat_options(), **kw)  # type: ignore[arg-type]
 
 
-def sensor_series(title: str, measurement: str, field: str, unit: str = "", *,
-                  where: str = "", w: int = 12, **kw: object) -> Panel:
-    """One field per selected sensor over time."""
-    extra = f" AND {where}" if where else ""
+def sensor_series(title: str, domain: str, field: str, unit: str = "", *,
+                  w: int = 12, **kw: object) -> Panel:
+    """A raw metric per selected sensor over time: raw points, then the ``_mean`` of the
+    5-min and hourly windows as the range grows."""
     return Panel("timeseries", title, [
-        f'SELECT mean("{field}") AS "{field}" FROM "{measurement}" WHERE $timeFilter '
-        f"AND {D} AND {S}{extra} {TS}, \"sensor\" fill(none)"],
+        f'SELECT mean("{field}${{sfx}}") AS "{field}" FROM "$rp_s"."${{m_{domain}}}" '
+        f"WHERE $timeFilter AND {D} AND {S} {TS}, \"sensor\" fill(none)"],
+        w=w, unit=unit, aliases=["$tag_sensor"], **kw)  # type: ignore[arg-type]
+
+
+def index_series(title: str, measurement: str, field: str, unit: str = "", *,
+                 window: str = "w1", w: int = 12, **kw: object) -> Panel:
+    """An index per selected sensor over time, from its 1-min (``w1``) or 5-min (``w5``)
+    windows, then 5-min and hourly as the range grows."""
+    return Panel("timeseries", title, [
+        f'SELECT mean("{field}") AS "{field}" FROM "$rp_w"."{measurement}" WHERE $timeFilter '
+        f"AND \"window\" = '${{{window}}}' AND {D} AND {S} {TS}, \"sensor\" fill(none)"],
         w=w, unit=unit, aliases=["$tag_sensor"], **kw)  # type: ignore[arg-type]
 
 
@@ -86,7 +120,8 @@ def rate(measurement: str, field: str, alias: str, where: str = "",
     tags = "".join(f', "{t}"' for t in by)
     inner_by = f' GROUP BY {", ".join(chr(34) + t + chr(34) for t in by)}' if by else ""
     return (f'SELECT mean("{alias}") AS "{alias}" FROM (SELECT non_negative_derivative('
-            f'"{field}", 1s) AS "{alias}" FROM "{measurement}" WHERE $timeFilter{extra}'
+            f'"{field}", 1s) AS "{alias}" FROM "{policy_of(measurement)}"."{measurement}" '
+            f"WHERE $timeFilter{extra}"
             f"{inner_by}) WHERE $timeFilter {TS}{tags} fill(none)")
 
 
@@ -107,7 +142,7 @@ def _table(sort_by: str | None = None, desc: bool = True) -> list[dict]:
 def city_overview() -> Dashboard:
     geomap = Panel(
         "geomap", "Sensors", [
-            'SELECT last("lat") AS "lat", last("lon") AS "lon" FROM "sensors" '
+            'SELECT last("lat") AS "lat", last("lon") AS "lon" FROM "longterm"."sensors" '
             f'WHERE {D} GROUP BY "sensor", "district", "domain", "kind"'],
         w=14, h=14, fmt="table", transformations=_table(),
         description="Sensor positions from the device registry (measurement `sensors`, "
@@ -128,7 +163,8 @@ def city_overview() -> Dashboard:
     active = Panel(
         "bargauge", "Active alerts by district", [
             'SELECT sum("active") AS "active" FROM (SELECT last("active") AS "active" '
-            f'FROM "alerts" WHERE $timeFilter AND {D} GROUP BY "rule", "district", "sensor") '
+            f'FROM "alerts"."alerts" WHERE $timeFilter AND {D} GROUP BY "rule", "district", '
+            '"sensor") '
             'GROUP BY "district"'],
         w=10, h=14, fmt="table", transformations=_table("active"),
         thresholds=thresholds((None, "green"), (1, "orange"), (5, "red")),
@@ -136,11 +172,11 @@ def city_overview() -> Dashboard:
                  "reduceOptions": {"calcs": ["lastNotNull"], "values": True, "fields": ""}})
     readings = Panel("stat", "Readings/s", [
         'SELECT sum("readings_per_s") AS "readings_per_s" FROM (SELECT last("readings_per_s") '
-        "AS \"readings_per_s\" FROM \"pipeline\" WHERE $timeFilter AND \"stage\" = 'streams' "
+        "AS \"readings_per_s\" FROM \"pipeline\".\"pipeline\" WHERE $timeFilter AND \"stage\" = 'streams' "
         'GROUP BY "worker")'], w=4, h=4, unit="ops", options=_stat_options())
     sensors = Panel("stat", "Sensors reporting", [
         'SELECT sum("sensors") AS "sensors" FROM (SELECT last("sensors") AS "sensors" '
-        'FROM "city_1m" WHERE $timeFilter GROUP BY "domain")'],
+        'FROM "windows"."city_1m" WHERE $timeFilter GROUP BY "domain")'],
         w=4, h=4, options=_stat_options())
     deadletter_rate = Panel("timeseries", "Dead letters/s by reason", [
         rate("deadletters", "count_total", "per_s", by=("stage", "reason"))],
@@ -165,7 +201,8 @@ def city_overview() -> Dashboard:
                                         "sensors, 1-min windows.",
                             custom={"thresholdsStyle": {"mode": "line+area"}}),
         ],
-        [district_var()], ["overview"], description="The city at a glance.")
+        [district_var(), *resolution_vars("rp_r", "r")], ["overview"],
+        description="The city at a glance.")
 
 
 # --- Traffic ---------------------------------------------------------------------------------
@@ -185,7 +222,8 @@ def los_mapping() -> dict:
 def traffic() -> Dashboard:
     los = Panel("table", "Level of service now (5 min)", [
         'SELECT last("los") AS "los", last("congestion_index") AS "congestion_index", '
-        'last("speed_kmh") AS "speed_kmh", last("flow_vph") AS "flow_vph" FROM "traffic_index" '
+        'last("speed_kmh") AS "speed_kmh", last("flow_vph") AS "flow_vph" '
+        'FROM "windows"."traffic_index" '
         f"WHERE $timeFilter AND \"window\" = '5m' AND {D} GROUP BY \"district\", \"sensor\""],
         w=12, h=10, fmt="table", transformations=_table("congestion_index"),
         overrides=[unit_override("congestion_index", "percentunit"),
@@ -200,7 +238,7 @@ def traffic() -> Dashboard:
             # each loop's latest 5-min window, then the worst: windows close on event time
             # (end + allowed lateness), so "the last 10 minutes" of wall time may hold none
             'SELECT max("los_code") AS "los_code" FROM (SELECT last("los_code") AS "los_code" '
-            f"FROM \"traffic_index\" WHERE $timeFilter AND \"window\" = '5m' AND {D} "
+            f"FROM \"windows\".\"traffic_index\" WHERE $timeFilter AND \"window\" = '5m' AND {D} "
             'GROUP BY "sensor")'], w=8, h=4,
             options=_stat_options(), mappings=[los_mapping()],
             description="Worst HCM level of service (A best, F worst) over the loops' latest "
@@ -211,10 +249,10 @@ def traffic() -> Dashboard:
         district_series("Flow by district", "traffic", "flow_vph_total", "veh/h"),
         district_series("Mean speed by district", "traffic", "speed_kmh_mean", "velocitykmh"),
         los,
-        sensor_series("Speed by sensor (1 min windows)", "traffic_index", "speed_kmh",
-                      "velocitykmh", where="\"window\" = '1m'"),
-        sensor_series("Occupancy by sensor (raw)", "traffic", "occupancy_pct", "percent"),
-    ], [district_var(), sensor_var("traffic")], ["traffic"])
+        index_series("Speed by sensor (windows)", "traffic_index", "speed_kmh",
+                     "velocitykmh"),
+        sensor_series("Occupancy by sensor", "traffic", "occupancy_pct", "percent"),
+    ], [district_var(), sensor_var("traffic"), *sensor_resolution("traffic")], ["traffic"])
 
 
 # --- Environment -----------------------------------------------------------------------------
@@ -230,19 +268,20 @@ AQI_STANDARDS = {
 
 def _aqi_series(title: str, standard: str, colors: tuple[str, ...]) -> Panel:
     return Panel("timeseries", title, [
-        'SELECT mean("aqi") AS "aqi" FROM "aqi" WHERE $timeFilter '
-        f"AND \"standard\" = '{standard}' AND \"window\" = '5m' AND {D} "
+        'SELECT mean("aqi") AS "aqi" FROM "$rp_w"."aqi" WHERE $timeFilter '
+        f"AND \"standard\" = '{standard}' AND \"window\" = '${{w5}}' AND {D} "
         f'{TS}, "district", "edition" fill(none)'],
         w=12, aliases=["$tag_district ($tag_edition)"], thresholds=aqi_thresholds(colors),
         description=f"{AQI_STANDARDS[standard]}; the legend names each line's edition. "
-                    "5-min window means per sensor, averaged per district.",
+                    "5-min window means per sensor (hourly beyond 14 days), averaged per "
+                    "district.",
         custom={"thresholdsStyle": {"mode": "line+area"}})
 
 
 def environment() -> Dashboard:
     aqi_now = Panel("table", "AQI now by sensor ($standard, 5 min)", [
         'SELECT last("aqi") AS "aqi", last("category") AS "category", '
-        'last("primary") AS "primary", last("color") AS "color" FROM "aqi" '
+        'last("primary") AS "primary", last("color") AS "color" FROM "windows"."aqi" '
         f"WHERE $timeFilter AND \"standard\" = '$standard' AND \"window\" = '5m' AND {D} "
         'GROUP BY "district", "sensor", "edition"'],
         w=24, h=9, fmt="table", transformations=_table("aqi"),
@@ -256,7 +295,8 @@ def environment() -> Dashboard:
         'SELECT last("aqi") AS "aqi", last("category") AS "category", '
         'last("advice") AS "advice", last("sensitive_groups") AS "sensitive_groups", '
         'last("advice_en") AS "advice_en", last("sensitive_groups_en") AS '
-        "\"sensitive_groups_en\" FROM \"aqi\" WHERE $timeFilter AND \"standard\" = 'cn' "
+        "\"sensitive_groups_en\" FROM \"windows\".\"aqi\" WHERE $timeFilter "
+        "AND \"standard\" = 'cn' "
         f"AND \"window\" = '5m' AND {D} "
         'GROUP BY "district", "sensor", "edition"'],
         w=24, h=9, fmt="table", transformations=_table("aqi"),
@@ -288,9 +328,10 @@ def environment() -> Dashboard:
         district_series("NO2 by district", "environment", "no2_ugm3_mean", "conμgm3"),
         district_series("O3 by district", "environment", "o3_ugm3_mean", "conμgm3"),
         district_series("Noise by district", "environment", "noise_dba_mean", "dB"),
-        sensor_series("PM2.5 by sensor (raw)", "environment", "pm25_ugm3", "conμgm3"),
-        sensor_series("PM10 by sensor (raw)", "environment", "pm10_ugm3", "conμgm3"),
-    ], [district_var(), sensor_var("environment"), standard_var()], ["environment"])
+        sensor_series("PM2.5 by sensor", "environment", "pm25_ugm3", "conμgm3"),
+        sensor_series("PM10 by sensor", "environment", "pm10_ugm3", "conμgm3"),
+    ], [district_var(), sensor_var("environment"), standard_var(),
+        *sensor_resolution("environment")], ["environment"])
 
 
 # --- Water -----------------------------------------------------------------------------------
@@ -310,14 +351,15 @@ def water() -> Dashboard:
                         "pressurekpa"),
         district_series("Flow by district", "water", "flow_ls_total", "L/s"),
         Panel("timeseries", "Volume through meters by district", [
-            'SELECT sum("volume_m3") AS "volume_m3" FROM "water_index" WHERE $timeFilter '
-            f"AND \"window\" = '1m' AND {D} {TS}, \"district\" fill(none)"],
+            'SELECT sum("volume_m3") AS "volume_m3" FROM "$rp_w"."water_index" '
+            f"WHERE $timeFilter AND \"window\" = '${{w1}}' AND {D} {TS}, \"district\" "
+            "fill(none)"],
             w=12, unit="m3", aliases=["$tag_district"]),
-        sensor_series("Minimum pressure by sensor (1 min)", "water_index", "pressure_min_kpa",
-                      "pressurekpa", where="\"window\" = '1m'"),
-        sensor_series("Chlorine by sensor (raw)", "water", "chlorine_mgl", "mg/L"),
-        sensor_series("Turbidity by sensor (raw)", "water", "turbidity_ntu", "NTU"),
-    ], [district_var(), sensor_var("water")], ["water", "utilities"])
+        index_series("Minimum pressure by sensor (windows)", "water_index", "pressure_min_kpa",
+                     "pressurekpa"),
+        sensor_series("Chlorine by sensor", "water", "chlorine_mgl", "mg/L"),
+        sensor_series("Turbidity by sensor", "water", "turbidity_ntu", "NTU"),
+    ], [district_var(), sensor_var("water"), *sensor_resolution("water")], ["water", "utilities"])
 
 
 # --- Power -----------------------------------------------------------------------------------
@@ -332,24 +374,25 @@ def power() -> Dashboard:
         city_stat("Mean frequency", "power", "frequency_hz_mean", "hertz"),
         city_stat("Substations reporting", "power", "sensors"),
         Panel("stat", "Peak load factor", [
-            'SELECT max("load_factor") AS "load_factor" FROM "power_index" WHERE $timeFilter '
-            f"AND \"window\" = '5m' AND {D}"], w=4, h=4, unit="percentunit",
+            'SELECT max("load_factor") AS "load_factor" FROM "$rp_w"."power_index" '
+            f"WHERE $timeFilter AND \"window\" = '${{w5}}' AND {D}"], w=4, h=4,
+            unit="percentunit",
             options=_stat_options()),
         district_series("Load by district", "power", "load_mw_total", "MW"),
         district_series("Voltage deviation by district", "power",
                         "voltage_deviation_pct_mean", "percent"),
         district_series("Frequency deviation by district", "power",
                         "frequency_deviation_hz_mean", "hertz"),
-        sensor_series("Load factor by sensor (5 min)", "power_index", "load_factor",
-                      "percentunit", where="\"window\" = '5m'"),
-        sensor_series("Frequency by sensor (raw)", "power", "frequency_hz", "hertz"),
-        sensor_series("Voltage by sensor (raw)", "power", "voltage_kv", "kvolt"),
-    ], [district_var(), sensor_var("power")], ["power", "utilities"])
+        index_series("Load factor by sensor (5-min windows)", "power_index", "load_factor",
+                     "percentunit", window="w5"),
+        sensor_series("Frequency by sensor", "power", "frequency_hz", "hertz"),
+        sensor_series("Voltage by sensor", "power", "voltage_kv", "kvolt"),
+    ], [district_var(), sensor_var("power"), *sensor_resolution("power")], ["power", "utilities"])
 
 
 # --- Alerts ----------------------------------------------------------------------------------
 
-A = f'"alerts" WHERE $timeFilter AND {D} AND "severity" =~ /^$severity$/'
+A = f'"alerts"."alerts" WHERE $timeFilter AND {D} AND "severity" =~ /^$severity$/'
 
 
 def alerts() -> Dashboard:
@@ -408,13 +451,13 @@ def alerts() -> Dashboard:
             w=12, fmt="table"),
     ], [district_var(),
         query_variable("severity", "Severity",
-                       'SHOW TAG VALUES FROM "alerts" WITH KEY = "severity"')],
+                       'SHOW TAG VALUES FROM "alerts"."alerts" WITH KEY = "severity"')],
         ["alerts"], time_from="now-24h")
 
 
 # --- Pipeline health -------------------------------------------------------------------------
 
-P = '"pipeline" WHERE $timeFilter'
+P = '"pipeline"."pipeline" WHERE $timeFilter'
 STREAMS = "\"stage\" = 'streams'"
 INGEST = "\"stage\" = 'ingest'"
 
@@ -440,7 +483,7 @@ def pipeline() -> Dashboard:
             rate("deadletters", "count_total", "per_s", by=("stage", "reason"))],
             ["$tag_stage $tag_reason"], "ops"),
         Panel("table", "Dead letters by reason (since start)", [
-            'SELECT last("count_total") AS "count_total" FROM "deadletters" '
+            'SELECT last("count_total") AS "count_total" FROM "deadletters"."deadletters" '
             'WHERE $timeFilter GROUP BY "stage", "reason"'],
             w=12, fmt="table", transformations=_table("count_total")),
         ts("Sink write latency (InfluxDB batch)", [

@@ -51,6 +51,7 @@ from urbanbrain.ingest.topics import TopicMapper
 from urbanbrain.kafka import DEADLETTER_TOPIC, client_options, ensure_topics, readings_topic
 from urbanbrain.reading import Partitioner, Reading, encode_batch
 from urbanbrain.registry import Registry
+from urbanbrain.retention import write_routed
 from urbanbrain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -407,7 +408,8 @@ class IngestBridge:
                 if registry_dirty:
                     points += registry_points(self.normaliser.registry.values(), ts)
                 try:
-                    await asyncio.wait_for(writer.write(points), timeout=every_s)
+                    # pipeline, deadletters, sensors: each to its retention policy
+                    await asyncio.wait_for(write_routed(writer, points), timeout=every_s)
                     if sent_registry:
                         registry_dirty = False
                 except asyncio.TimeoutError:

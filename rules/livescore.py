@@ -119,7 +119,10 @@ def live_score(readings: pd.DataFrame, truth: Sequence[Any], registry_csv: Path,
     else:
         history_rs, live_rs = [], all_readings
 
-    stack = LocalStack(workdir / "stack").start()
+    from urbanbrain.retention import KEEP_EVERYTHING
+
+    # old recordings: every tier kept, or their raw points would be "beyond retention policy"
+    stack = LocalStack(workdir / "stack", influx_retention=KEEP_EVERYTHING).start()
     comps: list[Component] = []
     try:
         env = {**stack.env(), **overrides,

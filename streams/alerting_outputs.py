@@ -36,6 +36,7 @@ from urbanbrain.rules import AlertEvent, influx_line, mqtt_message, webhook_payl
 
 from urbanbrain.latency import LatencyHistogram
 from urbanbrain.mqtt import apply_security
+from urbanbrain.retention import ALERTS
 from urbanbrain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ class AlertStore:
                 lines.append(influx_line(AlertEvent.from_dict(orjson.loads(raw))))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 log.error("alerts record not stored (%s): %r", exc, raw[:200])
-        refused = await self.writer.write(lines)
+        refused = await self.writer.write(lines, rp=ALERTS)
         for text, why in refused or ():
             log.warning("alert point refused by InfluxDB: %s (%s)", text[:200], why)
         self.sent["influx"] += len(lines) - len(refused or ())

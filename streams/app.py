@@ -6,6 +6,8 @@
         │  table ``window-state``) ──▶ InfluxDB agg_sensor_1m/_5m, traffic_index, aqi,
         │  water_index, power_index; Kafka ``aggregates``;
         │  <app id>-rollup-partials ──▶ rollup (table ``rollup-state``) ──▶ district_1m, city_1m
+        │  hours folded from the closed minutes (streams/hourly.py) ──▶ agg_sensor_1h, indices
+        │  window=1h, district_1h, city_1h (policy longterm; urbanbrain/retention.py)
         ├─ sensor rules (raw readings + index samples of the closed windows; table
         │  ``alert-state``) ──▶ alerts
         └─ <app id>-alerts-district-readings ──▶ alert_districts (district rules; table

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from .aggregates import by_sensor
 from .derive import IndexCalculator, index_samples
+from .hourly import HourlyStage
 from .rollups import partial
 from .settings import StreamsSettings
 from .sinks.lines import window_lines
@@ -38,6 +39,7 @@ class Rendered:
     refused: list[tuple[str, str]] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)  # for ``aggregates``
     partials: list[dict[str, Any]] = field(default_factory=list)  # for the roll-up topic
+    hourly_lines: list[str] = field(default_factory=list)  # closed hours: longterm policy
     #: index samples for the rules (urbanbrain/indexes.py), stamped window end + lateness
     samples: list[dict[str, Any]] = field(default_factory=list)
     windows: int = 0
@@ -61,11 +63,14 @@ class WindowStage:
         self.parts: dict[tuple[str, int], PartitionWindows] = {}
         self.stats = StageStats()
         self.generation: object = None
+        #: hourly windows folded from the closed minutes (same table: co-partitioned)
+        self.hourly = HourlyStage(store, calc)
 
     def reset(self, generation: object = None) -> None:
         """Forget in-memory state (after a rebalance): it is rebuilt from the table on demand,
         because another worker may have advanced a partition we owned before."""
         self.parts.clear()
+        self.hourly.reset()
         self.generation = generation
 
     def part(self, topic: str, partition: int) -> PartitionWindows:
@@ -128,6 +133,7 @@ class WindowStage:
             for p in res.closed_panes:
                 if p not in with_data:
                     out.partials.append(partial(domain, p, p + pw.pane_ms, src, {}, pw.meta, []))
+            self.hourly.fold(topic, partition, res, pw, out)  # hours (longterm)
         out.windows = len(res.windows)
         self.stats.windows += len(res.windows)
         self.stats.partials += len(out.partials)

@@ -41,7 +41,7 @@ class RollupStage:
 
     def add(self, partition: int, part: dict[str, Any]) -> bool:
         """Store one partial (idempotent per source); False if too old to be kept."""
-        domain, start = part["domain"], int(part["start"])
+        domain, start = _stream(part), int(part["start"])
         top = max(self.max_start.get(domain, start), start)
         self.max_start[domain] = top
         if start < top - self.retention_ms:
@@ -67,7 +67,7 @@ class RollupStage:
             if active is not None and doc["partition"] not in active:
                 continue
             p = doc["partial"]
-            groups.setdefault((p["domain"], int(p["start"])), {})[p["src"]] = (
+            groups.setdefault((_stream(p), int(p["start"])), {})[p["src"]] = (
                 key, doc["partition"], hash(value), p)
         for key in set(self._cache) - seen:
             del self._cache[key]
@@ -94,16 +94,26 @@ class RollupStage:
                 continue
             if len(srcs) < self.expected and now - first < self.grace_s and g not in self.emitted:
                 continue
-            points = rollup_points(domain, merge_partials(v[3] for v in srcs.values()))
+            dom, _, size = domain.partition("@")  # "traffic" or "traffic@1h"
+            points = rollup_points(dom, merge_partials(v[3] for v in srcs.values()),
+                                   size or "1m")
             self.emitted[g] = sig
             self.stats.emitted += 1
-            out.append((domain, start, points))
+            out.append((dom, start, points))
         return out
 
     def forget(self) -> None:
         """After a rebalance: which roll-ups were written is unknown for new partitions."""
         self.first_seen.clear()
         self.emitted.clear()
+
+
+def _stream(part: dict[str, Any]) -> str:
+    """What a partial is grouped by: its domain, plus ``@<size>`` for other than 1-min
+    windows (hourly partials, streams/hourly.py), so an hour and the minute that starts it
+    never merge, and each size keeps its own event-time horizon (``max_start``)."""
+    size = part.get("size", "1m")
+    return part["domain"] if size == "1m" else f"{part['domain']}@{size}"
 
 
 def points_to_lines(items: Iterable[tuple[str, int, list]]) -> list[str]:

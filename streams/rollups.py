@@ -141,18 +141,20 @@ def fields_of(d: Mapping[str, Any]) -> dict[str, float]:
     return f
 
 
-def rollup_points(domain: str, merged: Mapping[str, Mapping[str, Any]]
+def rollup_points(domain: str, merged: Mapping[str, Mapping[str, Any]], size: str = "1m"
                   ) -> list[tuple[str, dict[str, str], dict[str, float]]]:
-    """(measurement, tags, fields) for district_1m of each district and city_1m."""
+    """(measurement, tags, fields) for district_<size> of each district and city_<size>
+    (1m; 1h from the hourly partials of streams/hourly.py)."""
     out: list[tuple[str, dict[str, str], dict[str, float]]] = []
     city: dict[str, Any] = {"sensors": 0, "m": {}, "i": {}}
     for district, d in sorted(merged.items()):
         if d["sensors"] == 0 and not d["i"]:
             continue
-        out.append(("district_1m", {"district": district, "domain": domain}, fields_of(d)))
+        out.append((f"district_{size}", {"district": district, "domain": domain},
+                    fields_of(d)))
         _merge_district(city, d)
     if out:
         fields = fields_of(city)
         fields["districts"] = float(len(out))
-        out.append(("city_1m", {"domain": domain}, fields))
+        out.append((f"city_{size}", {"domain": domain}, fields))
     return out

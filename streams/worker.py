@@ -32,6 +32,7 @@ from urbanbrain.kafka import READINGS_TOPICS
 from urbanbrain.latency import LatencyHistogram
 from urbanbrain.lineprotocol import ReadingLineEncoder, line
 from urbanbrain.reading import decode_batch, encode_batch
+from urbanbrain.retention import LONGTERM, PIPELINE, RAW, WINDOWS, write_routed
 
 from .alert_stage import DISTRICT_SOURCE, Forward
 from .alerting import Alerting
@@ -150,7 +151,7 @@ class StreamsWorker:
         bad: list[tuple[Any, str]] = []
         if self.store_raw:
             lines, bad = self.encoder.encode(readings)
-            raw_write = asyncio.ensure_future(self.writer.write(lines))
+            raw_write = asyncio.ensure_future(self.writer.write(lines, rp=RAW))
             await asyncio.sleep(0)  # let the request start before the CPU-bound part
             for r, why in bad:
                 await deadletters.send(value=_sink_dead_letter(r, why))
@@ -159,18 +160,22 @@ class StreamsWorker:
         # 2. windows, indices, sensor rules, district forwards per source partition
         outs: list[SourceOutput] = []
         out_lines: list[str] = []
+        hour_lines: list[str] = []  # closed hours (streams/hourly.py)
         for (topic, partition), recs in by_tp.items():
             recs.sort(key=lambda x: x[0])
             out = self.pipeline.process(topic, partition, recs, now_mono)
             for r in out.late:
                 await deadletters.send(value=_late_letter(topic, r, ss.streams_lateness_s))
             out_lines += out.rendered.lines
+            hour_lines += out.rendered.hourly_lines
             for sensor, why in out.rendered.refused:
                 await deadletters.send(value=_refused_letter(sensor, why))
             outs.append(out)
         t2 = time.perf_counter()
-        window_write = (asyncio.ensure_future(self.writer.write(out_lines))
+        window_write = (asyncio.ensure_future(self.writer.write(out_lines, rp=WINDOWS))
                         if out_lines else None)
+        hour_write = (asyncio.ensure_future(self.writer.write(hour_lines, rp=LONGTERM))
+                      if hour_lines else None)
         for out in outs:
             recs_out = out.rendered.records
             for i in range(0, len(recs_out), AGGREGATES_PER_RECORD):  # far below 1 MB
@@ -192,6 +197,7 @@ class StreamsWorker:
         for text, why in refused:
             await deadletters.send(value=_refused_letter(text, why))
         win_refused = await window_write if window_write is not None else []
+        win_refused += await hour_write if hour_write is not None else []
         for text, why in win_refused:
             await deadletters.send(value=_refused_letter(text, why))
         if refused or win_refused:
@@ -350,7 +356,7 @@ class StreamsWorker:
             return
         due = self.rollups.due(active)
         if due:
-            for text, why in await self.writer.write(points_to_lines(due)):
+            for text, why in await write_routed(self.writer, points_to_lines(due)):
                 log.warning("roll-up point refused: %s (%s)", text[:200], why)
 
     # -- self-monitoring ---------------------------------------------------------------------
@@ -376,7 +382,8 @@ class StreamsWorker:
         if self.windows is not None:
             ws = self.windows.stats
             fields.update({"late_total": ws.late, "windows_emitted_total": ws.windows,
-                           "partials_total": ws.partials, "open_panes": self.windows.open_panes})
+                           "partials_total": ws.partials, "open_panes": self.windows.open_panes,
+                           "hours_emitted_total": self.windows.hourly.stats.hours})
         fields.update({"rollups_emitted_total": self.rollups.stats.emitted,
                        "rollup_partials_dropped_total": self.rollups.stats.dropped_late})
         points = [line("pipeline", {"stage": "streams", "worker": self.worker_id}, fields,
@@ -386,7 +393,7 @@ class StreamsWorker:
                            {**out.latency.fields(), **out.latency.interval_quantiles(),
                             **{f"sent_{k}_total": v for k, v in out.sent.items()}},
                            _now_ms()))
-        await self.writer.write(points)
+        await self.writer.write(points, rp=PIPELINE)
 
 
 def _caught_up(app: Any, topic: str, partition: int) -> bool:

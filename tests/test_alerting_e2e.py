@@ -159,7 +159,7 @@ def test_alerts_fire_resolve_and_survive_restart(private_stack, run_id, componen
 
         def points() -> list[dict]:
             try:
-                return influx.rows(f"SELECT * FROM alerts WHERE sensor = '{sensor}'")
+                return influx.rows(f"SELECT * FROM alerts.alerts WHERE sensor = '{sensor}'")
             except Exception:  # noqa: BLE001 - database not created yet
                 return []
 

@@ -42,9 +42,10 @@ CONSTRAINTS = ROOT / "deploy" / "constraints.txt"
 MOSQUITTO_DIR = ROOT / "deploy" / "mosquitto"
 
 SERVERS = {"mosquitto", "kafka", "influxdb", "grafana"}
-OUR_SERVICES = {"kafka-init", "ingest", "streams", "simulator", "console"}
+OUR_SERVICES = {"kafka-init", "influx-init", "ingest", "streams", "simulator", "console"}
 EXPECTED_COMMANDS = {
     "kafka-init": ["kafka", "init"],
+    "influx-init": ["influx", "init"],
     "ingest": ["ingest"],
     "streams": ["streams", "worker"],
     "console": ["console"],
@@ -165,6 +166,7 @@ def test_our_services_run_the_expected_commands(services):
     registry = env_mapping(services["ingest"])["URBANBRAIN_REGISTRY_PATH"]
     assert services["simulator"]["command"][-1] == registry, "simulator writes another file"
     assert services["kafka-init"].get("restart") == "no", "kafka-init is a one-shot"
+    assert services["influx-init"].get("restart") == "no", "influx-init is a one-shot"
     assert services["simulator"].get("profiles") == ["demo"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert "urbanbrain" in scripts, "the image's ENTRYPOINT is the `urbanbrain` script"
@@ -212,6 +214,10 @@ def test_depends_on_uses_existing_services_and_real_conditions(services):
         assert deps["kafka-init"]["condition"] == "service_completed_successfully"
         assert deps["kafka"]["condition"] == "service_healthy"
     assert services["kafka-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for name in ("ingest", "streams"):  # their retention policies exist before they write
+        assert services[name]["depends_on"]["influx-init"]["condition"] == \
+            "service_completed_successfully"
+    assert services["influx-init"]["depends_on"]["influxdb"]["condition"] == "service_healthy"
 
     def visit(node: str, path: tuple[str, ...]) -> None:
         assert node not in path, f"depends_on cycle: {' -> '.join(path + (node,))}"
@@ -234,6 +240,18 @@ def test_secrets_are_required_variables_never_literals(services):
         for text in strings(svc):
             assert not re.search(r"(?:^|\s)-P\s+(?![\"']?\$)", text), f"{name}: literal -P"
             assert not re.search(r"://[^/\s:@]+:[^@\s]+@", text), f"{name}: URL credentials"
+
+
+def test_only_influx_init_gets_the_influx_admin(services):
+    """CREATE/ALTER RETENTION POLICY need the admin; nothing that runs for long holds it."""
+    for name, svc in services.items():
+        env = env_mapping(svc)
+        holds = [k for k, v in env.items() if "INFLUXDB_ADMIN" in str(v) or "ADMIN_USERNAME"
+                 in k and k.startswith("URBANBRAIN_INFLUX")]
+        if name in ("influxdb", "influx-init"):
+            assert holds, f"{name} lacks the InfluxDB admin"
+        else:
+            assert not holds, f"{name} holds the InfluxDB admin: {holds}"
 
 
 def test_no_secret_variable_has_a_default(compose):

@@ -105,8 +105,11 @@ def test_compose_environment_end_to_end(tmp_path: Path) -> None:
     doc = interpolate_tree(load_compose(), dotenv)
     services = doc["services"]
 
+    # the database as the influxdb image's first start leaves it: the influx-init service
+    # below creates its retention policies
     stack = LocalStack(tmp_path / "stack", secrets=StackSecrets.from_dotenv(dotenv),
-                       influx_db=services["influxdb"]["environment"]["INFLUXDB_DB"]).start()
+                       influx_db=services["influxdb"]["environment"]["INFLUXDB_DB"],
+                       init_retention=False).start()
     components: list[Component] = []
     try:
         # the compose volumes, at local paths
@@ -123,7 +126,7 @@ def test_compose_environment_end_to_end(tmp_path: Path) -> None:
 
         ports = {"ingest": free_port(), "streams": free_port()}
         envs = {name: _local(env_mapping(services[name]), stack, paths, ports.get(name))
-                for name in ("ingest", "streams", "simulator")}
+                for name in ("influx-init", "ingest", "streams", "simulator")}
         # exactly compose's users: nothing came from the local stack's own accounts
         assert envs["streams"]["URBANBRAIN_INFLUX_USERNAME"] == "urbanbrain"
         assert envs["ingest"]["URBANBRAIN_INFLUX_PASSWORD"] == dotenv["INFLUXDB_WRITER_PASSWORD"]
@@ -142,6 +145,16 @@ def test_compose_environment_end_to_end(tmp_path: Path) -> None:
         sub.connect("127.0.0.1", stack.mqtt.port)  # type: ignore[union-attr]
         sub.subscribe("city/alerts/#", qos=1)
         sub.loop_start()
+
+        # the one-shot influx-init, as compose runs it before ingest and streams
+        init = start("influx-init")
+        wait_until(lambda: init.exited, 60, what="influx-init to finish")
+        assert init.proc is not None and init.proc.returncode == 0, init.log()
+        policies = stack.influx_admin.query(
+            f'SHOW RETENTION POLICIES ON "{envs["streams"]["URBANBRAIN_INFLUX_DB"]}"')
+        names = {row[0] for row in policies["results"][0]["series"][0]["values"]}
+        assert names >= {"raw", "windows", "longterm", "alerts", "deadletters", "pipeline"}
+        assert "URBANBRAIN_INFLUX_ADMIN_PASSWORD" not in envs["streams"]
 
         ingest, streams = start("ingest"), start("streams")
         # compose's own healthcheck command, against the local port: the simulator's
@@ -178,7 +191,7 @@ def test_compose_environment_end_to_end(tmp_path: Path) -> None:
                     if any(a["labels"].get("sensor") == sensor for a in b["alerts"]))
         assert body["externalURL"] == dotenv["ALERT_EXTERNAL_URL"]
         wait_until(lambda: reader.query(
-            f"SELECT count(active) FROM alerts WHERE sensor = '{sensor}'"), 30,
+            f"SELECT count(active) FROM alerts.alerts WHERE sensor = '{sensor}'"), 30,
             what="the alert in InfluxDB, read as Grafana")
         sub.loop_stop()
     finally:

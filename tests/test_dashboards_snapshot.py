@@ -155,9 +155,10 @@ def test_the_accident_loop_gets_a_colour_among_many() -> None:
 
 # --------------------------------------------------------------------------- LOS on real data
 
-def _write(stack, db: str, lines: list[str]) -> None:
+def _write(stack, db: str, lines: list[str], rp: str = "windows") -> None:
+    """As the worker writes them: window points to their retention policy."""
     user, pw = stack.influx_login("writer")
-    q = urllib.parse.urlencode({"db": db, "precision": "ms", "u": user, "p": pw})
+    q = urllib.parse.urlencode({"db": db, "rp": rp, "precision": "ms", "u": user, "p": pw})
     req = urllib.request.Request(f"{stack.env()['URBANBRAIN_INFLUX_URL']}/write?{q}",
                                  data="\n".join(lines).encode(), method="POST")
     with urllib.request.urlopen(req, timeout=10):
@@ -181,7 +182,7 @@ def test_worst_level_of_service_reads_each_loops_latest_window(stack) -> None:
         pts.append(f"traffic_index,district=centrum,sensor=tl-2,window=1m los_code=1 {t}")
     _write(stack, db, pts)
     client = InfluxQL(stack.env()["URBANBRAIN_INFLUX_URL"], db, *stack.influx_login("reader"))
-    old = ("SELECT max(\"los_code\") FROM \"traffic_index\" WHERE time > now() - 6h AND "
+    old = ("SELECT max(\"los_code\") FROM \"windows\".\"traffic_index\" WHERE time > now() - 6h AND "
            "\"window\" = '5m' AND time > now() - 10m")
     assert client.query(old) == []  # what the panel showed: No data
     p = panel("urbanbrain-traffic", "Worst level of service")

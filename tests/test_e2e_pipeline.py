@@ -150,7 +150,7 @@ def test_ingest_enriches_from_registry_and_publishes_sensor_locations(
 
     def locations() -> list[dict]:
         try:
-            return influx.rows(f"SELECT lat, lon FROM sensors WHERE district = '{district}'")
+            return influx.rows(f"SELECT lat, lon FROM longterm.sensors WHERE district = '{district}'")
         except AssertionError:  # database not created yet
             return []
 

@@ -58,7 +58,10 @@ def test_rules_warmup_command_loads_history_as_raw_points(stack, tmp_path, monke
     from urbanbrain.up import count_raw_points
     from urbanbrain.dashboards.queries import InfluxQL
 
-    db = stack.provision_database(f"warm_{tmp_path.name[-8:]}")
+    from urbanbrain.retention import KEEP_EVERYTHING
+
+    # the scenario's history is older than the raw policy's 30 days: keep every tier
+    db = stack.provision_database(f"warm_{tmp_path.name[-8:]}", retention=KEEP_EVERYTHING)
     for k, v in role_env({**stack.env(), "URBANBRAIN_INFLUX_DB": db}, "streams").items():
         monkeypatch.setenv(k, v)
     get_settings.cache_clear()

@@ -204,7 +204,7 @@ def test_pipeline_stores_sumo_e1_values_per_loop_minute(stack, run_id, component
     # traffic_index of the windows the watermark closed: E1 flow, the lane's free flow
     def indices() -> list[dict]:
         try:
-            return influx.rows(f"SELECT * FROM traffic_index WHERE sensor =~ /^e1_/ AND "
+            return influx.rows(f"SELECT * FROM windows.traffic_index WHERE sensor =~ /^e1_/ AND "
                                f"\"window\" = '1m' AND time >= {t0}ms AND "
                                f"time < {t0 + 10 * MIN}ms")
         except Exception:  # noqa: BLE001

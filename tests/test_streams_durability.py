@@ -74,7 +74,7 @@ def test_influx_outage_loses_nothing(own_stack, run_id, components, tmp_path):
     def windows() -> dict:
         try:
             rows = influx.rows(f'SELECT "speed_kmh_count", "pm25_ugm3_count", '
-                               f'"pressure_kpa_count", "load_mw_count" FROM agg_sensor_1m '
+                               f'"pressure_kpa_count", "load_mw_count" FROM windows.agg_sensor_1m '
                                f"WHERE district =~ /^{prefix}-d/ GROUP BY sensor")
         except Exception:  # noqa: BLE001
             return {}
@@ -87,7 +87,7 @@ def test_influx_outage_loses_nothing(own_stack, run_id, components, tmp_path):
     n_traffic = sum(1 for r in readings if r["domain"] == "traffic")
 
     def rolled_up() -> float:
-        rows = influx.rows(f"SELECT sum(\"speed_kmh_count\") AS n FROM district_1m "
+        rows = influx.rows(f"SELECT sum(\"speed_kmh_count\") AS n FROM windows.district_1m "
                            f"WHERE district =~ /^{prefix}-d/")
         return rows[0]["n"] if rows else 0
 
@@ -95,5 +95,5 @@ def test_influx_outage_loses_nothing(own_stack, run_id, components, tmp_path):
     assert rolled_up() == n_traffic
     # the outage is visible in the writer metrics
     rs = influx.rows("SELECT max(\"write_retries_total\") AS r, max(\"lag_records\") AS lag "
-                     "FROM pipeline WHERE stage = 'streams'")
+                     "FROM pipeline.pipeline WHERE stage = 'streams'")
     assert rs and rs[0]["r"] > 0

@@ -17,6 +17,7 @@ from conftest import component_env
 from harness import Component, Influx, read_topic, wait_until
 
 from urbanbrain.reading import Partitioner, decode_batch
+from urbanbrain.retention import policy_of
 from urbanbrain.streams import indices as ix
 from urbanbrain.streams.loadgen import produce_sync
 
@@ -106,7 +107,7 @@ def test_windows_indices_rollups_exact(stack, run_id, components, tmp_path):
 
     def q(meas: str, where: str = "") -> list[dict]:
         try:
-            return influx.rows(f'SELECT * FROM "{meas}" WHERE district = \'{district}\' {where}')
+            return influx.rows(f'SELECT * FROM "{policy_of(meas)}"."{meas}" WHERE district = \'{district}\' {where}')
         except Exception:  # noqa: BLE001 - measurement not there yet
             return []
 
@@ -175,7 +176,7 @@ def test_windows_indices_rollups_exact(stack, run_id, components, tmp_path):
     assert d["speed_kmh_mean"] == pytest.approx(  # vehicle-weighted over the district
         sum(r["metrics"]["speed_kmh"] * r["metrics"]["vehicle_count"] for r in both)
         / sum(r["metrics"]["vehicle_count"] for r in both))
-    city = influx.rows(f"SELECT * FROM city_1m WHERE \"domain\" = 'traffic' AND time = {t0}ms")
+    city = influx.rows(f"SELECT * FROM windows.city_1m WHERE \"domain\" = 'traffic' AND time = {t0}ms")
     assert city and city[0]["vehicle_count_sum"] == d["vehicle_count_sum"]
 
     # late readings went to the dead-letter topic, reason "late", each exactly once
@@ -199,6 +200,6 @@ def test_windows_indices_rollups_exact(stack, run_id, components, tmp_path):
     # the stage's counters in the pipeline measurement
     def pipeline():
         rs = influx.rows('SELECT last("late_total") AS late, last("windows_emitted_total") AS w '
-                         "FROM pipeline WHERE stage = 'streams'")
+                         "FROM pipeline.pipeline WHERE stage = 'streams'")
         return rs and rs[0]["late"] >= len(late) and rs[0]
     wait_until(pipeline, 15, what="pipeline counters")

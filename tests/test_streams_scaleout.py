@@ -14,6 +14,7 @@ from conftest import component_env
 from harness import Component, Influx, wait_until
 
 from urbanbrain.kafka import READINGS_TOPICS
+from urbanbrain.retention import policy_of
 from urbanbrain.streams.loadgen import batches_by_partition, produce_sync, steady_readings, ticks
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
@@ -55,7 +56,8 @@ def test_two_workers_split_and_fail_over(private_stack, run_id, components, tmp_
 
     def rows(meas: str) -> list[dict]:
         try:
-            return influx.rows(f'SELECT "speed_kmh_count", "pressure_kpa_count" FROM "{meas}" '
+            return influx.rows(f'SELECT "speed_kmh_count", "pressure_kpa_count" '
+                               f'FROM "{policy_of(meas)}"."{meas}" '
                                f"WHERE district =~ /^{prefix}-d/ GROUP BY sensor")
         except Exception:  # noqa: BLE001
             return []

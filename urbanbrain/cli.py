@@ -67,7 +67,9 @@ console = Console(stderr=True)
 
 kafka_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 streams_app = typer.Typer(help="Faust stream processors.", no_args_is_help=True)
+influx_app = typer.Typer(help="InfluxDB database and retention policies.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(influx_app, name="influx")
 app.add_typer(streams_app, name="streams")
 
 # Rooms with their own commands: (module, command name, help).
@@ -100,8 +102,9 @@ LogLevel = Annotated[str, typer.Option("--log-level", "-l", help="debug, info, w
 
 def _influx_preflight(settings: Settings) -> None:
     """Refuse to start, with one line (exit 78, EX_CONFIG), when InfluxDB refuses our user
-    or database: :class:`~urbanbrain.influx.InfluxAuthError` is an actionable error."""
-    from urbanbrain.influx import preflight
+    or database, or the database lacks its retention policies (urbanbrain/retention.py):
+    :class:`~urbanbrain.influx.InfluxAuthError`/``InfluxSetupError`` are actionable errors."""
+    from urbanbrain.retention import preflight
 
     preflight(settings)
 
@@ -187,6 +190,22 @@ def kafka_init(
                         f"(waiting up to {wait:g} s for the brokers)"):
         created = asyncio.run(ensure_topics(settings, wait_s=wait))
     console.print(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")
+
+
+@influx_app.command("init")
+def influx_init() -> None:
+    """Create the database and its retention policies, as admin (idempotent)."""
+    from urbanbrain.retention import run_init
+
+    raise typer.Exit(run_init(get_settings(), console))
+
+
+@influx_app.command("check")
+def influx_check() -> None:
+    """Check, as the writer, that every retention policy exists (exit 78 if not)."""
+    from urbanbrain.retention import run_check
+
+    raise typer.Exit(run_check(get_settings(), console))
 
 
 @app.command()

@@ -236,9 +236,12 @@ class InfluxWriter:
                 yield item
 
     # -- writes --------------------------------------------------------------------------
-    async def write(self, lines: Sequence[str]) -> list[tuple[str, str]]:
+    async def write(self, lines: Sequence[str], rp: str | None = None) -> list[tuple[str, str]]:
         """Store every line; returns the lines InfluxDB refused, each with its reason.
 
+        ``rp``: the retention policy (urbanbrain/retention.py; v2: bucket ``<db>/<rp>``);
+        None writes to the database's DEFAULT policy. A point older than the policy's
+        duration is refused (InfluxDB: "points beyond retention policy").
         Blocks (retrying with backoff) while InfluxDB is unreachable or failing.
         """
         if self._session is None:
@@ -246,21 +249,22 @@ class InfluxWriter:
         n = self.settings.influx_batch_points
         chunks = [lines[i : i + n] for i in range(0, len(lines), n)]
         if len(chunks) <= 1:
-            return await self._write_chunk(chunks[0]) if chunks else []
+            return await self._write_chunk(chunks[0], rp) if chunks else []
         # Several requests at once: influxd parses and indexes each on its own core, and
         # our side waits for one round trip instead of one per chunk.
         sem = asyncio.Semaphore(self.settings.influx_write_concurrency)
 
         async def one(chunk: Sequence[str]) -> list[tuple[str, str]]:
             async with sem:
-                return await self._write_chunk(chunk)
+                return await self._write_chunk(chunk, rp)
 
         refused: list[tuple[str, str]] = []
         for r in await asyncio.gather(*(one(c) for c in chunks)):
             refused += r
         return refused
 
-    async def _write_chunk(self, lines: Sequence[str]) -> list[tuple[str, str]]:
+    async def _write_chunk(self, lines: Sequence[str], rp: str | None = None
+                           ) -> list[tuple[str, str]]:
         if not lines:
             return []
         body = ("\n".join(lines)).encode("utf-8")
@@ -270,20 +274,24 @@ class InfluxWriter:
                 if not self._db_ready:
                     await self.ensure_database()
                 t0 = time.perf_counter()
-                status, text = await self._post(body)
+                status, text = await self._post(body, rp)
                 if status in (200, 204):
                     self.stats.points += len(lines)
                     self.stats.batches += 1
                     self.stats.last_batch_ms = (time.perf_counter() - t0) * 1000
                     return []
                 if status == 400:
-                    return await self._bisect(lines, text)
+                    return await self._bisect(lines, text, rp)
                 if status in (401, 403):
                     self.stats.auth_failures += 1
                     raise InfluxAuthError(auth_advice(self.settings, status, text))
                 if status == 404 and "database not found" in text:
                     self._db_ready = False
                     raise InfluxError(text)
+                if "retention policy not found" in text:  # 1.x answers 500: not an outage
+                    raise InfluxSetupError(
+                        f"InfluxDB database '{self.settings.influx_db}': {text.strip()[:120]}; "
+                        "run `urbanbrain influx init` with admin credentials")
                 raise InfluxError(f"HTTP {status}: {text[:300]}")
             except (InfluxAuthError, InfluxSetupError) as exc:
                 # configuration, not an outage: no retry heals it
@@ -301,22 +309,26 @@ class InfluxWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
 
-    async def _bisect(self, lines: Sequence[str], error: str) -> list[tuple[str, str]]:
+    async def _bisect(self, lines: Sequence[str], error: str, rp: str | None = None
+                      ) -> list[tuple[str, str]]:
         """A 400 means some line is bad (1.x writes the rest): find exactly which."""
         if len(lines) == 1:
             self.stats.rejected += 1
             return [(lines[0], error.strip()[:500])]
         mid = len(lines) // 2
-        return await self._write_chunk(lines[:mid]) + await self._write_chunk(lines[mid:])
+        return (await self._write_chunk(lines[:mid], rp)
+                + await self._write_chunk(lines[mid:], rp))
 
-    async def _post(self, body: bytes) -> tuple[int, str]:
+    async def _post(self, body: bytes, rp: str | None = None) -> tuple[int, str]:
         if await self._choose_api() == "v2":
-            return await self._post_v2(body)
+            return await self._post_v2(body, rp)
         params = {"db": self.settings.influx_db, "precision": "ms"}
+        if rp:
+            params["rp"] = rp
         async with self.session.post(f"{self.url}/write", params=params, data=body) as resp:
             return resp.status, (await resp.text()) if resp.status >= 300 else ""
 
-    async def _post_v2(self, body: bytes) -> tuple[int, str]:
+    async def _post_v2(self, body: bytes, rp: str | None = None) -> tuple[int, str]:
         from influxdb_client.client.exceptions import InfluxDBError
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
         from influxdb_client.domain.write_precision import WritePrecision
@@ -330,7 +342,8 @@ class InfluxWriter:
             )
         try:
             await self._v2.write_api().write(
-                bucket=s.influx_db, org=s.influx_org, record=body, write_precision=WritePrecision.MS
+                bucket=f"{s.influx_db}/{rp}" if rp else s.influx_db, org=s.influx_org,
+                record=body, write_precision=WritePrecision.MS,
             )
             return 204, ""
         except InfluxDBError as exc:

@@ -450,11 +450,29 @@ class InfluxAdmin:
         self.query(f"CREATE USER \"{INFLUX_WRITER_USER}\" WITH PASSWORD '{s.influx_writer}'")
         self.query(f"CREATE USER \"{INFLUX_READER_USER}\" WITH PASSWORD '{s.influx_reader}'")
 
-    def provision(self, db: str) -> None:
-        """A database the writer may write and read, and the reader may read (idempotent)."""
+    def provision(self, db: str, *, retention: bool = True,
+                  durations: dict[str, str] | None = None) -> None:
+        """A database the writer may write and read, and the reader may read, with its
+        retention policies (idempotent): the image's first start, then compose's
+        ``influx-init`` service (``urbanbrain influx init`` as admin)."""
         self.query(f'CREATE DATABASE "{db}"')
         self.query(f'GRANT ALL ON "{db}" TO "{INFLUX_WRITER_USER}"')
         self.query(f'GRANT READ ON "{db}" TO "{INFLUX_READER_USER}"')
+        if retention:
+            self.init_retention(db, durations)
+
+    def init_retention(self, db: str, durations: dict[str, str] | None = None) -> None:
+        """``urbanbrain influx init``'s own code, as this stack's admin; ``durations``:
+        tier → duration (``{"raw": "INF"}``), as ``URBANBRAIN_INFLUX_<TIER>_RETENTION``."""
+        import asyncio
+
+        from urbanbrain.retention import init
+        from urbanbrain.settings import Settings
+
+        tiers = {f"influx_{k}_retention": v for k, v in (durations or {}).items()}
+        asyncio.run(init(Settings(influx_url=self.url, influx_db=db,  # type: ignore[arg-type]
+                                  influx_admin_username=INFLUX_ADMIN_USER,
+                                  influx_admin_password=self.secrets.influx_admin, **tiers)))
 
 
 #: What each urbanbrain command logs in as: (MQTT role, InfluxDB user) as in compose.yaml.
@@ -488,6 +506,12 @@ class LocalStack:
     #: saved every ``mqtt_autosave_changes`` changes: a restart keeps ingest's session
     mqtt_persistence: bool = True
     mqtt_autosave_changes: int | None = AUTOSAVE_CHANGES
+    #: create the retention policies with each database (``urbanbrain influx init``); off
+    #: for a test that runs compose's influx-init service itself
+    init_retention: bool = True
+    #: tier → duration for the policies of every database this stack provisions (default:
+    #: the production ones); a replay of old recordings keeps everything: KEEP_EVERYTHING
+    influx_retention: dict[str, str] = field(default_factory=dict)
 
     def start(self, mqtt: bool = True, kafka: bool = True, influx: bool = True) -> LocalStack:
         try:
@@ -508,7 +532,8 @@ class LocalStack:
                     lambda: influxd(self.workdir / "influxdb"),
                     lambda srv: _influx_ready(srv.port), timeout=60)
                 self.influx_admin.create_users()
-                self.influx_admin.provision(self.influx_db)
+                self.influx_admin.provision(self.influx_db, retention=self.init_retention,
+                                            durations=self.influx_retention)
         except BaseException:
             self.stop()
             raise
@@ -520,9 +545,11 @@ class LocalStack:
         assert self.influx is not None, "InfluxDB not started"
         return InfluxAdmin(self.influx.port, self.secrets)
 
-    def provision_database(self, db: str) -> str:
-        """Create ``db`` with the writer's and reader's grants (as compose's first start)."""
-        self.influx_admin.provision(db)
+    def provision_database(self, db: str, retention: dict[str, str] | None = None) -> str:
+        """Create ``db`` with the writer's and reader's grants (as compose's first start) and
+        its retention policies; ``retention``: tier → duration over the stack's own."""
+        self.influx_admin.provision(db, durations={**self.influx_retention,
+                                                   **(retention or {})})
         return db
 
     def mqtt_login(self, role: str) -> tuple[str, str]:

@@ -16,6 +16,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DOMAINS: tuple[str, ...] = ("traffic", "environment", "water", "power")
+#: An InfluxQL retention duration: INF, or whole hours, days or weeks (at least 1h).
+_RETENTION = r"^(INF|[1-9][0-9]*[hdw])$"
 
 
 class Settings(BaseSettings):
@@ -85,6 +87,23 @@ class Settings(BaseSettings):
     influx_batch_points: int = Field(5000, ge=1)
     influx_write_concurrency: int = Field(2, ge=1, description="requests in flight per write")
     influx_timeout_s: float = 10.0
+    # Retention policies (urbanbrain/retention.py): created by `urbanbrain influx init` with
+    # the admin below, which only that command (compose: the influx-init service) gets.
+    influx_admin_username: str | None = Field(
+        None, description="InfluxDB admin for `urbanbrain influx init` only")
+    influx_admin_password: SecretStr | None = None
+    influx_raw_retention: str = Field(
+        "30d", pattern=_RETENTION, description="raw readings (policy raw, DEFAULT)")
+    influx_windows_retention: str = Field(
+        "395d", pattern=_RETENTION, description="1-min/5-min windows, indices, 1-min "
+        "roll-ups (policy windows; 395d = 13 months)")
+    influx_longterm_retention: str = Field(
+        "INF", pattern=_RETENTION, description="hourly roll-ups, sensor positions (longterm)")
+    influx_alerts_retention: str = Field("730d", pattern=_RETENTION, description="alerts")
+    influx_deadletters_retention: str = Field(
+        "90d", pattern=_RETENTION, description="dead-letter counters (deadletters)")
+    influx_pipeline_retention: str = Field(
+        "30d", pattern=_RETENTION, description="self-monitoring (pipeline)")
 
     # --- ingest -----------------------------------------------------------------------
     ingest_batch_max: int = Field(500, ge=1, description="readings per Kafka record at most")

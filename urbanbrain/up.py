@@ -55,7 +55,7 @@ def _influx_query(client: InfluxQL, q: str) -> list[dict]:
 
 def _pipeline_state(client: InfluxQL) -> tuple[dict[str, dict], dict[str, int]]:
     stages: dict[str, dict] = {}
-    for s in _influx_query(client, "SELECT last(*) FROM pipeline WHERE time > now() - 1h "
+    for s in _influx_query(client, "SELECT last(*) FROM pipeline.pipeline WHERE time > now() - 1h "
                                     "GROUP BY stage, worker, client"):
         row = dict(zip(s["columns"], s["values"][0]))
         stage = s["tags"].get("stage", "?")
@@ -64,7 +64,7 @@ def _pipeline_state(client: InfluxQL) -> tuple[dict[str, dict], dict[str, int]]:
             if k.startswith("last_") and isinstance(v, (int, float)):
                 merged[k[5:]] = merged.get(k[5:], 0) + v
     dead: dict[str, int] = {}
-    for s in _influx_query(client, "SELECT last(count_total) FROM deadletters "
+    for s in _influx_query(client, "SELECT last(count_total) FROM deadletters.deadletters "
                                     "WHERE time > now() - 1h GROUP BY reason"):
         dead[s["tags"]["reason"]] = int(s["values"][0][1])
     return stages, dead
@@ -98,11 +98,11 @@ def _alert_state(client: InfluxQL) -> dict[str, int]:
     fired during the run, and transitions a silence muted: from InfluxDB ``alerts``, which
     the workers write from the ``alerts`` topic."""
     firing = fired = silenced = 0
-    for s in _influx_query(client, 'SELECT last("active") AS "active" FROM "alerts" '
+    for s in _influx_query(client, 'SELECT last("active") AS "active" FROM "alerts"."alerts" '
                                    "WHERE time > now() - 1d GROUP BY rule, district, sensor"):
         fired += 1
         firing += int(s["values"][0][1] or 0)
-    for s in _influx_query(client, 'SELECT count("active") FROM "alerts" '
+    for s in _influx_query(client, 'SELECT count("active") FROM "alerts"."alerts" '
                                    'WHERE time > now() - 1d AND "silenced" = true'):
         silenced += int(s["values"][0][1] or 0)
     return {"firing": firing, "fired": fired, "silenced": silenced}
@@ -148,6 +148,14 @@ def run_up(settings: Settings, *, duration: float | None, rate: float, size: str
     stack.start(mqtt="URBANBRAIN_MQTT_URL" not in external,
                 kafka="URBANBRAIN_KAFKA_BOOTSTRAP" not in external,
                 influx="URBANBRAIN_INFLUX_URL" not in external)
+    if stack.influx is None and settings.influx_admin_username:
+        # an external InfluxDB: its retention policies, as compose's influx-init does (the
+        # local one got them from stack.start(), with the local admin)
+        from urbanbrain.retention import run_init
+
+        if run_init(settings, console) != 0:
+            stack.stop()
+            return 78
     env = {**stack.env(), **(extra_env or {})}
     registry = data / "registry.csv"
     ground_truth = data / "ground_truth.jsonl"

@@ -1,0 +1,161 @@
+"""Hourly windows of a source partition, folded from its closed 1-min windows.
+
+Why here and not in InfluxDB: continuous queries exist in InfluxDB 1.x only, and a task
+engine differs between 2.x (Flux tasks) and 3.x (processing engine); computed by the worker,
+the same code serves all three, and the hourly points carry exactly the tags and fields of
+the 1-min ones (``agg_sensor_1h``, ``traffic_index``/``aqi``/``water_index``/``power_index``
+with ``window=1h``, and through the roll-up agent ``district_1h``/``city_1h``), written to
+the ``longterm`` retention policy (urbanbrain/retention.py).
+
+How: a sensor always lands on the same partition, so a partition's 1-min windows hold every
+reading of its sensors, and the window statistics (count, sum, sum of squares, min, max,
+last) merge exactly (streams/aggregates.py). Each closed 1-min window is merged into its
+hour's *accumulator*; the hour closes when the partition's watermark has closed its last
+minute (``emitted_until`` reaches the hour's end), which is event time only, like the minutes.
+
+Durability: the accumulator is a changelog-backed table entry (the window-state table,
+key ``<topic>|<partition>|h|<hour>``), written before the minute's outputs and marks, with
+the set of minutes it holds. A replayed minute is recognised and not merged twice; an hour
+whose outputs were written but whose tombstone was not is closed again with the same values
+(same points, same timestamps: InfluxDB overwrites them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .aggregates import Frame, by_sensor, decode_delta, encode_delta, merge
+from .derive import IndexCalculator
+from .rollups import partial
+from .sinks.lines import window_lines
+
+if TYPE_CHECKING:
+    from .processor import Rendered, Store
+    from .windows import BatchResult, PartitionWindows
+
+log = logging.getLogger(__name__)
+
+HOUR_MS = 3_600_000
+SIZE = "1h"
+
+
+@dataclass
+class Accumulator:
+    """An hour of one partition: merged 1-min windows and which minutes they were."""
+
+    frame: Frame
+    panes: set[int] = field(default_factory=set)
+    meta: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        # the delta codec of the window table, behind one JSON header line
+        head = orjson.dumps({"panes": sorted(self.panes)})
+        return head + b"\n" + encode_delta(self.frame, self.meta)
+
+    @classmethod
+    def decode(cls, value: bytes) -> Accumulator:
+        head, _, body = value.partition(b"\n")
+        frame, meta = decode_delta(body)
+        return cls(frame, set(orjson.loads(head)["panes"]), meta)
+
+
+@dataclass
+class HourlyStats:
+    hours: int = 0  # hours closed and written
+    replayed_minutes: int = 0  # minutes seen again after a replay, not merged twice
+    recovered: int = 0  # accumulators loaded from the table
+
+
+class HourlyStage:
+    """Accumulators of the partitions this worker holds (lazily rebuilt after a rebalance)."""
+
+    def __init__(self, store: Store, calc: IndexCalculator, *, hour_ms: int = HOUR_MS) -> None:
+        self.store, self.calc, self.hour_ms = store, calc, hour_ms
+        self.accs: dict[tuple[str, int], dict[int, Accumulator]] = {}
+        self.stats = HourlyStats()
+
+    @staticmethod
+    def prefix(topic: str, partition: int) -> str:
+        return f"{topic}|{partition}|h|"
+
+    def reset(self) -> None:
+        """Forget memory after a rebalance; the table is the truth."""
+        self.accs.clear()
+
+    def _part(self, topic: str, partition: int) -> dict[int, Accumulator]:
+        accs = self.accs.get((topic, partition))
+        if accs is None:
+            accs = {}
+            prefix = self.prefix(topic, partition)
+            for key, value in self.store.items():
+                if value is not None and key.startswith(prefix):
+                    accs[int(key[len(prefix):])] = Accumulator.decode(value)
+                    self.stats.recovered += 1
+            self.accs[(topic, partition)] = accs
+        return accs
+
+    def fold(self, topic: str, partition: int, res: BatchResult, pw: PartitionWindows,
+             out: Rendered) -> None:
+        """Merge the batch's closed 1-min windows (table puts now, before the outputs); close
+        the hours the watermark passed: their lines into ``out.hourly_lines``, their roll-up
+        partials into ``out.partials``, their tombstones into ``res.deletes`` (applied once
+        the outputs are stored)."""
+        accs = self._part(topic, partition)
+        touched: set[int] = set()
+        for w in res.windows:
+            if w.size != "1m" or not len(w.frame):
+                continue
+            hour = w.start // self.hour_ms * self.hour_ms
+            acc = accs.get(hour)
+            if acc is None:
+                acc = accs[hour] = Accumulator(Frame.empty())
+            if w.start in acc.panes:
+                self.stats.replayed_minutes += 1
+                continue
+            acc.frame = merge([acc.frame, w.frame])
+            acc.panes.add(w.start)
+            meta = pw.meta
+            for s in set(w.frame["sensor"].tolist()):
+                if s in meta:
+                    acc.meta[s] = meta[s]
+            touched.add(hour)
+        prefix = self.prefix(topic, partition)
+        for hour in sorted(touched):
+            self.store.put(partition, f"{prefix}{hour}", accs[hour].encode())
+        eu = pw.emitted_until
+        if eu is None:
+            return
+        domain = topic.split(".", 1)[-1]
+        for hour in sorted(h for h in accs if h + self.hour_ms <= eu):
+            acc = accs.pop(hour)
+            self._close(domain, f"{topic}|{partition}", hour, acc, out)
+            res.deletes.append(f"{prefix}{hour}")
+
+    def _close(self, domain: str, src: str, hour: int, acc: Accumulator, out: Rendered) -> None:
+        rows = by_sensor(acc.frame)
+        # the minutes the hour really holds: a flow or a volume over the covered time, not
+        # diluted over an hour the worker (or the sensors) only saw part of
+        window_s = 60.0 * max(len(acc.panes), 1)
+        points = self.calc.compute(domain, rows, window_s, hour)
+        lines, bad = window_lines(domain, SIZE, hour, rows, acc.meta, points)
+        out.hourly_lines += lines
+        out.refused += bad
+        part: dict[str, Any] = partial(domain, hour, hour + self.hour_ms, src, rows, acc.meta,
+                                       points)
+        part["size"] = SIZE
+        out.partials.append(part)
+        self.stats.hours += 1
+
+    @property
+    def open_hours(self) -> int:
+        return sum(len(a) for a in self.accs.values())
+
+
+def size_of(part: Mapping[str, Any]) -> str:
+    """The window size of a roll-up partial (1-min partials carry none)."""
+    return str(part.get("size", "1m"))
