@@ -27,6 +27,7 @@ from urbanbrain.rules import RuleSet
 from urbanbrain.influx import InfluxError, InfluxWriter
 from urbanbrain.metrics import METRICS
 from urbanbrain.reading import Partitioner
+from urbanbrain.retention import RAW
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class WarmStart:
             return out
         fields = rule_metrics(rs, domain)
         sel = ", ".join(f'"{f}"' for f in fields) if fields else "*"
-        q = (f'SELECT {sel} FROM "{domain}" '
+        q = (f'SELECT {sel} FROM "{RAW}"."{domain}" '
              f"WHERE time >= {until_ms - self.span_ms}ms AND time < {until_ms}ms "
              "GROUP BY sensor, district, kind")
         t0 = time.perf_counter()
