@@ -1,4 +1,4 @@
-"""The device registry CSV (see docs/HELPERS.md) as the dict the engine takes.
+"""The device registry CSV (docs/DATA_CONTRACTS.md) as the dict the engine takes.
 
 Columns: sensor_id,domain,kind,district,lat,lon,metrics,road_class,free_flow_kmh,
 neighbours. ``metrics`` and ``neighbours`` are ';'-joined; empty cells are left out;

@@ -209,7 +209,7 @@ class City:
                         "road_class", "free_flow_kmh", "neighbours", "nominal_kv")
 
     def write_registry(self, path: str | Path) -> Path:
-        """The device registry CSV in the columns of the data contract (HELPERS.md)."""
+        """The device registry CSV in the columns of the data contract (docs/DATA_CONTRACTS.md)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="", encoding="utf-8") as fh:
