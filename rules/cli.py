@@ -31,6 +31,10 @@ def check(
     strict: Annotated[bool, typer.Option(help="treat warnings as errors")] = False,
 ) -> None:
     """Validate rule files against the schema and the metric catalogue."""
+    # the pipeline's self-metrics (rules/pipeline) join the catalogue when that module is
+    # imported, as it is in every process that runs those rules
+    from urbanbrain import pipeline_watch  # noqa: F401
+
     paths = paths or [DEFAULT_RULES]
     reg = load_registry_csv(registry) if registry else None
     ruleset, problems = check_files(paths, reg)

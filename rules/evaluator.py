@@ -20,6 +20,7 @@ changelog-backed table; :meth:`state_dict` / :meth:`from_state` snapshot everyth
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -46,6 +47,8 @@ from urbanbrain.rules.state import SensorState
 STATE_VERSION = 1
 META_KEY = "meta"
 INDEX_CLOCK = "~"  # prefix of the evaluation-time keys of index-driven rules
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -504,6 +507,9 @@ class Evaluator:
     def _sensor_cond(
         self, rule: Rule, sid: str, st: SensorState, now: int, active: bool
     ) -> tuple[bool, float | None, dict[str, Any]]:
+        sch = rule.schedule
+        if sch is not None and not sch.contains(now):
+            return False, None, {}  # outside its schedule a rule's condition never holds
         c = rule.condition
         if isinstance(c, ThresholdCond):
             v = self._probe(c.probe, sid, st, now)
@@ -564,6 +570,8 @@ class Evaluator:
     ) -> dict[str, tuple[float | None, dict[str, str], dict[str, Any]]]:
         """Instances whose condition holds: key -> (value, labels, template extras)."""
         out: dict[str, tuple[float | None, dict[str, str], dict[str, Any]]] = {}
+        if rule.schedule is not None and not rule.schedule.contains(now):
+            return out
         active_keys = self._alerts.get(rule.id, {})
         c = rule.condition
         if rule.scope == "sensor":
@@ -1021,6 +1029,10 @@ class Evaluator:
         than ``t`` that arrives later (redelivered after a crash, a late one) is folded in
         but evaluates nothing, so the alert's history never runs backwards."""
         sen = self._sensors.get(inst)
+        if sen is None and rule.schedule is not None and isinstance(rule.condition, AbsenceCond):
+            # a never-seen sensor whose absence the schedule ends: keep when it was last
+            # judged, or its due time (from the evaluator's start) would come round again
+            sen = self._sensors[inst] = SensorState()
         if sen is not None:
             g = self._evald_key(rule)
             if t > sen.evald.get(g, t - 1):
@@ -1037,6 +1049,8 @@ class Evaluator:
 
     def _absence_hit(self, rule: Rule, sid: str, t: int
                      ) -> tuple[float, dict[str, str], dict[str, Any]] | None:
+        if rule.schedule is not None and not rule.schedule.contains(t):
+            return None
         c = rule.condition
         silent = self._silent_ms(c, sid, t)  # type: ignore[arg-type]
         if silent is None or silent < c.silent_for_ms:  # type: ignore[union-attr]
@@ -1059,9 +1073,21 @@ class Evaluator:
                 if last is None:
                     last = self._start
                 if last is not None:
-                    dues.append(last + c.silent_for_ms)
+                    due = last + c.silent_for_ms
+                    if rule.schedule is not None:
+                        # judged only inside the schedule, and never again at or before
+                        # the last evaluation (the one that ended it when it closed)
+                        done = sen.evald.get(self._evald_key(rule)) if sen else None
+                        due = rule.schedule.next_start(
+                            due if done is None else max(due, done + 1))
+                    if due is not None:
+                        dues.append(due)
             elif st["s"] == "pending":
                 dues.append(st["active"] + rule.for_ms)
+            elif rule.schedule is not None and st.get("keep_since") is None:
+                end = rule.schedule.next_end(st.get("fired") or st["active"])
+                if end is not None:  # no reading will end it: the schedule closing does
+                    dues.append(end)
         elif st is not None:
             sen = self._sensors.get(inst)
             last = sen.evald.get(self._evald_key(rule)) if sen else None
@@ -1088,6 +1114,7 @@ class Evaluator:
         heap = self._timers
         later: list[tuple[str, str]] = []
         safe = self.safe_watermark()
+        ran: dict[tuple[str, str], int] = {}
         while heap and heap[0][0] <= watermark:
             due, _, rid, inst = heapq.heappop(heap)
             self._armed.discard((rid, inst))
@@ -1107,6 +1134,14 @@ class Evaluator:
             if rid in self._index_rules and safe is not None and safe < now_due:
                 later.append((rid, inst))  # its index samples are not all closed yet
                 continue
+            if ran.get((rid, inst), now_due - 1) >= now_due:
+                # event time never runs backwards for one instance: a due time at or
+                # before one already run means a due-time bug, and looping on it would
+                # hang the worker; leave it to the instance's next reading
+                log.error("rule %s: %s due again at %d, not after %d; skipped", rid, inst,
+                          now_due, ran[(rid, inst)])
+                continue
+            ran[(rid, inst)] = now_due
             events += self._fire_due(rule, inst, now_due)
             if (rid, inst) not in self._armed:
                 self._arm(rule, inst)

@@ -8,6 +8,7 @@ broken templates, and (given a registry) unknown districts and sensors.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import glob
 import json
@@ -36,6 +37,7 @@ from urbanbrain.rules.model import (
     ThresholdCond,
     _norm,
 )
+from urbanbrain.rules.schedule import ScheduleError, parse_schedule
 from urbanbrain.rules.templating import Template, TemplateError
 from urbanbrain.rules.yamlpos import Located, YamlSyntaxError, load_located, path_str
 
@@ -142,7 +144,9 @@ def _schema_errors(ctx: _Ctx) -> None:
         # oneOf/anyOf: report the most specific branch's errors, not "is not valid under any"
         sch = e.schema if isinstance(e.schema, Mapping) else {}
         if e.context and not sch.get("x-message"):
-            best = jsonschema.exceptions.best_match(e.context)
+            # a branch written for another type (one interval vs a list) says nothing
+            fitting = [c for c in e.context if c.validator != "type" or c.relative_path]
+            best = jsonschema.exceptions.best_match(fitting or e.context)
             yield from leaves(best) if best is not None else [e]
         else:
             yield e
@@ -391,7 +395,8 @@ class _Builder:
 
     # --- a rule -----------------------------------------------------------------------
     def rule(
-        self, ctx: _Ctx, r: Mapping, path: tuple, group: str, glabels: Mapping[str, str]
+        self, ctx: _Ctx, r: Mapping, path: tuple, group: str, glabels: Mapping[str, str],
+        timezone: str = "UTC",
     ) -> Rule | None:
         n_before = len(ctx.problems)
         kind = r["kind"]
@@ -476,6 +481,13 @@ class _Builder:
         if scope == "district" and kind == "anomaly":
             pass
         annotations = self.templates(ctx, r.get("annotations") or {}, path + ("annotations",))
+        _check_references(ctx, annotations, path + ("annotations",), labels, scope, kind)
+        schedule = None
+        if "schedule" in r:
+            try:
+                schedule = parse_schedule(r["schedule"], timezone)
+            except ScheduleError as exc:
+                ctx.err(path + ("schedule",), str(exc))
         if len(ctx.problems) > n_before and any(
             p.severity == "error" for p in ctx.problems[n_before:]
         ):
@@ -496,9 +508,53 @@ class _Builder:
             description=r.get("description", ""),
             file=ctx.file,
             line=line,
+            schedule=schedule,
         )
         self._registry_match(ctx, rule, path)
         return rule
+
+
+#: Template variables the engine sets for every alert (Prometheus' and ours).
+_TEMPLATE_VARS = {"$", "$value", "$labels", "$externalLabels", "$sensors", "$observed",
+                  ".", ".Value", ".Labels"}
+
+
+def _check_references(ctx: _Ctx, annotations: Mapping[str, Template], path: tuple,
+                      labels: Mapping[str, str], scope: str, kind: str) -> None:
+    """Annotation templates may only read labels an alert of this rule carries.
+
+    Why at check time: Prometheus renders a missing label as "<no value>", so a typo
+    (``$labels.distrct``) reaches the operator's pager instead of the engineer's editor.
+    The labels of an alert are known from the rule alone: ``alertname``, the group's and
+    rule's labels, ``district`` and, for per-sensor rules, ``sensor``."""
+    carried = {"alertname", "district", *labels} | ({"sensor"} if scope == "sensor" else set())
+    for key, tpl in annotations.items():
+        for ref in tpl.references():
+            parts = ref.split(".")
+            if ref.startswith("$"):
+                var, field = parts[0], (parts[1] if len(parts) > 1 else "")
+            else:
+                var, field = "." + parts[1], (parts[2] if len(parts) > 2 else "")
+            if var not in _TEMPLATE_VARS:
+                hint = _did_you_mean(var, [v for v in _TEMPLATE_VARS if v.startswith(var[0])])
+                ctx.err(path + (key,), f"unknown template variable {var}{hint}")
+                continue
+            if var in ("$labels", ".Labels") and field and field not in carried:
+                hint = _did_you_mean(field, sorted(carried))
+                ctx.err(path + (key,),
+                        f"{ref}: no alert of this rule carries the label {field!r} "
+                        f"(it has {', '.join(sorted(carried))}){hint}")
+            elif var == "$sensors" and scope != "district":
+                ctx.err(path + (key,), "$sensors is set only for scope: district (empty here)",
+                        "warning")
+            elif var == "$observed" and kind not in ("anomaly", "composite"):
+                ctx.err(path + (key,), "$observed is set only by anomaly conditions (empty here)",
+                        "warning")
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def check_text(
@@ -530,6 +586,10 @@ def check_text(
             )
         gnames.setdefault(g["name"], gp + ("name",))
         interval = ctx.duration(g, "interval", gp)
+        tz = str(g.get("timezone") or "UTC")
+        if not seasonal.valid_timezone(tz):
+            ctx.err(gp + ("timezone",), f"unknown time zone {tz!r} (use an IANA name, e.g. Europe/Paris)")
+            tz = "UTC"
         rules: list[Rule] = []
         seen: dict[str, int] = {}
         for ri, r in enumerate(g["rules"]):
@@ -539,7 +599,7 @@ def check_text(
                     rp + ("alert",),
                     f"duplicate alert name {r['alert']!r} in group {g['name']!r} (first at line {seen[r['alert']]})",
                 )
-            rule = b.rule(ctx, r, rp, g["name"], g.get("labels") or {})
+            rule = b.rule(ctx, r, rp, g["name"], g.get("labels") or {}, tz)
             if rule is not None and r["alert"] not in seen:
                 rules.append(rule)
             seen.setdefault(r["alert"], loc.where(rp + ("alert",))[0])

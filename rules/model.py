@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from urbanbrain.rules.schedule import Schedule
 from urbanbrain.rules.templating import Template
 
 #: Without a window, a probe reads the latest sample no older than this (Prometheus'
@@ -222,6 +223,8 @@ class Rule:
     description: str = ""
     file: str = ""
     line: int = 0
+    # when the condition may hold (local time-of-day / weekday windows); None: always
+    schedule: Schedule | None = None
 
     @property
     def id(self) -> str:

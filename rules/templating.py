@@ -279,6 +279,14 @@ class Template:
             raise TemplateError("unclosed action '{{'")
         self._parts.append(lit)
 
+    def references(self) -> list[str]:
+        """The variables and fields the template reads, as written (``$labels.district``,
+        ``.Labels.sensor``, ``$value``): what the checker compares with what an alert of
+        the rule will carry, so a typo fails ``rules check`` instead of paging
+        "<no value>"."""
+        return [op.value for part in self._parts if not isinstance(part, str)
+                for cmd in part for op in cmd if op.kind in ("var", "dot")]
+
     @staticmethod
     def _operand(op: _Operand, env: Mapping[str, Any], dot: Mapping[str, Any]) -> Any:
         if op.kind in ("str", "num"):
