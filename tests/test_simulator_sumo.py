@@ -147,7 +147,7 @@ def test_georeferenced_net_maps_linearly_between_its_boundaries() -> None:
 
 
 @pytest.mark.servers
-def test_pipeline_stores_sumo_e1_values_per_loop_minute(stack, run_id, components,
+def test_pipeline_stores_sumo_e1_values_per_loop_minute(private_stack, run_id, components,
                                                         tmp_path: Path) -> None:
     """SUMO → simulator → mosquitto → ingest → Kafka → worker → InfluxDB equals E1 XML."""
     minutes = 15
@@ -158,7 +158,7 @@ def test_pipeline_stores_sumo_e1_values_per_loop_minute(stack, run_id, component
     sumo.attach_loops(city, sumo.read_loops(scenario.net, scenario.additional),
                       sumo.NetGeometry.of(scenario.net))
     registry = city.write_registry(tmp_path / "registry.csv")
-    env = component_env(stack, run_id, URBANBRAIN_REGISTRY_PATH=str(registry))
+    env = component_env(private_stack, run_id, URBANBRAIN_REGISTRY_PATH=str(registry))
     ingest = Component("ingest", ["ingest"], env, tmp_path / "ingest.log").start()
     worker = Component("streams", ["streams", "worker", "-l", "info"], env,
                        tmp_path / "streams.log").start()
@@ -166,7 +166,7 @@ def test_pipeline_stores_sumo_e1_values_per_loop_minute(stack, run_id, component
     ingest.wait_for_log("MQTT subscribed", timeout=30)
     worker.wait_for_log("Ready", timeout=60)
 
-    settings = role_settings(stack, "simulator")
+    settings = role_settings(private_stack, "simulator")
     res = run_simulation(settings, seed=5, city=city, speed=0, sim_duration_s=minutes * 60,
                          fmt="senml", start_ms=t0, incidents=False, sumo=True,
                          sumo_scenario=scenario, sumo_workdir=tmp_path / "sumo")
@@ -175,7 +175,7 @@ def test_pipeline_stores_sumo_e1_values_per_loop_minute(stack, run_id, component
     loops = [s.sensor_id for s in city.of_kind("loop")[:48]]
     assert len(xml) == len(loops) * minutes
 
-    influx = Influx.reader(stack, f"test_{run_id}")
+    influx = Influx.reader(private_stack, f"test_{run_id}")
     sel = (f"FROM traffic WHERE sensor =~ /^e1_/ AND time >= {t0}ms "
            f"AND time < {t0 + minutes * MIN}ms")
 

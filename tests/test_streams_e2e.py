@@ -82,8 +82,8 @@ def window_stats(kept, eu, partitions, sensor, metric, start, end):
             "last": v[-1], "sum": sum(v)}
 
 
-def test_windows_indices_rollups_exact(stack, run_id, components, tmp_path):
-    env = component_env(stack, run_id, URBANBRAIN_STREAMS_LATENESS_S="120",
+def test_windows_indices_rollups_exact(private_stack, run_id, components, tmp_path):
+    env = component_env(private_stack, run_id, URBANBRAIN_STREAMS_LATENESS_S="120",
                         URBANBRAIN_STREAMS_ROLLUP_GRACE_S="1")
     worker = Component("streams", ["streams", "worker", "-l", "info"], env,
                        tmp_path / "streams.log").start()
@@ -91,18 +91,19 @@ def test_windows_indices_rollups_exact(stack, run_id, components, tmp_path):
     worker.wait_for_log("ASSIGNMENT", timeout=60)
     worker.wait_for_log("Ready", timeout=60)
 
-    # The readings topics of the shared stack hold other tests' readings (event times up to
-    # now), which a new consumer group reads first: our own event-time domain lies ahead.
+    # Servers of its own: the windows close on the event time of every source in a
+    # partition, so other tests' readings in shared topics would hold them back (or, six
+    # hours ahead as these are, make the others' late).
     t0 = (int(time.time() * 1000) + 6 * 3_600_000) // MIN * MIN
     readings = make_readings(run_id, t0)
     parts = Partitioner(4)
-    bootstrap = stack.env()["URBANBRAIN_KAFKA_BOOTSTRAP"]
+    bootstrap = private_stack.env()["URBANBRAIN_KAFKA_BOOTSTRAP"]
     produce_sync(bootstrap, [(f"readings.{r['domain']}", parts(r["sensor_id"]), [r])
                              for r in readings])
     kept, late, eu = reference(readings, 4)
     assert late and len(kept) + len(late) == len(readings)
 
-    influx = Influx.reader(stack, f"test_{run_id}")
+    influx = Influx.reader(private_stack, f"test_{run_id}")
     district = f"d{run_id}"
 
     def q(meas: str, where: str = "") -> list[dict]:
