@@ -14,7 +14,8 @@
   - ``no-persistence`` (the old local config, ``persistence false``): the broker forgets
     ingest's session and queue. Loss is expected here; what must hold is that it is *not
     silent*: ingest logs "session present: False", counts it on /metrics and the pipeline
-    rule IngestSessionLost fires on the ``alerts`` topic.
+    rule IngestSessionLost fires on the ``alerts`` topic. Ingest is paused (SIGSTOP) for
+    2,000 readings before the kill so the broker surely holds a queue for it.
 
 * ``test_simulator_survives_broker_restart``: ``urbanbrain simulate run`` (a subprocess, the
   real command) while mosquitto is stopped and started again: it exits 0, and Kafka holds
@@ -26,6 +27,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import time
 from datetime import datetime, timezone
 
@@ -45,6 +47,9 @@ pytestmark = [pytest.mark.servers, pytest.mark.slow, pytest.mark.timeout(400)]
 RATE = 1000.0
 STEPS = 100  # x 100 sensors
 DOWN_S = 3.0
+#: Readings the publisher sends while ingest is paused before the no-persistence kill: more
+#: than the socket buffers hold, so some are only in the broker's queue when it dies.
+PAUSED_BACKLOG = 2000
 #: What a kill -9 may lose with autosave_on_changes N: messages PUBACKed since the last
 #: save, fewer than N changes (each stored message is at least one change). Measured at
 #: 1000 msg/s: see the printout; the bound is the config's, not a measured constant.
@@ -94,7 +99,15 @@ def _broker_kill9(stack, tmp_path, run_id, components, persistent) -> None:  # n
                        client_id=f"gw-{run_id}")
     gw.start()
     gw.wait_progress(int(0.3 * n), 60)
+    if not persistent:
+        # Make the broker hold a queue for ingest when it dies: pause ingest (SIGSTOP) while
+        # the publisher goes on, so the loss the test asserts does not depend on whether
+        # ingest happened to be caught up at the instant of the kill.
+        ingest.proc.send_signal(signal.SIGSTOP)
+        gw.wait_progress(gw.progress + PAUSED_BACKLOG, 60)
     stack.mqtt.kill()
+    if not persistent:
+        ingest.proc.send_signal(signal.SIGCONT)
     t_kill = time.monotonic()
     log("SIGKILL mosquitto", published=gw.progress)
     time.sleep(DOWN_S)
