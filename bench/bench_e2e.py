@@ -41,7 +41,7 @@ from bench_limits import proc_cpu_s  # noqa: E402 - bench/ is the script's own f
 from harness import Component  # noqa: E402
 
 from urbanbrain import latency  # noqa: E402
-from urbanbrain.dashboards.queries import InfluxQL  # noqa: E402
+from urbanbrain.influxql import InfluxQL  # noqa: E402
 from urbanbrain.localstack import LocalStack  # noqa: E402
 from urbanbrain.settings import Settings  # noqa: E402
 from urbanbrain.simulators.city import City  # noqa: E402

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_limits import proc_cpu_s  # noqa: I001 - bench/ is on the path only from here
-from urbanbrain.dashboards.queries import InfluxQL
+from urbanbrain.influxql import InfluxQL
 from urbanbrain.localstack import free_port
 from urbanbrain.up import count_raw_points
 

@@ -68,7 +68,7 @@ def _variables(models: dict[str, dict], var: list[str] | None) -> dict[str, str]
     """``--var name=value`` pairs, each naming a variable of a chosen dashboard."""
     from urbanbrain.errors import BadValue
 
-    # hidden variables (the resolution of dashboards/resolution.py) follow the time range
+    # hidden variables (the resolution of urbanbrain/resolution.py) follow the time range
     known = {v["name"] for m in models.values() for v in m.get("templating", {}).get("list", [])
              if v.get("hide") != 2}
     chosen: dict[str, str] = {}
@@ -98,7 +98,7 @@ def snapshot(
     """Render each dashboard's panels from InfluxDB to PNG (matplotlib, no Grafana)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from urbanbrain.dashboards.queries import InfluxQL
+    from urbanbrain.influxql import InfluxQL
     from urbanbrain.dashboards.snapshot import panel_count, render_dashboard
     from urbanbrain.durations import influx_duration
     from urbanbrain.settings import get_settings

@@ -10,7 +10,7 @@ Conventions: ``$timeFilter`` and ``$__interval`` are Grafana's; ``$district``, `
 
 Every measurement is named with its retention policy (urbanbrain/retention.py). Panels over
 time pick their data from the dashboard's time range through the hidden resolution variables
-of dashboards/resolution.py (``$rp_s``, ``$m_<domain>``, ``$sfx``, ``$rp_w``, ``$w1``,
+of urbanbrain/resolution.py (``$rp_s``, ``$m_<domain>``, ``$sfx``, ``$rp_w``, ``$w1``,
 ``$w5``, ``$rp_r``, ``$r``): raw points up to a day, 5-min windows up to 14 days, hourly
 beyond. Panels that show a value *now* read the 1-min/5-min windows at every range.
 """
@@ -18,7 +18,7 @@ beyond. Panels that show a value *now* read the 1-min/5-min windows at every ran
 from __future__ import annotations
 
 from urbanbrain.dashboards.model import Dashboard, Panel, query_variable, thresholds
-from urbanbrain.dashboards.resolution import VARIABLES, variable_query
+from urbanbrain.resolution import VARIABLES, variable_query
 from urbanbrain.retention import policy_of
 from urbanbrain.streams.indices.aqi_cn import COLORS as CN_COLORS
 from urbanbrain.streams.indices.aqi_us import COLORS as US_COLORS
@@ -56,7 +56,7 @@ def standard_var() -> dict:
 
 
 def resolution_vars(*names: str) -> list[dict]:
-    """Hidden variables that follow the time range (dashboards/resolution.py)."""
+    """Hidden variables that follow the time range (urbanbrain/resolution.py)."""
     out = []
     for name in names:
         var = query_variable(name, VARIABLES[name], variable_query(name), multi=False,

@@ -336,7 +336,7 @@ class IngestBridge:
         alerts delivered like the city's: Kafka ``alerts`` (through our producer), MQTT
         ``city/alerts/pipeline/...`` and the webhooks. None when there are no rules."""
         from urbanbrain.kafka import ALERTS_TOPIC
-        from urbanbrain.pipeline_watch import PipelineSettings, ProducerTopic, load_watch
+        from urbanbrain.rules.pipeline_watch import PipelineSettings, ProducerTopic, load_watch
         from urbanbrain.streams.alerting_outputs import AlertOutputs
 
         outputs = AlertOutputs(self.settings, None, ProducerTopic(producer, ALERTS_TOPIC),

@@ -33,7 +33,7 @@ def check(
     """Validate rule files against the schema and the metric catalogue."""
     # the pipeline's self-metrics (rules/pipeline) join the catalogue when that module is
     # imported, as it is in every process that runs those rules
-    from urbanbrain import pipeline_watch  # noqa: F401
+    from urbanbrain.rules import pipeline_watch  # noqa: F401
 
     paths = paths or [DEFAULT_RULES]
     reg = load_registry_csv(registry) if registry else None

@@ -88,7 +88,7 @@ def live_score(readings: pd.DataFrame, truth: Sequence[Any], registry_csv: Path,
                timeout_s: float = 3600.0) -> LiveResult:
     """Run the scenario live (see the module docstring) and in process; score both."""
     from urbanbrain.components import Component, role_env
-    from urbanbrain.dashboards.queries import InfluxQL
+    from urbanbrain.influxql import InfluxQL
     from urbanbrain.kafka import ALERTS_TOPIC
     from urbanbrain.localstack import LocalStack
     from urbanbrain.rules.registry import load_registry_csv

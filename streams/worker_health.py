@@ -9,7 +9,7 @@ What :func:`observe_worker` adds:
 * a ``kafka_reachable`` readiness check (:class:`urbanbrain.health.KafkaProbe`), so
   ``/readyz`` turns 503 while the cluster does not answer, which a Faust consumer that
   keeps its assignment and retries quietly would not show;
-* the pipeline rules (:mod:`urbanbrain.pipeline_watch`) over those metrics, their alerts
+* the pipeline rules (:mod:`urbanbrain.rules.pipeline_watch`) over those metrics, their alerts
   delivered by the worker's ``AlertOutputs`` (Kafka, MQTT, webhooks; never InfluxDB).
 """
 
@@ -102,7 +102,7 @@ def observe_worker(app: faust.App, settings: Settings, *, writer: Any, stats: An
                    stage: Any, alerting: Any, worker_id: str,
                    health: HealthServer | None = None, fence: Any = None) -> Metrics:
     """Metrics, Kafka readiness and pipeline rules for this worker (see the module doc)."""
-    from urbanbrain.pipeline_watch import load_watch
+    from urbanbrain.rules.pipeline_watch import load_watch
 
     metrics = worker_metrics(app, Metrics(stage="streams", worker=worker_id), writer=writer,
                              stats=stats, stage=stage, alerting=alerting, fence=fence)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from urbanbrain.errors import BadValue, DataError
-from urbanbrain.rule_deploy import (
+from urbanbrain.rules.deploy import (
     RULES_ENV, WEBHOOKS_ENV, alert_environment, check_rules, starter_rules,
 )
 from urbanbrain.settings_report import MASK, SETTINGS_OBJECTS, mask_url, report

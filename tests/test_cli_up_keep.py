@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from urbanbrain import kept
-from urbanbrain.dashboards.queries import InfluxQL
-from urbanbrain.rule_deploy import check_rules, starter_rules
+from urbanbrain.influxql import InfluxQL
+from urbanbrain.rules.deploy import check_rules, starter_rules
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 

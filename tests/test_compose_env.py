@@ -36,7 +36,7 @@ from composefile import (
 )
 from harness import Component, Publisher, wait_until
 
-from urbanbrain.dashboards.queries import InfluxQL
+from urbanbrain.influxql import InfluxQL
 from urbanbrain.localstack import LocalStack, StackSecrets, free_port
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]

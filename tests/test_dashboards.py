@@ -11,7 +11,7 @@ import yaml
 
 from urbanbrain.dashboards.build import JSON_DIR, build, render
 from urbanbrain.dashboards.queries import expand, panel_queries, variables_used
-from urbanbrain.dashboards.resolution import variable_query
+from urbanbrain.resolution import variable_query
 from urbanbrain.dashboards.registry_points import points_from_csv, registry_points
 from urbanbrain.registry import Registry, Sensor
 
@@ -105,7 +105,7 @@ def test_template_variables_used_are_defined(name):
     m = COMMITTED[name]
     defined: set[str] = set()
     for var in m["templating"]["list"]:
-        # tag values, or a row of the resolution table (dashboards/resolution.py), hidden
+        # tag values, or a row of the resolution table (urbanbrain/resolution.py), hidden
         assert var["query"].startswith("SHOW TAG VALUES") or (
             var["query"] == variable_query(var["name"]) and var["hide"] == 2
             and not var["multi"] and not var["includeAll"]), var["name"]

@@ -6,7 +6,7 @@ and the hourly tier has data); the registry written as `sensors` points (what th
 calls at startup) and a few alert transitions (rules/formatters.influx_line). Then each
 query, with Grafana's variables expanded for a 1 h, a 7 d and a 90 d range, must return a
 non-empty series whose every column holds a value, and read the resolution its range asks
-for (dashboards/resolution.py), checked by the policy and measurement names it queries: a
+for (urbanbrain/resolution.py), checked by the policy and measurement names it queries: a
 panel naming a measurement or field nothing writes fails here, and so does a 7-day panel
 that reads raw points.
 """
@@ -33,7 +33,7 @@ from urbanbrain.dashboards.queries import (
     seconds,
 )
 from urbanbrain.dashboards.registry_points import write_registry_points
-from urbanbrain.dashboards.resolution import tier_for
+from urbanbrain.resolution import tier_for
 from urbanbrain.localstack import LocalStack
 from urbanbrain.registry import Registry
 from urbanbrain.retention import MEASUREMENT_POLICY, POLICY_NAMES

@@ -16,7 +16,7 @@ import pytest
 
 from urbanbrain.dashboards import frames, geo, units
 from urbanbrain.dashboards.build import build
-from urbanbrain.dashboards.queries import InfluxQL
+from urbanbrain.influxql import InfluxQL
 from urbanbrain.dashboards.snapshot import (
     Line, fetch, own_range, rank_lines, stat_text, stat_value, table_frame, threshold_colour,
     title_of,

@@ -56,7 +56,7 @@ def test_rules_warmup_command_loads_history_as_raw_points(stack, tmp_path, monke
     from urbanbrain.components import role_env
     from urbanbrain.settings import get_settings
     from urbanbrain.up import count_raw_points
-    from urbanbrain.dashboards.queries import InfluxQL
+    from urbanbrain.influxql import InfluxQL
 
     from urbanbrain.retention import KEEP_EVERYTHING
 

@@ -21,7 +21,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from urbanbrain.observability import Metrics
-from urbanbrain.pipeline_watch import PIPELINE_METRICS, PipelineSettings, PipelineWatch
+from urbanbrain.rules.pipeline_watch import PIPELINE_METRICS, PipelineSettings, PipelineWatch
 from urbanbrain.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -107,7 +107,7 @@ def test_init_creates_the_policies_and_is_idempotent(stack: LocalStack, run_id: 
     assert {k: v for k, v in after.items() if k != "raw"} == \
         {k: v for k, v in pols.items() if k != "raw"}
     # the dashboards' resolution table
-    from urbanbrain.dashboards.queries import InfluxQL
+    from urbanbrain.influxql import InfluxQL
 
     rows = InfluxQL(env["URBANBRAIN_INFLUX_URL"], db, admin, admin_pw).query(
         'SELECT "rp_s", "tier" FROM "longterm"."resolution"')
@@ -178,7 +178,7 @@ def test_points_go_to_their_policy_and_too_old_ones_are_refused(stack: LocalStac
                             refused_raw[0][1])] and "beyond retention policy" in refused_raw[0][1]
     assert refused_win == []
     assert unknown and "retention policy not found" in unknown[0] and "influx init" in unknown[0]
-    from urbanbrain.dashboards.queries import InfluxQL
+    from urbanbrain.influxql import InfluxQL
 
     user, pw = stack.influx_login("reader")
     client = InfluxQL(f"http://127.0.0.1:{stack.influx.port}", db, user, pw)  # type: ignore[union-attr]

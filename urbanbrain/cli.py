@@ -143,7 +143,7 @@ Webhooks = Annotated[list[str] | None, typer.Option(
 def _alert_env(rules: list[Path] | None, webhooks: list[str] | None, starter: bool
                ) -> dict[str, str]:
     """The URBANBRAIN_ALERT_* values the options mean, with the rule files checked."""
-    from urbanbrain.rule_deploy import (
+    from urbanbrain.rules.deploy import (
         RULES_ENV, WEBHOOKS_ENV, alert_environment, check_rules, configured_rule_paths,
     )
 

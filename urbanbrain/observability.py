@@ -12,7 +12,7 @@ one test process never collide), registers callbacks with :meth:`Metrics.counter
 :meth:`Metrics.gauge`, and hands :meth:`Metrics.render` to
 :class:`urbanbrain.health.HealthServer` as its ``/metrics`` renderer.
 :meth:`Metrics.snapshot` gives the same values as a flat dict, which is what the pipeline's
-own alert rules observe (:mod:`urbanbrain.pipeline_watch`).
+own alert rules observe (:mod:`urbanbrain.rules.pipeline_watch`).
 
 Metric names follow Prometheus conventions: ``urbanbrain_`` prefix, ``_total`` for
 counters, base units (seconds, bytes) in the name.

@@ -48,6 +48,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from urbanbrain.influx import InfluxAuthError, InfluxError, InfluxSetupError, InfluxWriter
+from urbanbrain.resolution import resolution_lines
 from urbanbrain.settings import DOMAINS, Settings
 
 log = logging.getLogger(__name__)
@@ -239,8 +240,6 @@ def admin_settings(settings: Settings) -> Settings:
 async def init(settings: Settings) -> InitReport:
     """Create the database if missing, create or alter the policies, write the resolution
     table; idempotent. Runs as the admin (:func:`admin_settings`)."""
-    from urbanbrain.dashboards.resolution import resolution_lines
-
     admin = admin_settings(settings)
     db = admin.influx_db
     report = InitReport(db)

@@ -27,7 +27,7 @@ SETTINGS_OBJECTS: tuple[tuple[str, str, str], ...] = (
     ("urbanbrain.streams.settings", "StreamsSettings", "the Faust app: windows, indices"),
     ("urbanbrain.streams.alerting", "AlertSettings", "alert rules and their delivery"),
     ("urbanbrain.console.settings", "ConsoleSettings", "the operations console"),
-    ("urbanbrain.pipeline_watch", "PipelineSettings", "the pipeline's own health rules"),
+    ("urbanbrain.rules.pipeline_watch", "PipelineSettings", "the pipeline's own health rules"),
 )
 
 #: Variables read outside a settings object (name, description, secret?).

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from urbanbrain import kept
 from urbanbrain.components import Component, role_env
-from urbanbrain.dashboards.queries import InfluxQL, QueryError
+from urbanbrain.influxql import InfluxQL, QueryError
 from urbanbrain.errors import ActionableError
 from urbanbrain.localstack import LocalStack
 from urbanbrain.settings import Settings

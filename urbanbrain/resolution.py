@@ -1,4 +1,7 @@
-"""Which data a panel reads for a dashboard time range: raw, 1-min/5-min windows or hourly.
+"""Which data answers a time range: raw, 1-min/5-min windows or hourly.
+
+A storage fact (what each retention tier holds, :mod:`urbanbrain.retention`) that the
+dashboards, the console and ``dashboards snapshot`` read, so it lives in the core.
 
 Grafana's InfluxQL datasource cannot rewrite a query by itself, so the choice is made the
 way InfluxDB users have long done it: a small table in InfluxDB, measurement ``resolution``

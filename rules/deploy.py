@@ -30,9 +30,7 @@ WEBHOOKS_ENV = "URBANBRAIN_ALERT_WEBHOOK_URLS"
 
 def starter_rules() -> Path:
     """The starter rule folder shipped with urbanbrain (``rules/city``)."""
-    import urbanbrain.rules
-
-    return Path(urbanbrain.rules.__file__).resolve().parent / "city"
+    return Path(__file__).resolve().parent / "city"
 
 
 def configured_rule_paths(environ: Mapping[str, str] | None = None) -> list[Path]:

@@ -32,14 +32,13 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-import urbanbrain.rules
 from urbanbrain.observability import Metrics
 from urbanbrain.rules import names
 
 log = logging.getLogger(__name__)
 
 DOMAIN = "pipeline"
-DEFAULT_RULES = Path(urbanbrain.rules.__file__).parent / "pipeline"
+DEFAULT_RULES = Path(__file__).parent / "pipeline"
 
 #: pseudo-sensor metric -> (how it is derived from a Metrics snapshot, description)
 PIPELINE_METRICS: dict[str, str] = {
