@@ -45,6 +45,13 @@ from urbanbrain.rules.silences import Silence, SilenceStore
 from urbanbrain.rules.state import SensorState
 
 STATE_VERSION = 1
+#: A sensor missing from the registry is forgotten (state dropped, changelog entry deleted)
+#: after this much event time without a reading and without an alert or timer of its own:
+#: a device taken out of the registry, a mistyped id, a test sensor. Registered sensors are
+#: never forgotten (absence rules watch them), so the state of a worker stays bounded by
+#: the registry plus what reported within this horizon.
+FORGET_UNREGISTERED_MS = 24 * 3_600_000
+FORGET_SWEEP_MS = 3_600_000  # event time between two sweeps
 META_KEY = "meta"
 INDEX_CLOCK = "~"  # prefix of the evaluation-time keys of index-driven rules
 
@@ -148,6 +155,8 @@ class Evaluator:
         # the clock's windows still need. Before the first tick: everything is kept.
         self._keep_behind: int | None = -(2**62) if scope == "district" else None
         self._seq = 0
+        self._next_sweep: int | None = None
+        self.forgotten = 0  # sensors forgotten (FORGET_UNREGISTERED_MS), for the metrics
         self._set_rules(ruleset)
 
     # ------------------------------------------------------------------ rules / plans
@@ -868,7 +877,55 @@ class Evaluator:
             # not the watermark (which lags by the allowed lateness, and would find the
             # silence not yet begun)
             events += self._notify_unsilenced(max(int(watermark), self.watermark or 0))
+            events += self._forget_unregistered(int(watermark))
         self._src_moved.clear()
+        return events
+
+    def sensor_count(self) -> int:
+        """Sensors this evaluator holds state for (the metrics' ``rule_state_sensors``)."""
+        return len(self._sensors)
+
+    def _forget_unregistered(self, now: int) -> list[AlertEvent]:
+        """Forget sensors missing from the registry that have been silent past
+        :data:`FORGET_UNREGISTERED_MS` (and past every rule's window and absence), with no
+        timer of their own; their alerts (an absence firing since they went quiet) are
+        resolved, as Prometheus resolves the alerts of a target gone from discovery. Once
+        per :data:`FORGET_SWEEP_MS` of event time, so the pass costs nothing per reading."""
+        if self._next_sweep is not None and now < self._next_sweep:
+            return []
+        self._next_sweep = now + FORGET_SWEEP_MS
+        horizon = max(FORGET_UNREGISTERED_MS, self._absence_horizon,
+                      max((max(p.samples.values(), default=0) for p in self._plans.values()),
+                          default=0))
+        cutoff = now - horizon
+        reg = self.registry
+        armed = {inst for _, inst in self._armed}
+        events: list[AlertEvent] = []
+        gone = 0
+        for sid, st in list(self._sensors.items()):
+            if sid in reg or st.seen is None or st.seen >= cutoff or sid in armed:
+                continue
+            for rule_id in list(self._alerts):
+                states = self._alerts[rule_id]
+                alert = states.pop(sid, None)
+                if alert is None:
+                    continue
+                if alert["s"] == "firing":
+                    by = self._silenced_by(alert["labels"], now) or (
+                        [] if alert["notified"] else ["(never notified)"])
+                    events.append(self._event("resolved", rule_id, alert, now, by))
+                self._mark_alert(rule_id, sid)
+                if not states:
+                    del self._alerts[rule_id]
+            del self._sensors[sid]
+            self._sensor_rules.pop(sid, None)
+            self._plans.pop(sid, None)
+            self._dirty.add("s|" + sid)  # take_changes hands out a delete
+            gone += 1
+        if gone:
+            self.forgotten += gone
+            log.info("forgot %d sensors missing from the registry and silent for %d h",
+                     gone, horizon // 3_600_000)
         return events
 
     def note_sources(self, readings: Iterable[Mapping[str, Any]],

@@ -57,6 +57,21 @@ def _alerts_by_state(alerting: Any) -> dict[tuple[str, ...], int]:
     return out
 
 
+def _rule_state(alerting: Any) -> dict[tuple[str, ...], int]:
+    """Sensors whose rule state this worker holds, and those it forgot (unregistered and
+    silent past FORGET_UNREGISTERED_MS), per stage: what bounds its memory."""
+    out: dict[tuple[str, ...], int] = {}
+    for name in ("sensors", "districts"):
+        live = list(getattr(getattr(alerting, name), "live", {}).values())
+        out[(name,)] = sum(ev.sensor_count() for ev in live)
+    return out
+
+
+def _forgotten(alerting: Any) -> int:
+    return sum(ev.forgotten for stage in (alerting.sensors, alerting.districts)
+               for ev in list(getattr(stage, "live", {}).values()))
+
+
 def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
                    stage: Any, alerting: Any, fence: Any = None) -> Metrics:
     """Register the worker's families on ``metrics`` (values read at scrape time).
@@ -89,6 +104,10 @@ def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
     writer_metrics(m, lambda: writer.stats)
     m.gauge("alerts", "city alerts of this worker's partitions, by state",
             lambda: _alerts_by_state(alerting), labels=("state",))
+    m.gauge("rule_state_sensors", "sensors whose rule state this worker holds, by stage",
+            lambda: _rule_state(alerting), labels=("stage",))
+    m.counter("rule_state_forgotten", "sensors missing from the registry whose rule state "
+              "was dropped after a day without readings", lambda: _forgotten(alerting))
     m.counter("alert_notifications", "alert transitions handed to each output",
               lambda: {(k,): v for k, v in alerting.outputs.sent.items()},
               labels=("output",))

@@ -172,3 +172,37 @@ def test_silent_sensor_resolves_a_threshold_alert_when_its_window_empties() -> N
     resolved = [x for x in got if x[0] == "Slow" and x[2] == "resolved"]
     assert len(resolved) == 1
     assert resolved[0][4] == T0 + 15 * MIN - 10_000 + 2 * MIN  # last reading + 2 m window
+
+
+def test_sensors_gone_from_the_registry_are_forgotten() -> None:
+    """State stays bounded by the registry: an unregistered sensor silent past
+    FORGET_UNREGISTERED_MS is dropped (a changelog delete), its firing absence resolved;
+    a registered sensor, silent as long, is kept and stays firing."""
+    from urbanbrain.rules.evaluator import FORGET_UNREGISTERED_MS
+
+    reg = {"tl-1": {"domain": "traffic", "kind": "loop", "district": "d1"},
+           "tl-2": {"domain": "traffic", "kind": "loop", "district": "d1"}}
+    ev = Evaluator(ruleset(), reg, scope="sensor")
+
+    def loop(sid: str, ts: int) -> dict:
+        return {"sensor_id": sid, "ts": ts, "domain": "traffic", "kind": "loop",
+                "district": "d1", "metrics": {"speed_kmh": 50.0}}
+
+    events = ev.process([loop(s, T0) for s in ("tl-1", "tl-2", "tmp-9")], watermark=T0)
+    ev.take_changes()
+    end = T0 + FORGET_UNREGISTERED_MS + 2 * 3_600_000
+    t = T0 + MIN
+    while t <= end:  # tl-1 keeps reporting; tl-2 (registered) and tmp-9 fall silent
+        events += ev.process([loop("tl-1", t)], watermark=t - LATENESS)
+        t += MIN
+    fired = {(e.labels["sensor"], e.status) for e in events if e.labels["alertname"] == "Silent"}
+    assert ("tl-2", "firing") in fired and ("tmp-9", "firing") in fired
+    assert ("tmp-9", "resolved") in fired and ("tl-2", "resolved") not in fired
+    changes = ev.take_changes()
+    assert changes.get("s|tmp-9", "kept") is None  # deleted from the changelog
+    state = ev.state_dict()
+    assert "s|tmp-9" not in state and "s|tl-2" in state and "s|tl-1" in state
+    assert ev.forgotten == 1
+    # it comes back like a new sensor when it reports again
+    back = ev.process([loop("tmp-9", t), loop("tl-1", t)], watermark=t - LATENESS)
+    assert "s|tmp-9" in ev.state_dict() and not [e for e in back if e.status == "firing"]
