@@ -14,6 +14,16 @@ import logging
 from typing import Any
 
 
+def compact(value: bytes) -> bytes:
+    """An exact-size copy of a value a store keeps.
+
+    ``orjson.dumps`` returns bytes whose allocation is never shrunk to the content: a
+    400-byte state entry holds ~8 KB of memory (measured: 8,169 bytes of RSS each, 419 for
+    the copy). A table keeps one value per key for as long as the worker runs, so without
+    the copy a worker's memory was ~20× its state (bench/bench_state.py)."""
+    return bytes(memoryview(value))
+
+
 class TableStore:
     """put/delete/items on a Faust table whose values are raw bytes, keys str."""
 
@@ -24,6 +34,7 @@ class TableStore:
         return self.table.data
 
     def put(self, partition: int, key: str, value: bytes) -> None:
+        value = compact(value)
         store = self._store()
         store[key] = value
         kp = getattr(store, "_key_partition", None)
@@ -52,7 +63,7 @@ class DictStore:
         self.partitions: dict[str, int] = {}
 
     def put(self, partition: int, key: str, value: bytes) -> None:
-        self.data[key] = value
+        self.data[key] = compact(value)
         self.partitions[key] = partition
 
     def delete(self, partition: int, key: str) -> None:
