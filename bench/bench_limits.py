@@ -96,8 +96,15 @@ def senml_pack_payload(readings: int = 50) -> bytes:
 # ------------------------------------------------------------------------------ MQTT
 
 
+def _mqtt_credentials(stack: LocalStack, role: str) -> tuple[str | None, str | None]:
+    """The (user, password) a role logs in with on the stack's broker (the production ACL:
+    ingest may read ``city/#``, the simulator may write the domain trees)."""
+    return stack.mqtt_login(role)
+
+
 def _mqtt_subscriber(url: str, qos: int, ready: Event, publishers_done: Event, out: Queue,
-                     idle_s: float) -> None:
+                     idle_s: float, auth: tuple[str | None, str | None] = (None, None)
+                     ) -> None:
     """One paho subscriber on ``city/#``: counts messages and bytes, first and last arrival."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -120,6 +127,8 @@ def _mqtt_subscriber(url: str, qos: int, ready: Event, publishers_done: Event, o
     client.on_message = on_message
     client.on_subscribe = on_subscribe
     client.on_connect = lambda c, *a: c.subscribe("city/#", qos=qos)
+    if auth[0]:
+        client.username_pw_set(auth[0], auth[1])
     client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=30)
     cpu0 = time.process_time()
     client.loop_start()
@@ -133,13 +142,15 @@ def _mqtt_subscriber(url: str, qos: int, ready: Event, publishers_done: Event, o
 
 
 def _mqtt_publisher(url: str, topic: str, payload: bytes, qos: int, window: int,
-                    seconds: float, go: Event, out: Queue) -> None:
+                    seconds: float, go: Event, out: Queue,
+                    auth: tuple[str | None, str | None] = (None, None)) -> None:
     """Publish ``payload`` as fast as the simulator's publisher can for ``seconds``."""
     from urbanbrain.simulators.publisher import MqttPool
 
     from urbanbrain.settings import Settings
 
-    pool = MqttPool(Settings(mqtt_url=url), connections=1, qos=qos,
+    pool = MqttPool(Settings(mqtt_url=url, mqtt_username=auth[0],  # type: ignore[arg-type]
+                             mqtt_password=auth[1]), connections=1, qos=qos,
                     client_id_prefix="limits-pub", max_outstanding=window)
     go.wait(60)
     cpu0, t0 = time.process_time(), time.monotonic()
@@ -173,14 +184,15 @@ def mqtt_limit(stack: LocalStack, *, payload: bytes, qos: int = 0, publishers: i
     url = f"mqtt://127.0.0.1:{stack.mqtt.port}"
     ready, done, go = _MP.Event(), _MP.Event(), _MP.Event()
     sub_q, pub_q = _MP.Queue(), _MP.Queue()
-    sub = _MP.Process(target=_mqtt_subscriber, args=(url, qos, ready, done, sub_q, 2.0))
+    sub = _MP.Process(target=_mqtt_subscriber, args=(url, qos, ready, done, sub_q, 2.0,
+                                                      _mqtt_credentials(stack, "ingest")))
     sub.start()
     if not ready.wait(30):
         sub.terminate()
         raise RuntimeError("subscriber did not subscribe within 30 s")
     pubs = [_MP.Process(target=_mqtt_publisher,
                         args=(url, f"city/bench/traffic/loop/pub-{k}", payload, qos, window,
-                              seconds, go, pub_q))
+                              seconds, go, pub_q, _mqtt_credentials(stack, "simulator")))
             for k in range(publishers)]
     for p in pubs:
         p.start()
@@ -257,18 +269,13 @@ class LineBatches:
         return b"\n".join([head + ts for head in self.variants[k % 4]])
 
 
-def _influx_post(port: int, q: str) -> None:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/query",
-                                 data=urllib.parse.urlencode({"q": q}).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        resp.read()
-
-
 def _influx_writer(port: int, db: str, batches: LineBatches, seconds: float,
-                   go: threading.Event, out: list[dict]) -> None:
-    """POST batches over one keep-alive connection until ``seconds`` have passed."""
+                   go: threading.Event, out: list[dict], auth: tuple[str, str]) -> None:
+    """POST batches over one keep-alive connection until ``seconds`` have passed, as the
+    pipeline's writer account (production auth)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    path = f"/write?db={db}&precision=ms"
+    login = urllib.parse.urlencode({"u": auth[0], "p": auth[1]})
+    path = f"/write?db={db}&precision=ms&{login}"
     headers = {"Content-Type": "text/plain; charset=utf-8", "Connection": "keep-alive"}
     latencies: list[float] = []
     k = errors = 0
@@ -290,9 +297,10 @@ def _influx_writer(port: int, db: str, batches: LineBatches, seconds: float,
     conn.close()
 
 
-def _count_points(port: int, db: str) -> int:
+def _count_points(port: int, db: str, auth: tuple[str, str]) -> int:
     """Points stored (every point has all three fields of its measurement)."""
-    q = urllib.parse.urlencode({"db": db, "q": 'SELECT count(*) FROM /.*/'})
+    q = urllib.parse.urlencode({"db": db, "q": 'SELECT count(*) FROM /.*/', "u": auth[0],
+                                "p": auth[1]})
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/query?{q}", timeout=120) as resp:
         series = json.load(resp)["results"][0].get("series", [])
     return sum(max(v for v in s["values"][0][1:] if isinstance(v, int)) for s in series)
@@ -310,12 +318,13 @@ def influx_limit(stack: LocalStack, *, writers: int = 1, batch_points: int = 500
     assert stack.influx is not None, "start the stack with influx=True"
     port = stack.influx.port
     db = f"limits_w{writers}_{int(time.time())}"
-    _influx_post(port, f'CREATE DATABASE "{db}"')
+    stack.provision_database(db, {"raw": "INF"})  # the writer's grants, as compose's
+    writer = stack.influx_login("writer")
     go = threading.Event()
     out: list[dict] = []
     threads = [threading.Thread(target=_influx_writer,
                                 args=(port, db, LineBatches(batch_points, w, writers), seconds,
-                                      go, out))
+                                      go, out, writer))
                for w in range(writers)]
     for t in threads:
         t.start()
@@ -336,8 +345,8 @@ def influx_limit(stack: LocalStack, *, writers: int = 1, batch_points: int = 500
         "cpu_cores": {"influxd": round(influx_cpu / span, 2), "writers": round(own_cpu / span, 2)},
     }
     if verify:
-        result["stored"] = _count_points(port, db)
-    _influx_post(port, f'DROP DATABASE "{db}"')  # the next case starts from an empty store
+        result["stored"] = _count_points(port, db, stack.influx_login("reader"))
+    stack.influx_admin.query(f'DROP DATABASE "{db}"')  # the next case starts from an empty store
     return result
 
 

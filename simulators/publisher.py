@@ -158,6 +158,7 @@ class _Conn:
         """Hand paho what fits in the window (called on this thread only: paho's callbacks
         run here too, so our lock and paho's never cross threads)."""
         with self.cond:
+            freed = False
             while self.connected and self.unsent and len(self.inflight) < self.limit:
                 seq = self.unsent.popleft()
                 msg = self.pending.get(seq)
@@ -170,8 +171,11 @@ class _Conn:
                 if self.pool.qos == 0:
                     self.pending.pop(seq, None)  # fire and forget
                     self.acked += 1
+                    freed = True
                 else:
                     self.inflight[info.mid] = seq
+            if freed:  # a publisher blocked on a full store may go on (QoS 0 has no PUBACK)
+                self.cond.notify_all()
 
     def _give_up_check(self) -> bool:
         s, pool = self.pool.settings, self.pool
