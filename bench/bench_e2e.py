@@ -43,6 +43,7 @@ from harness import Component  # noqa: E402
 from urbanbrain import latency  # noqa: E402
 from urbanbrain.influxql import InfluxQL  # noqa: E402
 from urbanbrain.localstack import LocalStack  # noqa: E402
+from urbanbrain.components import role_env  # noqa: E402
 from urbanbrain.settings import Settings  # noqa: E402
 from urbanbrain.simulators.city import City  # noqa: E402
 from urbanbrain.simulators.runner import run_simulation  # noqa: E402
@@ -170,6 +171,7 @@ class Pipeline:
     def __init__(self, cfg: E2EConfig, work: Path) -> None:
         self.cfg, self.work = cfg, work
         self.stack = LocalStack(work / "stack").start()
+        self.stack.provision_database("bench")  # as compose's first start: grants, policies
         self.env = {**self.stack.env(), "URBANBRAIN_INFLUX_DB": "bench",
                     "URBANBRAIN_DATA_DIR": str(work),
                     "URBANBRAIN_REGISTRY_PATH": str(work / "registry.csv"),
@@ -189,8 +191,9 @@ class Pipeline:
         self.env["URBANBRAIN_ALERT_RULES_PATH"] = str(rules_dir)
         if cfg.ingest > 1:
             self.env["URBANBRAIN_MQTT_SHARED_GROUP"] = "bench"
+        # the simulator's own account (the production ACL lets it write the domain trees)
         self.settings = Settings(**{k[len("URBANBRAIN_"):].lower(): v
-                                    for k, v in self.env.items()
+                                    for k, v in role_env(self.env, "simulator").items()
                                     if k[len("URBANBRAIN_"):].lower() in Settings.model_fields})
         self.components: list[Component] = []
         for i in range(cfg.ingest):
@@ -200,7 +203,8 @@ class Pipeline:
         for i in range(cfg.workers):
             self.components.append(Component(f"streams{i}", ["streams", "worker", "-l", "info"],
                                              self.env, work / f"streams{i}.log"))
-        self.influx = InfluxQL(self.env["URBANBRAIN_INFLUX_URL"], "bench")
+        self.influx = InfluxQL(self.env["URBANBRAIN_INFLUX_URL"], "bench",
+                               *self.stack.influx_login("reader"))
 
     def start(self) -> None:
         for c in self.components:

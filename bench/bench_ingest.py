@@ -240,6 +240,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)
         stack = LocalStack(work / "stack").start()
+        stack.provision_database("bench")
         try:
             ingest = start_ingest(stack, work, "ingest")
             try:

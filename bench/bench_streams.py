@@ -51,6 +51,7 @@ def make(n: int, sensors: int, batch: int) -> list:
 
 def end_to_end(records: list, n: int, workdir: Path) -> dict:
     stack = LocalStack(workdir).start(mqtt=False)
+    stack.provision_database("bench")
     worker = None
     try:
         bootstrap = f"127.0.0.1:{stack.kafka.port}"
@@ -68,7 +69,7 @@ def end_to_end(records: list, n: int, workdir: Path) -> dict:
         produce_s = time.perf_counter() - t
         worker = Component("streams", ["streams", "worker", "-l", "warning"], env,
                            workdir / "worker.log").start()
-        influx = Influx(env["URBANBRAIN_INFLUX_URL"], "bench")
+        influx = Influx.reader(stack, "bench")
         t_start = time.perf_counter()
 
         def progress() -> list:
