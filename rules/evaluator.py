@@ -911,9 +911,12 @@ class Evaluator:
                 if alert is None:
                     continue
                 if alert["s"] == "firing":
-                    by = self._silenced_by(alert["labels"], now) or (
+                    # stamped when it became forgettable, not when this sweep ran: the
+                    # same time live and in a catch-up, whatever the batches
+                    at = st.seen + horizon
+                    by = self._silenced_by(alert["labels"], at) or (
                         [] if alert["notified"] else ["(never notified)"])
-                    events.append(self._event("resolved", rule_id, alert, now, by))
+                    events.append(self._event("resolved", rule_id, alert, at, by))
                 self._mark_alert(rule_id, sid)
                 if not states:
                     del self._alerts[rule_id]

@@ -196,6 +196,8 @@ def test_sensors_gone_from_the_registry_are_forgotten() -> None:
         events += ev.process([loop("tl-1", t)], watermark=t - LATENESS)
         t += MIN
     fired = {(e.labels["sensor"], e.status) for e in events if e.labels["alertname"] == "Silent"}
+    resolved_at = [e.at for e in events if e.status == "resolved" and e.labels["sensor"] == "tmp-9"]
+    assert resolved_at == [T0 + FORGET_UNREGISTERED_MS]  # event time, not the sweep's
     assert ("tl-2", "firing") in fired and ("tmp-9", "firing") in fired
     assert ("tmp-9", "resolved") in fired and ("tl-2", "resolved") not in fired
     changes = ev.take_changes()
