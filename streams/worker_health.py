@@ -58,8 +58,7 @@ def _alerts_by_state(alerting: Any) -> dict[tuple[str, ...], int]:
 
 
 def _rule_state(alerting: Any) -> dict[tuple[str, ...], int]:
-    """Sensors whose rule state this worker holds, and those it forgot (unregistered and
-    silent past FORGET_UNREGISTERED_MS), per stage: what bounds its memory."""
+    """Sensors whose rule state this worker holds, per stage: what its memory grows with."""
     out: dict[tuple[str, ...], int] = {}
     for name in ("sensors", "districts"):
         live = list(getattr(getattr(alerting, name), "live", {}).values())
@@ -68,6 +67,8 @@ def _rule_state(alerting: Any) -> dict[tuple[str, ...], int]:
 
 
 def _forgotten(alerting: Any) -> int:
+    """Sensors the live evaluators forgot (unregistered, silent past FORGET_UNREGISTERED_MS);
+    a rebalance rebuilds the evaluators, which Prometheus reads as a counter reset."""
     return sum(ev.forgotten for stage in (alerting.sensors, alerting.districts)
                for ev in list(getattr(stage, "live", {}).values()))
 
