@@ -25,8 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,7 +45,10 @@ if TYPE_CHECKING:
 PEER_DIR = ROOT / "bench" / "peers" / "nodered"
 RESULTS = ROOT / "bench" / "results"
 DB = "nodered"  # its own database: the stack may already hold our pipeline's "bench" points
-PROBE_TOPIC = "city/probe/probe/probe/nodered-probe"
+#: a topic of the flow's shape (city/<district>/<domain>/<kind>/<sensor>) outside the four
+#: domains, so the probe lands in its own measurement; the ACL lets the alert publisher
+#: account write under city/alerts/
+PROBE_TOPIC = "city/alerts/probe/probe/nodered-probe"
 
 
 class NodeRedError(RuntimeError):
@@ -113,14 +114,20 @@ def write_userdir(userdir: Path, stack: LocalStack, db: str = DB) -> None:
     template = json.loads((PEER_DIR / "flow.json").read_text())
     flow = render_flow(template, stack.mqtt.port, stack.influx.port, db)
     (userdir / "flows.json").write_text(json.dumps(flow, indent=1))
-
-
-def influx_admin(port: int, q: str) -> None:
-    """A v1 management statement (CREATE/DROP DATABASE need POST)."""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/query",
-                                 data=urllib.parse.urlencode({"q": q}).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        resp.read()
+    # the production security model holds for the peer too: it reads city/# as ingest does
+    # and writes as the pipeline's InfluxDB writer. settings.js has credentialSecret: false,
+    # so Node-RED reads this file as plain JSON (node id -> its credentials).
+    mqtt_user, mqtt_password = stack.mqtt_login("ingest")
+    influx_user, influx_password = stack.influx_login("writer")
+    creds = {}
+    for node in flow:
+        if node["type"] == "mqtt-broker":
+            creds[node["id"]] = {"user": mqtt_user, "password": mqtt_password}
+        elif node["type"] == "influxdb":
+            creds[node["id"]] = {"username": influx_user, "password": influx_password}
+    cred_file = userdir / "flows_cred.json"
+    cred_file.touch(mode=0o600)
+    cred_file.write_text(json.dumps(creds))
 
 
 # ------------------------------------------------------------------------------ process
@@ -230,7 +237,9 @@ def wait_probe(stack: LocalStack, client: InfluxQL, timeout_s: float = 30.0) -> 
                           "metrics": {"probe": 1.0}})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        publish.single(PROBE_TOPIC, payload, qos=1, hostname="127.0.0.1", port=stack.mqtt.port)
+        user, password = stack.mqtt_login("alerts")
+        publish.single(PROBE_TOPIC, payload, qos=1, hostname="127.0.0.1", port=stack.mqtt.port,
+                       auth={"username": user, "password": password})
         t = time.monotonic()
         while time.monotonic() - t < 3:
             if client.query('SELECT count("probe") FROM "probe"'):
@@ -266,7 +275,9 @@ def _measure(stack: LocalStack, nodered: NodeRed, client: InfluxQL, city: City, 
     from urbanbrain.settings import Settings
 
     assert stack.mqtt is not None
-    settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{stack.mqtt.port}")
+    user, password = stack.mqtt_login("simulator")
+    settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{stack.mqtt.port}",  # type: ignore[arg-type]
+                        mqtt_username=user, mqtt_password=password)
     cpu0, own0 = {"nodered": nodered.cpu_s(), **_stack_cpu(stack)}, time.process_time()
     start_ms = int(time.time() * 1000 - minutes * 60_000)
     t0 = time.monotonic()
@@ -314,10 +325,11 @@ def run_nodered(stack: LocalStack, fmt: str = "senml", size: str = "large",
     work = workdir or Path(tempfile.mkdtemp(prefix="ub-bench-nodered-"))
     city = City.generate(seed, size)
     city.write_registry(work / "registry.csv")
-    influx_admin(stack.influx.port, f'DROP DATABASE "{DB}"')
-    influx_admin(stack.influx.port, f'CREATE DATABASE "{DB}"')
+    stack.influx_admin.query(f'DROP DATABASE "{DB}"')
+    stack.provision_database(DB)  # the writer's and reader's grants, as compose's first start
     write_userdir(work / "userdir", stack)
-    client = InfluxQL(f"http://127.0.0.1:{stack.influx.port}", DB)
+    client = InfluxQL(f"http://127.0.0.1:{stack.influx.port}", DB,
+                      *stack.influx_login("reader"))
     nodered = NodeRed(red_js, work / "userdir", work / "registry.csv", work / "nodered.log")
     nodered.start()
     try:
