@@ -32,8 +32,10 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from urbanbrain.health import BackgroundLoop
 from urbanbrain.observability import Metrics
 from urbanbrain.rules import names
+from urbanbrain.settings import comma_list
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +78,13 @@ class PipelineSettings(BaseSettings):
     @field_validator("webhook_urls", mode="before")
     @classmethod
     def _split(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return [u.strip() for u in v.split(",") if u.strip()]
-        return v
+        return comma_list(v)
 
     def webhooks(self) -> list[str]:
         """Our receivers, or the city alerts' ones (one Alertmanager gets both)."""
         if self.webhook_urls:
             return list(self.webhook_urls)
-        raw = os.environ.get("URBANBRAIN_ALERT_WEBHOOK_URLS", "")
-        return [u.strip() for u in raw.split(",") if u.strip()]
+        return comma_list(os.environ.get("URBANBRAIN_ALERT_WEBHOOK_URLS", ""))
 
 
 class ProducerTopic:
@@ -115,7 +114,7 @@ _VALUES = {
 }
 
 
-class PipelineWatch:
+class PipelineWatch(BackgroundLoop):
     """Samples ``metrics`` into pseudo-sensor readings and evaluates the pipeline rules."""
 
     def __init__(self, metrics: Metrics, stage: str, instance: str,
@@ -132,7 +131,6 @@ class PipelineWatch:
         self.transitions: dict[str, int] = {"firing": 0, "resolved": 0}
         self._last: tuple[float, dict[str, float]] | None = None
         self._undelivered: list[Any] = []
-        self._task: asyncio.Task | None = None
 
     @property
     def attrs(self) -> dict[str, str]:
@@ -198,18 +196,6 @@ class PipelineWatch:
         for a in self.evaluator.active_alerts():
             out[(a["s"],)] = out.get((a["s"],), 0) + 1
         return out
-
-    def start(self) -> PipelineWatch:
-        self._task = asyncio.ensure_future(self._run())
-        return self
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
 
     async def _run(self) -> None:
         while True:

@@ -44,7 +44,7 @@ from urbanbrain.rules import RuleSet, RuleWatcher, load_registry_csv
 from urbanbrain.rules.silences import SilenceStore
 
 from urbanbrain.influx import InfluxWriter
-from urbanbrain.settings import Settings
+from urbanbrain.settings import Settings, comma_list
 
 from .alert_stage import DistrictInterest, DistrictRules, SensorRules
 from .alerting_outputs import AlertOutputs, AlertStore
@@ -98,9 +98,7 @@ class AlertSettings(BaseSettings):
     @field_validator("webhook_urls", mode="before")
     @classmethod
     def _split(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return [u.strip() for u in v.split(",") if u.strip()]
-        return v
+        return comma_list(v)
 
 
 class Alerting:

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from aiohttp import web
@@ -109,7 +109,29 @@ class HealthServer:
         self.metrics = metrics.render
 
 
-class KafkaProbe:
+class BackgroundLoop:
+    """A coroutine ``_run`` a process keeps running beside its work: started once,
+    cancelled and awaited at shutdown (whatever it raised by then is over)."""
+
+    _task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+
+
+class KafkaProbe(BackgroundLoop):
     """Is the Kafka cluster answering? A metadata request every ``every_s`` seconds on a
     connection of its own (bounded by ``timeout_s``); :meth:`check` is a readiness check.
 
@@ -123,22 +145,9 @@ class KafkaProbe:
         self.ok: bool | None = None
         self.detail = "not probed yet"
         self.failures = 0
-        self._task: asyncio.Task | None = None
 
     def check(self) -> tuple[bool, str]:
         return bool(self.ok), self.detail
-
-    def start(self) -> KafkaProbe:
-        self._task = asyncio.ensure_future(self._run())
-        return self
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
 
     async def _run(self) -> None:
         from aiokafka.client import AIOKafkaClient

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
@@ -19,6 +19,14 @@ DOMAINS: tuple[str, ...] = ("traffic", "environment", "water", "power")
 #: An InfluxQL retention duration: INF, or whole hours, days or weeks (at least 1h).
 _RETENTION = r"^(INF|[1-9][0-9]*[hdw])$"
 
+
+
+def comma_list(value: Any) -> Any:
+    """A comma-separated setting (``URBANBRAIN_ALERT_WEBHOOK_URLS=a,b``) as a list, blanks
+    dropped; anything else unchanged (for ``field_validator(mode="before")``)."""
+    if isinstance(value, str):
+        return [u.strip() for u in value.split(",") if u.strip()]
+    return value
 
 class Settings(BaseSettings):
     """Runtime configuration, read from ``URBANBRAIN_*`` environment variables."""
