@@ -94,8 +94,15 @@ def replay(settings: Settings, source: str | Path | Iterable[Reading], *, speed:
            fmt: str = "json", rate: float | None = None, connections: int = 2, qos: int = 1,
            pack_size: int = 50, interval_s: float = 60.0, city: City | None = None,
            stop_event: threading.Event | None = None,
-           on_progress: Callable[[Progress], None] | None = None) -> Progress:
-    """Publish a recording (path or readings) to MQTT; returns the final progress."""
+           on_progress: Callable[[Progress], None] | None = None,
+           barrier_ms: int = 30_000) -> Progress:
+    """Publish a recording (path or readings) to MQTT; returns the final progress.
+
+    At full speed (``speed=0``) every ``barrier_ms`` of event time waits until the broker
+    confirmed everything sent: the connections of the pool are independent, and at a day
+    per ten seconds, 20 ms of one connection lagging is two minutes of event time, more
+    than the pipeline's allowed lateness (measured: 526 of 345,471 readings dead-lettered
+    ``late``). Devices that publish in real time never drift that far apart."""
     readings = read_readings(source) if isinstance(source, (str, Path)) else list(source)
     readings.sort(key=lambda r: r["ts"])  # stable: keeps file order within a timestamp
     stop = stop_event or threading.Event()
@@ -122,7 +129,11 @@ def replay(settings: Settings, source: str | Path | Iterable[Reading], *, speed:
 
     try:
         pacer = Pacer(t0_sim, speed, rate, stop)
+        barrier_at = t0_sim + barrier_ms
         for ts, group in groupby(readings, key=lambda r: r["ts"]):
+            if speed == 0 and ts >= barrier_at:
+                pool.flush(30.0)
+                barrier_at = ts + barrier_ms
             pacer.wait_for_tick(ts)
             if stop.is_set():
                 break

@@ -125,7 +125,9 @@ class WindowStage:
             lines, bad = window_lines(domain, w.size, w.start, rows, pw.meta, points)
             out.lines += lines
             out.refused += bad
-            out.records += window_records(domain, w.size, w.start, w.end, rows, pw.meta, points, now)
+            if self._aggregates(w.size):
+                out.records += window_records(domain, w.size, w.start, w.end, rows, pw.meta,
+                                              points, now)
             if w.size == "1m":
                 with_data.add(w.start)
                 out.partials.append(partial(domain, w.start, w.end, src, rows, pw.meta, points))
@@ -138,6 +140,11 @@ class WindowStage:
         self.stats.windows += len(res.windows)
         self.stats.partials += len(out.partials)
         return out
+
+    def _aggregates(self, size: str) -> bool:
+        """Whether windows of ``size`` go to the ``aggregates`` topic (streams_aggregates)."""
+        which = self.settings.streams_aggregates
+        return which == "all" or which == size
 
     def finish(self, partition: int, res: BatchResult) -> None:
         """After the outputs are stored: the emitted mark and tombstones of spent panes."""

@@ -54,8 +54,20 @@ class StreamsSettings(Settings):
         True, description="windows, indices and roll-ups; false: raw points and alert rules "
         "only (an edge or archive deployment, and the Node-RED-equivalent bench flow)",
     )
+    streams_aggregates: Literal["all", "1m", "off"] = Field(
+        "all", description="which closed windows go to the ``aggregates`` topic: ``all`` "
+        "(1-min and hopping), ``1m`` (tumbling only: a consumer can merge hops itself), "
+        "``off``. Nothing in urbanbrain reads the topic; it is for downstream consumers, and "
+        "it is the largest Kafka output (every sensor's hopping window every minute: 78 % of "
+        "the bytes of a one-day replay, 18x its readings; docs/SCALING.md)",
+    )
     streams_take_records: int = Field(200, ge=1, description="Kafka records per agent batch")
     streams_take_within_s: float = Field(0.2, gt=0, description="max wait to fill a batch")
+    streams_slice_bytes: int = Field(
+        512 * 1024, ge=1, description="a batch is processed in slices of at most this many "
+        "bytes of records (one record at least): a catch-up batch of full records must not "
+        "hold the event loop, and with it heartbeats and timers, for tens of seconds",
+    )
 
     @classmethod
     def from_base(cls, base: Settings) -> StreamsSettings:

@@ -116,3 +116,42 @@ def test_indices_and_rollups_from_windows():
     assert district["vehicle_count_sum"] == 15.0 and district["sensors"] == 2.0
     assert district["congestion_index_mean"] == pytest.approx(0.25)
     assert district["flow_vph_total"] == 900.0
+
+
+def test_a_catch_up_batch_in_slices_gives_the_windows_of_one_batch():
+    """The worker processes a big batch in byte-bounded slices (streams_slice_bytes) so the
+    event loop breathes; the windows must be those of the batch taken whole."""
+    from types import SimpleNamespace
+
+    from urbanbrain.reading import encode_batch
+    from urbanbrain.streams.worker import slices
+
+    records = []
+    for i in range(60):  # 60 records of 20 readings, 3 s apart per record
+        ts = T0 + i * 3_000
+        records.append([rd(f"s{j}", ts + j, vehicle_count=float(i + j)) for j in range(20)])
+    records.append([rd("s0", T0 + 30 * MIN, vehicle_count=0.0)])  # closes every pane
+    events = [SimpleNamespace(value=encode_batch(b), offset=o, batch=b)
+              for o, b in enumerate(records)]
+
+    parts = list(slices(events, 4_000))
+    assert [e for p in parts for e in p] == events  # each record once, in order
+    assert len(parts) > 5
+    assert all(sum(len(e.value) for e in p) <= 4_000 or len(p) == 1 for p in parts)
+
+    whole = PartitionWindows("readings.traffic", 0, lateness_ms=MIN)
+    expected = windows([whole.process([(e.offset, e.batch) for e in events])])
+    sliced = PartitionWindows("readings.traffic", 0, lateness_ms=MIN)
+    got = windows([sliced.process([(e.offset, e.batch) for e in p]) for p in parts])
+    assert got == expected and len(expected) >= 10
+
+
+@pytest.mark.parametrize("which,sizes", [("all", {"1m", "5m"}), ("1m", {"1m"}), ("off", set())])
+def test_which_windows_go_to_the_aggregates_topic(which: str, sizes: set[str]) -> None:
+    """streams_aggregates chooses the Kafka records only; InfluxDB gets every window."""
+    s = StreamsSettings(streams_lateness_s=0, streams_aggregates=which)
+    st = WindowStage(s, DictStore(), IndexCalculator(None))
+    recs = [(i, [rd("a", T0 + i * MIN + 1, vehicle_count=float(i))]) for i in range(8)]
+    out = st.render("readings.traffic", 0, st.process("readings.traffic", 0, recs))
+    assert {r["window"] for r in out.records} == sizes
+    assert {"agg_sensor_1m", "agg_sensor_5m"} <= {ln.split(",", 1)[0] for ln in out.lines}
