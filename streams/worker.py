@@ -40,6 +40,7 @@ from .pipeline import SourceOutput, SourcePipeline
 from .processor import WindowStage
 from .rollup_stage import RollupStage, points_to_lines
 from .settings import StreamsSettings
+from .sinks.base import BatchingSink, InfluxSink, KafkaSink, Record, chunked
 from .state import flush_durably
 from .warmup import WarmStart
 
@@ -84,6 +85,39 @@ def slices(events: Sequence[Any], max_bytes: int) -> Iterator[Sequence[Any]]:
         yield events[start:]
 
 
+@dataclass(frozen=True)
+class WorkerSinks:
+    """Where a readings batch goes besides the alert outputs (streams/alerting_outputs.py)
+    and the district forwards (their own order: events before the state that says so)."""
+
+    raw: InfluxSink
+    windows: InfluxSink
+    hours: InfluxSink
+    aggregates: KafkaSink
+    partials: KafkaSink
+    deadletters: KafkaSink
+
+    @classmethod
+    def of(cls, writer: InfluxWriter, topics: Mapping[str, Any]) -> WorkerSinks:
+        return cls(raw=InfluxSink(writer, RAW), windows=InfluxSink(writer, WINDOWS),
+                   hours=InfluxSink(writer, LONGTERM),
+                   aggregates=KafkaSink(topics["aggregates"], "aggregates"),
+                   partials=KafkaSink(topics["partials"], "partials"),
+                   deadletters=KafkaSink(topics["deadletters"], "deadletters"))
+
+    @property
+    def influx(self) -> tuple[InfluxSink, ...]:
+        return (self.raw, self.windows, self.hours)
+
+    @property
+    def kafka(self) -> tuple[KafkaSink, ...]:
+        return (self.aggregates, self.partials, self.deadletters)
+
+    @property
+    def all(self) -> tuple[BatchingSink[Any], ...]:
+        return (*self.influx, *self.kafka)
+
+
 @dataclass
 class StreamsStats:
     records: int = 0
@@ -115,6 +149,7 @@ class StreamsWorker:
         self.worker_id = worker_id
         self.store_raw = store_raw
         self.encoder = ReadingLineEncoder()
+        self.sinks = WorkerSinks.of(writer, topics)
         self.stats = StreamsStats()
         self.pipeline = SourcePipeline(windows, alerting.sensors, alerting.interest,
                                        lambda: alerting.watcher.ruleset)
@@ -148,8 +183,8 @@ class StreamsWorker:
     async def _readings_batch(self, events: Sequence[Any]) -> None:
         t0 = time.perf_counter()
         self._new_generation()
-        st, ss = self.stats, self.settings
-        deadletters, aggregates = self.topics["deadletters"], self.topics["aggregates"]
+        st, ss, out_ = self.stats, self.settings, self.sinks
+        dead = out_.deadletters
         readings: list[Mapping[str, Any]] = []
         by_tp: dict[tuple[str, int], list[tuple[int, list]]] = defaultdict(list)
         now_mono = time.monotonic()
@@ -159,77 +194,67 @@ class StreamsWorker:
                 batch = decode_batch(event.value)
             except ValueError as exc:
                 st.bad_records += 1
-                await deadletters.send(value=orjson.dumps({
+                dead.add([Record(orjson.dumps({
                     "topic": msg.topic, "reason": "malformed", "message": str(exc),
                     "payload": None, "payload_b64": None, "received_ms": _now_ms(),
-                }))
+                }))])
                 continue
             readings.extend(batch)
             by_tp[(msg.topic, msg.partition)].append((msg.offset, batch))
             self.last_record[(msg.topic, msg.partition)] = now_mono
-        # 1. raw readings: the write runs while the stages compute; awaited before any ack
-        raw_write = None
+        # 1. raw readings: the write runs while the stages compute; done before any ack
         bad: list[tuple[Any, str]] = []
         if self.store_raw:
             lines, bad = self.encoder.encode(readings)
-            raw_write = asyncio.ensure_future(self.writer.write(lines, rp=RAW))
+            out_.raw.add(lines)
+            out_.raw.start()
             await asyncio.sleep(0)  # let the request start before the CPU-bound part
-            for r, why in bad:
-                await deadletters.send(value=_sink_dead_letter(r, why))
+            dead.add(Record(_sink_dead_letter(r, why)) for r, why in bad)
         await self._warm_fresh(by_tp)
         t1 = time.perf_counter()
         # 2. windows, indices, sensor rules, district forwards per source partition
         outs: list[SourceOutput] = []
-        out_lines: list[str] = []
-        hour_lines: list[str] = []  # closed hours (streams/hourly.py)
         for (topic, partition), recs in by_tp.items():
             recs.sort(key=lambda x: x[0])
             out = self.pipeline.process(topic, partition, recs, now_mono)
-            for r in out.late:
-                await deadletters.send(value=_late_letter(topic, r, ss.streams_lateness_s))
-            out_lines += out.rendered.lines
-            hour_lines += out.rendered.hourly_lines
-            for sensor, why in out.rendered.refused:
-                await deadletters.send(value=_refused_letter(sensor, why))
+            dead.add(Record(_late_letter(topic, r, ss.streams_lateness_s)) for r in out.late)
+            dead.add(Record(_refused_letter(sensor, why))
+                     for sensor, why in out.rendered.refused)
+            out_.windows.add(out.rendered.lines)
+            out_.hours.add(out.rendered.hourly_lines)  # closed hours (streams/hourly.py)
+            for chunk in chunked(out.rendered.records, AGGREGATES_PER_RECORD):
+                out_.aggregates.add([Record(encode_batch(chunk), partition=out.partition)])
+            out_.partials.add(Record(orjson.dumps(p), key=p["domain"].encode())
+                              for p in out.rendered.partials)
             outs.append(out)
         t2 = time.perf_counter()
-        window_write = (asyncio.ensure_future(self.writer.write(out_lines, rp=WINDOWS))
-                        if out_lines else None)
-        hour_write = (asyncio.ensure_future(self.writer.write(hour_lines, rp=LONGTERM))
-                      if hour_lines else None)
+        for sink in out_.all:
+            sink.start()
         for out in outs:
-            recs_out = out.rendered.records
-            for i in range(0, len(recs_out), AGGREGATES_PER_RECORD):  # far below 1 MB
-                await aggregates.send(value=encode_batch(recs_out[i:i + AGGREGATES_PER_RECORD]),
-                                      partition=out.partition)
-            for p in out.rendered.partials:
-                await self.topics["partials"].send(key=p["domain"].encode(),
-                                                   value=orjson.dumps(p))
             await self.alerting.outputs.emit(out.events)
             await self._forward(out.forwards)
         # 3. everything durable before the marks say a window is done and the rule state
         #    says an alert was sent, and those before Faust acks these records
+        for sink in out_.kafka:
+            await sink.done()
         t3 = time.perf_counter()
         await flush_durably(self.app)
         t4 = time.perf_counter()
-        refused = await raw_write if raw_write is not None else []
+        raw_refused = await out_.raw.done()
         if readings:
             st.stored_latency.observe([r["ts"] for r in readings], _now_ms())
-        for text, why in refused:
-            await deadletters.send(value=_refused_letter(text, why))
-        win_refused = await window_write if window_write is not None else []
-        win_refused += await hour_write if hour_write is not None else []
-        for text, why in win_refused:
-            await deadletters.send(value=_refused_letter(text, why))
-        if refused or win_refused:
-            await flush_durably(self.app)  # dead letters of refused lines
+        refused = raw_refused + await out_.windows.done() + await out_.hours.done()
+        if refused:  # dead letters of refused lines, durable before the ack too
+            dead.add(Record(_refused_letter(text, why)) for text, why in refused)
+            await dead.done()
+            await flush_durably(self.app)
         t5 = time.perf_counter()
         for out in outs:
             self.pipeline.finish(out)
         await flush_durably(self.app)
         st.records += len(events)
         st.readings += len(readings)
-        st.refused += len(bad) + len(refused)
+        st.refused += len(bad) + len(raw_refused)
         t6 = time.perf_counter()
         st.batch_ms = (t6 - t0) * 1000
         ph = st.phase_s

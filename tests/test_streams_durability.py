@@ -94,6 +94,11 @@ def test_influx_outage_loses_nothing(own_stack, run_id, components, tmp_path):
     wait_until(lambda: rolled_up() >= n_traffic, 30, what="district roll-ups")
     assert rolled_up() == n_traffic
     # the outage is visible in the writer metrics
-    rs = influx.rows("SELECT max(\"write_retries_total\") AS r, max(\"lag_records\") AS lag "
-                     "FROM pipeline.pipeline WHERE stage = 'streams'")
-    assert rs and rs[0]["r"] > 0
+    # (the worker reports every 5 s: the report after the outage may still be on its way)
+    def retries() -> list:
+        rs = influx.rows("SELECT max(\"write_retries_total\") AS r, max(\"lag_records\") AS "
+                         "lag FROM pipeline.pipeline WHERE stage = 'streams'")
+        return rs if rs and rs[0]["r"] else []
+
+    rs = wait_until(retries, 20, what="a pipeline report counting the write retries")
+    assert rs[0]["r"] > 0
