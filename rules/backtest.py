@@ -45,15 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from urbanbrain.rules.model import (
-    AbsenceCond,
-    AnomalyCond,
-    CompositeCond,
-    RateCond,
-    Rule,
-    RuleSet,
-    ThresholdCond,
-)
+from urbanbrain.rules.model import Probe, Rule, RuleSet
 from urbanbrain.rules.registry import load_registry_csv
 
 MINUTE = 60_000
@@ -135,13 +127,7 @@ def min_fault_ms(rule: Rule) -> int:
     """The shortest sensor fault the rule can see by its own definition: a silence shorter
     than ``silent_for`` is not "silent for" it; a value frozen for less than the window of
     a stuck detector (stddev/range over the window) has not "stopped changing for" it."""
-    c = rule.condition
-    if isinstance(c, AbsenceCond):
-        return c.silent_for_ms
-    parts = c.parts if isinstance(c, CompositeCond) and c.mode == "all" else (c,)
-    return max((p.probe.window_ms for p in parts
-                if isinstance(p, ThresholdCond) and p.probe.aggregate in ("stddev", "range")),
-               default=0)
+    return rule.spec.min_fault_ms(rule.condition)
 
 
 # --------------------------------------------------------------------------- data classes
@@ -316,7 +302,7 @@ def rule_sees(rule: Rule, sid: str, registry: Mapping[str, Mapping[str, Any]]) -
     attrs = registry.get(sid)
     if attrs is None or not rule.selector.matches(sid, attrs):
         return False
-    metric, _, _ = _signal_metric(rule)
+    _, metric, _, _ = _signal_metric(rule)
     if metric is None:
         return True
     metric = metric.removesuffix("/rel")
@@ -466,30 +452,16 @@ def incident_peaks(ruleset: RuleSet, truth: Sequence[Any], wide: pd.DataFrame
 
 # --------------------------------------------------------------------------- plots
 
-def _signal_metric(rule: Rule) -> tuple[str | None, list[float], list[float]]:
-    """(metric, trigger lines, clear lines) to draw for a rule."""
-    c = rule.condition
-    if isinstance(c, (ThresholdCond, RateCond)):
-        lv = c.level
-        probe = c.probe
-    elif isinstance(c, CompositeCond):
-        if isinstance(c.parts[0], AnomalyCond):
-            return c.parts[0].probe.metric, [], []
-        lv = c.parts[0].level
-        probe = c.parts[0].probe
-    elif isinstance(c, AnomalyCond):
-        return c.probe.metric, [], []
-    else:  # absence
-        return None, [], []
-    vals = list(lv.value) if isinstance(lv.value, tuple) else [lv.value]
-    clr = [] if lv.clear is None else (list(lv.clear) if isinstance(lv.clear, tuple)
-                                      else [lv.clear])
-    if isinstance(c, RateCond) or (isinstance(c, CompositeCond)
-                                   and isinstance(c.parts[0], RateCond)):
-        return probe.metric, [], []  # a rate: lines are not in the metric's unit
-    if probe.relative_attr is not None:
-        return probe.metric + "/rel", vals, clr
-    return probe.metric, vals, clr
+def _signal_metric(rule: Rule) -> tuple[Probe | None, str | None, list[float], list[float]]:
+    """(probe, metric, trigger lines, clear lines) to draw for a rule (no probe: the
+    gaps between readings); lines are in the plotted unit, so a relative level plots the
+    metric over its divisor (``<metric>/rel``)."""
+    probe, lines, clears = rule.spec.plot(rule.condition)
+    if probe is None:
+        return None, None, lines, clears
+    if lines and probe.relative_attr is not None:
+        return probe, probe.metric + "/rel", lines, clears
+    return probe, probe.metric, lines, clears
 
 
 def _pick_sensor(rule: Rule, fs: list[Firing], incs: list[Any],
@@ -532,7 +504,7 @@ def plot_rule(path: Path, rule: Rule, fs: list[Firing], truth: Sequence[Any],
     kinds = {Detects.parse(k).kind for k in detects_of(rule)}
     incs = [i for i in truth if i.kind in kinds and i.start_ms < span[1] and i.end_ms > span[0]]
     sensor = _pick_sensor(rule, fs, incs, registry, wide)
-    metric, lines, clears = _signal_metric(rule)
+    probe, metric, lines, clears = _signal_metric(rule)
     fig, ax = plt.subplots(figsize=(11, 3.6))
     title = f"{rule.alert} — {sensor or '(no sensor)'}"
     rows = wide[wide["sensor_id"] == sensor] if sensor else wide.iloc[0:0]
@@ -541,16 +513,11 @@ def plot_rule(path: Path, rule: Rule, fs: list[Firing], truth: Sequence[Any],
         if len(rows):
             gaps = np.diff(rows["ts"].to_numpy(), prepend=rows["ts"].iloc[0]) / 60_000.0
             ax.step(t, gaps, where="post", lw=0.8, label="minutes since previous reading")
-            cond = rule.condition
-            if isinstance(cond, AbsenceCond):
-                lines = [cond.silent_for_ms / 60_000.0]
     else:
         base = metric.removesuffix("/rel")
         if len(rows) and base in rows:
             y = rows[base].to_numpy(np.float64)
-            if metric.endswith("/rel"):
-                c = rule.condition
-                probe = c.parts[0].probe if isinstance(c, CompositeCond) else c.probe
+            if metric.endswith("/rel") and probe is not None:
                 div = _float(registry.get(sensor, {}).get(probe.relative_attr))
                 if not np.isfinite(div):
                     std = probe.relative_standard

@@ -24,23 +24,15 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from urbanbrain.rules import seasonal, windows
 from urbanbrain.rules.alerts import AlertEvent, fingerprint
-from urbanbrain.rules.model import (
-    AbsenceCond,
-    AnomalyCond,
-    CompositeCond,
-    Probe,
-    RateCond,
-    Rule,
-    RuleSet,
-    ThresholdCond,
-)
+from urbanbrain.rules.kinds.base import NO_EXTRA, Hit
+from urbanbrain.rules.model import Probe, Rule, RuleSet
 from urbanbrain.rules.names import INDEX_METRICS
+from urbanbrain.rules.plan import SensorPlan
 from urbanbrain.rules.silences import Silence, SilenceStore
 from urbanbrain.rules.state import SensorState
 
@@ -56,24 +48,6 @@ META_KEY = "meta"
 INDEX_CLOCK = "~"  # prefix of the evaluation-time keys of index-driven rules
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _Plan:
-    """What to keep from one sensor's readings (cached per sensor)."""
-
-    samples: dict[str, int]  # metric -> retention ms
-    last: frozenset[str]  # metrics whose last-seen time absence rules need
-    ewma: dict[str, list[tuple[str, int]]]  # metric -> [(state key, halflife)]
-    weekly: frozenset[str]
-    # metric -> [(state key, local clock, across-days weight)] of time-of-day baselines
-    tod: dict[str, list[tuple[str, seasonal.LocalClock, float]]]
-    # metric ("" = any reading) -> longest silent_for of the absence rules on it
-    absence: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.samples or self.last or self.ewma or self.weekly or self.tod)
 
 
 def _alert_key(rule_id: str, inst: str) -> str:
@@ -137,7 +111,6 @@ class Evaluator:
         self.watermark: int | None = None
         self._dirty: set[str] = set()
         self._urgent: set[str] = set()  # entries holding a changed alert (written first)
-        self._neigh = self._neighbours()
         # streaming mode (:meth:`process`): per-key event time and a due-time queue
         self._streaming = False
         self._timers: list[tuple[int, int, str, str]] = []  # (due, seq, rule id, instance)
@@ -167,34 +140,23 @@ class Evaluator:
         self._plans: dict[str, _Plan] = {}
         self._cands: dict[str, list[str]] = {}
         self._ignored: set[str] = set()
-        self._hops: dict[tuple[str, int], set[str]] = {}
-        self._tod_pos: dict[tuple[str, int], tuple[int, int, float]] = {}
         self._div_cache: dict[tuple[str, str | None], float] = {}
-        self._z_now: int | None = None
-        self._z_memo: dict[tuple[str, str], tuple[float | None, float]] = {}
+        self._scratch: dict[str, Any] = {}  # the kinds' caches (Engine.scratch)
         self._by_id = {r.id: r for r in self._rules}
         # district scope: reading times are kept this far behind the clock, for "last seen
         # at or before t" when sources ahead of the clock have been folded in
-        self._absence_horizon = max((r.condition.silent_for_ms for r in self._rules
-                                     if isinstance(r.condition, AbsenceCond)), default=0)
+        self._absence_horizon = max((r.spec.horizon_ms(r.condition) for r in self._rules),
+                                    default=0)
         self._group_of = {r.id: g for g in ruleset.groups for r in g.rules}
         self._sensor_rules: dict[str, tuple[Rule, ...]] = {}
         # sensor-scope rules that read only derived indices: evaluated at the index
         # samples' times (see _evaluate_sensor)
         self._index_rules = {
             r.id for r in self._rules
-            if r.scope == "sensor" and not isinstance(r.condition, AbsenceCond)
+            if r.scope == "sensor" and not r.spec.timer_driven
             and r.probes() and all(p.metric in INDEX_METRICS for p in r.probes())}
         if self._streaming:
             self._rebuild_timers()
-
-    def _neighbours(self) -> dict[str, set[str]]:
-        adj: dict[str, set[str]] = defaultdict(set)
-        for sid, a in self.registry.items():
-            for n in a.get("neighbours") or []:
-                adj[sid].add(n)
-                adj[n].add(sid)
-        return adj
 
     def attrs(self, sensor_id: str) -> Mapping[str, Any]:
         a = self.registry.get(sensor_id)
@@ -203,40 +165,17 @@ class Evaluator:
         st = self._sensors.get(sensor_id)
         return (st.attrs or {}) if st else {}
 
-    def _plan(self, sid: str, attrs: Mapping[str, Any]) -> _Plan:
-        samples: dict[str, int] = {}
-        last: set[str] = set()
-        ewma: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        weekly: set[str] = set()
-        tod: dict[str, list[tuple[str, seasonal.LocalClock, float]]] = defaultdict(list)
-        absence: dict[str, int] = {}
+    def _plan(self, sid: str, attrs: Mapping[str, Any]) -> SensorPlan:
+        plan = SensorPlan()
         for r in self._rules:
-            if not r.selector.matches(sid, attrs):
-                continue
-            for m, ms in r.retention_ms().items():
-                samples[m] = max(samples.get(m, 0), ms)
-            c = r.condition
-            if isinstance(c, AbsenceCond) and c.metric:
-                last.add(c.metric)
-            for a in r.anomalies():
-                m = a.probe.metric
-                if a.method == "ewma" and (a.key, a.halflife_ms) not in ewma[m]:
-                    ewma[m].append((a.key, a.halflife_ms))
-                if a.seasonal == "same_hour_last_week":
-                    weekly.add(m)
-                if a.seasonal == "time_of_day" and all(k != a.tod_key for k, _, _ in tod[m]):
-                    tod[m].append(
-                        (a.tod_key, seasonal.clock(a.timezone), seasonal.alpha_for(a.halflife_ms))
-                    )
-            if isinstance(c, AbsenceCond) and not c.metric:
-                last.add("")  # marker: the sensor matters for absence even without samples
-            if isinstance(c, AbsenceCond):
-                m = c.metric or ""
-                absence[m] = max(absence.get(m, 0), c.silent_for_ms)
-        return _Plan(samples, frozenset(last), dict(ewma), frozenset(weekly), dict(tod),
-                     absence if self.scope == "district" else {})
+            if r.selector.matches(sid, attrs):
+                plan.keep_samples(r.retention_ms())
+                r.spec.plan(r.condition, plan)
+        if self.scope != "district":
+            plan.absence = {}  # last-seen per metric: the district clock's need only
+        return plan
 
-    def _plan_for(self, sid: str, attrs: Mapping[str, Any]) -> _Plan:
+    def _plan_for(self, sid: str, attrs: Mapping[str, Any]) -> SensorPlan:
         p = self._plans.get(sid)
         if p is None:
             p = self._plans[sid] = self._plan(sid, attrs)
@@ -357,8 +296,23 @@ class Evaluator:
             self._dirty.add(META_KEY)
         return used
 
-    # ------------------------------------------------------------------ probes
-    def _divisor(self, probe: Probe, sid: str, v: float) -> float | None:
+    # ------------------------------------------------------------------ for the kinds
+    # (urbanbrain.rules.kinds.base.Engine: what a kind may ask of the evaluator)
+    def sensor(self, sid: str) -> SensorState | None:
+        return self._sensors.get(sid)
+
+    @property
+    def start(self) -> int | None:
+        """Event time the evaluator started at (a never-seen sensor is silent since)."""
+        return self._start
+
+    def scratch(self, key: str, factory: Callable[[], Any]) -> Any:
+        got = self._scratch.get(key)
+        if got is None:
+            got = self._scratch[key] = factory()
+        return got
+
+    def divisor(self, probe: Probe, sid: str, v: float) -> float | None:
         """What ``relative_to`` divides by for this sensor (and value); None: nothing."""
         key = (sid, probe.relative_attr)
         div = self._div_cache.get(key)
@@ -378,195 +332,21 @@ class Evaluator:
             div = probe.relative_default
         return div or None
 
-    def _relative(self, probe: Probe, sid: str, v: float) -> float | None:
+    def relative(self, probe: Probe, sid: str, v: float) -> float | None:
         if probe.relative_attr is None:
             return v
-        div = self._divisor(probe, sid, v)
+        div = self.divisor(probe, sid, v)
         return None if div is None else v / div
 
-    def _probe(self, probe: Probe, sid: str, st: SensorState, now: int) -> float | None:
+    def probe_value(self, probe: Probe, sid: str, st: SensorState, now: int) -> float | None:
         end = now - probe.offset_ms
         _, vs = st.window(probe.metric, end - probe.span_ms, end)
         if len(vs) < probe.min_samples or not vs:
             return None
-        return self._relative(probe, sid, windows.aggregate(probe.aggregate, vs))
-
-    def _rate(self, c: RateCond, sid: str, st: SensorState, now: int) -> float | None:
-        end = now - c.probe.offset_ms
-        ts, vs = st.window(c.probe.metric, end - c.probe.span_ms, end)
-        if len(vs) < max(2, c.probe.min_samples):
-            return None
-        r = windows.rate_per_minute(ts, vs, c.method)
-        if r is None:
-            return None
-        if c.relative:
-            base = vs[0] if c.method == "delta" else windows.mean(vs)
-            if base == 0:
-                return None
-            r = r / abs(base) * 100.0
-        return self._relative(c.probe, sid, r)
-
-    def _part(
-        self,
-        c: ThresholdCond | RateCond | AnomalyCond,
-        sid: str,
-        st: SensorState,
-        now: int,
-        active: bool,
-    ) -> tuple[bool, float | None]:
-        if isinstance(c, AnomalyCond):
-            ok, z, _ = self._anomaly(c, sid, st, now, active)
-            return ok, z
-        v = (
-            self._rate(c, sid, st, now)
-            if isinstance(c, RateCond)
-            else self._probe(c.probe, sid, st, now)
-        )
-        if v is None:
-            return False, None
-        return c.level.test(v, active), v
-
-    def _anomaly(
-        self, c: AnomalyCond, sid: str, st: SensorState, now: int, active: bool
-    ) -> tuple[bool, float | None, dict[str, Any]]:
-        p = c.probe
-        if c.method == "ewma":
-            e = st.ewma.get(c.key)
-            if not e or e[2] - 1 < c.min_samples or now - e[3] > p.span_ms or e[3] > now:
-                return False, None, {}
-            z = windows.ewma_z(e, c.min_std)
-            observed = e[4]
-        elif c.seasonal == "time_of_day":
-            # rules that share the observation and baseline (Congestion / ProbableAccident)
-            # share the z-score of a sensor at a tick
-            if now != self._z_now:
-                self._z_now, self._z_memo = now, {}
-            mkey = (c.z_key, sid)
-            got = self._z_memo.get(mkey)
-            if got is None:
-                got = self._z_memo[mkey] = self._tod_z(c, sid, st, now)
-            z, observed = got
-            if z is None:
-                return False, None, {}
-        else:
-            ts, vs = st.window(p.metric, now - p.span_ms, now)
-            if not vs:
-                return False, None, {}
-            if p.window_ms == 0:
-                ts, vs = ts[-1:], vs[-1:]
-            observed = windows.aggregate(p.aggregate, vs)
-            if c.seasonal == "same_hour_last_week":
-                base = st.weekly_baseline(p.metric, now)
-                if base is None or base[0] < c.min_samples:
-                    return False, None, {}
-                _, m, sd = base
-            else:
-                _, bv = st.window(p.metric, ts[0] - c.baseline_ms - 1, ts[0] - 1)
-                if len(bv) < c.min_samples:
-                    return False, None, {}
-                m, sd = windows.mean(bv), windows.stdev(bv)
-            sd = max(sd, c.min_std)
-            diff = observed - m
-            z = (0.0 if diff == 0 else math.copysign(math.inf, diff)) if sd == 0 else diff / sd
-        score = z if c.direction == "up" else (-z if c.direction == "down" else abs(z))
-        if active and c.clear is not None:
-            cond = score >= c.clear
-        else:
-            cond = score > c.threshold
-        return cond, z, {"observed": observed}
-
-    def _tod_z(
-        self, c: AnomalyCond, sid: str, st: SensorState, now: int
-    ) -> tuple[float | None, float]:
-        """(z-score, observation) against the time-of-day baseline; z None: no value.
-        With ``relative_to`` the deviation and the spread are divided by the sensor's
-        divisor first, so ``min_std`` is in relative units (speed / free-flow speed)."""
-        # baseline first: it is a few list reads, and without history nothing else counts
-        b = st.tod.get(c.tod_key)
-        if b is None:
-            return None, 0.0
-        base = seasonal.baseline_at(b, self._tod_positions(c.timezone, now))
-        if base is None or base[0] < c.min_samples:
-            return None, 0.0
-        p = c.probe
-        _, vs = st.window(p.metric, now - p.span_ms, now)
-        if not vs:
-            return None, 0.0
-        observed = windows.aggregate(p.aggregate, vs) if p.window_ms else vs[-1]
-        diff, sd = observed - base[1], base[2]
-        if p.relative_attr is not None:
-            div = self._divisor(p, sid, base[1])
-            if div is None:
-                return None, 0.0
-            diff, sd = diff / div, sd / div
-        sd = max(sd, c.min_std)
-        z = (0.0 if diff == 0 else math.copysign(math.inf, diff)) if sd == 0 else diff / sd
-        return z, observed
-
-    def _tod_positions(self, tz: str, now: int) -> tuple[int, int, float]:
-        """seasonal.positions for this tick (cached: the same for every sensor)."""
-        key = (tz, now)
-        pos = self._tod_pos.get(key)
-        if pos is None:
-            if len(self._tod_pos) > 64:
-                self._tod_pos.clear()
-            pos = self._tod_pos[key] = seasonal.positions(now, seasonal.clock(tz))
-        return pos
-
-    def _sensor_cond(
-        self, rule: Rule, sid: str, st: SensorState, now: int, active: bool
-    ) -> tuple[bool, float | None, dict[str, Any]]:
-        sch = rule.schedule
-        if sch is not None and not sch.contains(now):
-            return False, None, {}  # outside its schedule a rule's condition never holds
-        c = rule.condition
-        if isinstance(c, ThresholdCond):
-            v = self._probe(c.probe, sid, st, now)
-            return (v is not None and c.level.test(v, active)), v, {}
-        if isinstance(c, RateCond):
-            ok, v = self._part(c, sid, st, now, active)
-            return ok, v, {}
-        if isinstance(c, AnomalyCond):
-            return self._anomaly(c, sid, st, now, active)
-        if isinstance(c, CompositeCond):
-            values: list[float | None] = []
-            extra: dict[str, Any] = {}
-            ok = c.mode == "all"
-            for p in c.parts:
-                if isinstance(p, AnomalyCond):
-                    pok, v, ex = self._anomaly(p, sid, st, now, active)
-                    if "observed" not in extra and "observed" in ex:
-                        extra["observed"] = ex["observed"]  # $observed of the first anomaly
-                else:
-                    pok, v = self._part(p, sid, st, now, active)
-                values.append(v)
-                if c.mode == "all" and not pok:
-                    ok = False
-                    break  # the rest cannot change the outcome (district scope: per loop)
-                if c.mode == "any" and pok:
-                    ok = True
-            first = next((v for v in values if v is not None), None)
-            extra["values"] = values + [None] * (len(c.parts) - len(values))
-            return ok, first, extra
-        raise TypeError(c)
-
-    def _matches_all(
-        self, c: CompositeCond, sid: str, st: SensorState, now: int, active: bool
-    ) -> bool:
-        """Whether one sensor matches a composite (district scope: only the verdict counts,
-        so stop at the first part that decides it)."""
-        want = c.mode == "all"
-        for p in c.parts:
-            if type(p) is AnomalyCond:
-                pok = self._anomaly(p, sid, st, now, active)[0]
-            else:
-                pok = self._part(p, sid, st, now, active)[0]
-            if pok != want:
-                return not want
-        return want
+        return self.relative(probe, sid, windows.aggregate(probe.aggregate, vs))
 
     # ------------------------------------------------------------------ instances
-    def _labels(self, rule: Rule, sid: str | None, district: str | None) -> dict[str, str]:
+    def labels(self, rule: Rule, sid: str | None, district: str | None) -> dict[str, str]:
         labels = {"alertname": rule.alert, **rule.labels}
         if sid is not None:
             labels["sensor"] = sid
@@ -583,122 +363,29 @@ class Evaluator:
             return out
         active_keys = self._alerts.get(rule.id, {})
         c = rule.condition
+        spec = rule.spec
         if rule.scope == "sensor":
-            absence = isinstance(c, AbsenceCond)
+            timer = spec.timer_driven
             sensors = self._sensors
             for sid in self._candidates(rule):
-                if absence:
-                    silent = self._silent_ms(c, sid, now)  # type: ignore[arg-type]
-                    if silent is not None and silent >= c.silent_for_ms:  # type: ignore[union-attr]
-                        district = self.attrs(sid).get("district")
-                        out[sid] = (silent / 1000.0, self._labels(rule, sid, district), {})
+                if timer:
+                    hit = spec.judge(self, rule, c, sid, now)
+                    if hit is not None:
+                        out[sid] = hit
                     continue
                 st = sensors.get(sid)
                 if st is None:
                     continue
-                ok, v, extra = self._sensor_cond(rule, sid, st, now, sid in active_keys)
+                ok, v, extra = spec.evaluate(self, c, sid, st, now, sid in active_keys)
                 if ok:
                     district = self.attrs(sid).get("district")
-                    out[sid] = (v, self._labels(rule, sid, district), extra)
+                    out[sid] = (v, self.labels(rule, sid, district), extra)
             return out
-        # district scope
         for d, sids in self._districts(rule):
-            active = d in active_keys
-            if isinstance(c, AbsenceCond):
-                silences = [self._silent_ms(c, s, now) for s in sids]
-                if silences and all(s is not None and s >= c.silent_for_ms for s in silences):
-                    out[d] = (
-                        min(silences) / 1000.0,
-                        self._labels(rule, None, d),
-                        {"sensors": ",".join(sids)},
-                    )
-                continue
-            if isinstance(c, CompositeCond):
-                hits = []
-                sensors = self._sensors
-                for s in sids:
-                    st = sensors.get(s)
-                    if st is not None and self._matches_all(c, s, st, now, active):
-                        hits.append(s)
-                group = self._largest_component(hits, c.neighbours) if c.neighbours else hits
-                if len(group) >= c.min_sensors:
-                    out[d] = (
-                        float(len(group)),
-                        self._labels(rule, None, d),
-                        {"sensors": ",".join(sorted(group))},
-                    )
-                continue
-            if isinstance(c, (ThresholdCond, RateCond)):
-                vals: list[float] = []
-                used: list[str] = []
-                for s in sids:
-                    st = self._sensors.get(s)
-                    if st is None:
-                        continue
-                    v = (
-                        self._rate(c, s, st, now)
-                        if isinstance(c, RateCond)
-                        else self._probe(c.probe, s, st, now)
-                    )
-                    if v is not None:
-                        vals.append(v)
-                        used.append(s)
-                if not vals:
-                    continue
-                agg = (
-                    float(len(vals))
-                    if rule.across == "count"
-                    else windows.aggregate(rule.across, vals)
-                )
-                if c.level.test(agg, active):
-                    out[d] = (agg, self._labels(rule, None, d), {"sensors": ",".join(used)})
+            hit = spec.district(self, rule, c, d, sids, now, d in active_keys)
+            if hit is not None:
+                out[d] = hit
         return out
-
-    def _silent_ms(self, c: AbsenceCond, sid: str, now: int) -> int | None:
-        st = self._sensors.get(sid)
-        last = None
-        if st is not None:
-            last = st.last.get(c.metric) if c.metric else st.seen
-            if last is not None and last > now and st.times:
-                last = st.last_seen_before(c.metric or "", now)
-        if last is None:
-            last = self._start
-        if last is None or last > now:
-            return None if last is None else 0
-        return now - last
-
-    def _within(self, sid: str, hops: int) -> set[str]:
-        """Sensors at most ``hops`` registry-neighbour steps from ``sid`` (cached)."""
-        key = (sid, hops)
-        out = self._hops.get(key)
-        if out is None:
-            seen, frontier = {sid}, {sid}
-            for _ in range(hops):
-                frontier = {n for s in frontier for n in self._neigh.get(s, ())} - seen
-                seen |= frontier
-            seen.discard(sid)
-            out = self._hops[key] = seen
-        return out
-
-    def _largest_component(self, hits: list[str], hops: int = 1) -> list[str]:
-        """Largest group of ``hits`` connected through chains of at most ``hops``
-        neighbour steps each (hops 2: one loop in between may be quiet)."""
-        todo = set(hits)
-        best: list[str] = []
-        while todo:
-            seed = todo.pop()
-            comp, stack = [seed], [seed]
-            while stack:
-                cur = stack.pop()
-                near = self._neigh.get(cur, ()) if hops <= 1 else self._within(cur, hops)
-                for n in near:
-                    if n in todo:
-                        todo.remove(n)
-                        comp.append(n)
-                        stack.append(n)
-            if len(comp) > len(best) or (len(comp) == len(best) and sorted(comp) < sorted(best)):
-                best = comp
-        return best
 
     # ------------------------------------------------------------------ lifecycle
     def _render(
@@ -1045,16 +732,15 @@ class Evaluator:
                 district = self.attrs(sid).get("district") or ""
             states = self._alerts.get(rule.id)
             active = states is not None and sid in states
-            c = rule.condition
-            if isinstance(c, AbsenceCond):
+            if rule.spec.timer_driven:
                 if (rule.id, sid) not in self._armed:
                     self._arm(rule, sid)
                 if active:  # it reported: the absence ends (keep_firing_for permitting)
-                    events += self._advance_one(rule, sid, t, self._absence_hit(rule, sid, t))
+                    events += self._advance_one(rule, sid, t, self._timer_hit(rule, sid, t))
                 continue
-            ok, v, extra = self._sensor_cond(rule, sid, st, t, active)
+            ok, v, extra = self._holds(rule, sid, st, t, active)
             if ok or active:
-                hit = (v, self._labels(rule, sid, district or None), extra) if ok else None
+                hit = (v, self.labels(rule, sid, district or None), extra) if ok else None
                 events += self._advance_one(rule, sid, t, hit)
         self._dirty.add("s|" + sid)
         return events
@@ -1068,10 +754,10 @@ class Evaluator:
         events: list[AlertEvent] = []
         index_rules = self._index_rules
         for rule in self._rules_for(sid):
-            absence = isinstance(rule.condition, AbsenceCond)
-            if (rule.id in index_rules) != index or (absence and index):
+            timer = rule.spec.timer_driven
+            if (rule.id in index_rules) != index or (timer and index):
                 continue  # a sample runs the index rules' entries, a reading the others'
-            if (rule.id, sid) not in self._armed and not absence:
+            if (rule.id, sid) not in self._armed and not timer:
                 continue  # nothing due: no active alert (parked absences count too)
             due = self._due(rule, sid)
             while due is not None and due < t:
@@ -1089,7 +775,8 @@ class Evaluator:
         than ``t`` that arrives later (redelivered after a crash, a late one) is folded in
         but evaluates nothing, so the alert's history never runs backwards."""
         sen = self._sensors.get(inst)
-        if sen is None and rule.schedule is not None and isinstance(rule.condition, AbsenceCond):
+        timer = rule.spec.timer_driven
+        if sen is None and rule.schedule is not None and timer:
             # a never-seen sensor whose absence the schedule ends: keep when it was last
             # judged, or its due time (from the evaluator's start) would come round again
             sen = self._sensors[inst] = SensorState()
@@ -1098,50 +785,47 @@ class Evaluator:
             if t > sen.evald.get(g, t - 1):
                 sen.evald[g] = t
             self._dirty.add("s|" + inst)
-        if isinstance(rule.condition, AbsenceCond):
-            return self._advance_one(rule, inst, t, self._absence_hit(rule, inst, t))
+        if timer:
+            return self._advance_one(rule, inst, t, self._timer_hit(rule, inst, t))
         if sen is None:
             return []
-        ok, v, extra = self._sensor_cond(rule, inst, sen, t, True)
-        hit = (v, self._labels(rule, inst, self.attrs(inst).get("district")),
+        ok, v, extra = self._holds(rule, inst, sen, t, True)
+        hit = (v, self.labels(rule, inst, self.attrs(inst).get("district")),
                extra) if ok else None
         return self._advance_one(rule, inst, t, hit)
 
-    def _absence_hit(self, rule: Rule, sid: str, t: int
-                     ) -> tuple[float, dict[str, str], dict[str, Any]] | None:
+    def _holds(self, rule: Rule, sid: str, st: SensorState, now: int,
+               active: bool) -> tuple[bool, float | None, Mapping[str, Any]]:
+        """A value-driven rule's condition for one sensor at ``now``."""
+        sch = rule.schedule
+        if sch is not None and not sch.contains(now):
+            return False, None, NO_EXTRA  # outside its schedule a condition never holds
+        return rule.spec.evaluate(self, rule.condition, sid, st, now, active)
+
+    def _timer_hit(self, rule: Rule, sid: str, t: int) -> Hit | None:
+        """A timer-driven rule's condition for one sensor at ``t``."""
         if rule.schedule is not None and not rule.schedule.contains(t):
             return None
-        c = rule.condition
-        silent = self._silent_ms(c, sid, t)  # type: ignore[arg-type]
-        if silent is None or silent < c.silent_for_ms:  # type: ignore[union-attr]
-            return None
-        return (silent / 1000.0,
-                self._labels(rule, sid, self.attrs(sid).get("district")), {})
+        return rule.spec.judge(self, rule, rule.condition, sid, t)
 
     # --- the due-time queue
     def _due(self, rule: Rule, inst: str) -> int | None:
         """When ``rule`` must next be evaluated for ``inst`` without new data, or None."""
         st = self._alerts.get(rule.id, {}).get(inst)
-        c = rule.condition
         dues: list[int] = []
         if st is not None and st.get("keep_since") is not None:
             dues.append(st["keep_since"] + rule.keep_firing_for_ms)
-        if isinstance(c, AbsenceCond):
+        if rule.spec.timer_driven:
             if st is None:
-                sen = self._sensors.get(inst)
-                last = (sen.last.get(c.metric) if c.metric else sen.seen) if sen else None
-                if last is None:
-                    last = self._start
-                if last is not None:
-                    due = last + c.silent_for_ms
-                    if rule.schedule is not None:
-                        # judged only inside the schedule, and never again at or before
-                        # the last evaluation (the one that ended it when it closed)
-                        done = sen.evald.get(self._evald_key(rule)) if sen else None
-                        due = rule.schedule.next_start(
-                            due if done is None else max(due, done + 1))
-                    if due is not None:
-                        dues.append(due)
+                due = rule.spec.quiet_due(self, rule.condition, inst)
+                if due is not None and rule.schedule is not None:
+                    # judged only inside the schedule, and never again at or before
+                    # the last evaluation (the one that ended it when it closed)
+                    sen = self._sensors.get(inst)
+                    done = sen.evald.get(self._evald_key(rule)) if sen else None
+                    due = rule.schedule.next_start(due if done is None else max(due, done + 1))
+                if due is not None:
+                    dues.append(due)
             elif st["s"] == "pending":
                 dues.append(st["active"] + rule.for_ms)
             elif rule.schedule is not None and st.get("keep_since") is None:
@@ -1224,7 +908,7 @@ class Evaluator:
         for rule in self._rules:
             if rule.scope != "sensor":
                 continue
-            if isinstance(rule.condition, AbsenceCond):
+            if rule.spec.timer_driven:
                 for sid in self._candidates(rule):
                     self._arm(rule, sid)
             for inst in self._alerts.get(rule.id, {}):
@@ -1268,27 +952,6 @@ class Evaluator:
         # notify alerts that fired while silenced, once their silence is over
         return events + self._notify_unsilenced(now)
 
-    def _cold(self, a: AnomalyCond, sid: str, now: int) -> bool:
-        """Whether the baseline of anomaly ``a`` for ``sid`` has too little history at
-        ``now`` to judge (the rule cannot fire there yet: it is warming up)."""
-        st = self._sensors.get(sid)
-        if st is None:
-            return True
-        if a.method == "ewma":
-            e = st.ewma.get(a.key)
-            return not e or e[2] - 1 < a.min_samples
-        if a.seasonal == "time_of_day":
-            b = st.tod.get(a.tod_key)
-            if b is None:
-                return True
-            base = seasonal.baseline_at(b, self._tod_positions(a.timezone, now))
-            return base is None or base[0] < a.min_samples
-        if a.seasonal == "same_hour_last_week":
-            base = st.weekly_baseline(a.probe.metric, now)
-            return base is None or base[0] < a.min_samples
-        _, bv = st.window(a.probe.metric, now - a.baseline_ms - a.probe.span_ms, now)
-        return len(bv) < a.min_samples
-
     def rule_status(self, now: int | None = None, *, examples: int = 5
                     ) -> dict[str, dict[str, Any]]:
         """Per rule of this evaluator: pending and firing alerts, candidate keys, and the
@@ -1301,9 +964,9 @@ class Evaluator:
             pending = sum(1 for st in states.values() if st["s"] == "pending")
             cands = self._candidates(rule)
             cold: list[str] = []
-            anomalies = rule.anomalies()
-            if anomalies and now is not None:
-                cold = [sid for sid in cands if any(self._cold(a, sid, now) for a in anomalies)]
+            c, spec = rule.condition, rule.spec
+            if now is not None and spec.warms_up(c):
+                cold = [sid for sid in cands if spec.warming(self, c, sid, now)]
             out[rule.id] = {"pending": pending, "firing": len(states) - pending,
                             "candidates": len(cands), "warming": len(cold),
                             "warming_keys": cold[:examples]}
@@ -1358,7 +1021,7 @@ class Evaluator:
                 if rule is not None:
                     sid = inst if rule.scope == "sensor" else None
                     district = self.attrs(inst).get("district") if sid else inst
-                    keep = self._labels(rule, sid, district) == st["labels"]
+                    keep = self.labels(rule, sid, district) == st["labels"]
                 if not keep:
                     if st["s"] == "firing":
                         by = self._silenced_by(st["labels"], now) or (

@@ -1,7 +1,8 @@
 """Rule files -> :class:`RuleSet`, with every problem reported as ``file:line:col``.
 
-Two passes per file: the JSON Schema (rules/schema/rules.schema.json, the same one editors
-use) catches shape errors; then the semantic pass catches what a schema can't: unknown
+Two passes per file: the JSON Schema (the core plus every kind's fragment, written out as
+rules/schema/rules.schema.json for editors) catches shape errors; then the semantic pass
+(the rule's kind parses its condition, see rules/kinds/) catches what a schema can't: unknown
 metrics, selectors that can never match, hysteresis on the wrong side, duplicate names,
 broken templates, and (given a registry) unknown districts and sensors.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import difflib
 import functools
 import glob
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,27 +21,20 @@ from typing import Any
 import jsonschema
 from urbanbrain.rules import names, seasonal
 from urbanbrain.rules.durations import DurationError, parse_duration
+from urbanbrain.rules.kinds import KINDS, RuleKind, kind_of
+from urbanbrain.rules.kinds.schema import compose
 from urbanbrain.rules.model import (
-    DOWNWARD,
-    UPWARD,
-    AbsenceCond,
-    AnomalyCond,
-    CompositeCond,
     Group,
-    Level,
     Probe,
-    RateCond,
     Rule,
     RuleSet,
     Selector,
-    ThresholdCond,
     _norm,
 )
 from urbanbrain.rules.schedule import ScheduleError, parse_schedule
 from urbanbrain.rules.templating import Template, TemplateError
 from urbanbrain.rules.yamlpos import Located, YamlSyntaxError, load_located, path_str
 
-SCHEMA_PATH = Path(__file__).parent / "schema" / "rules.schema.json"
 RESERVED_LABELS = ("alertname", "sensor", "district")
 
 
@@ -66,14 +59,23 @@ class RuleFileError(ValueError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-@functools.cache
 def rules_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
+    """The schema of the kinds registered now (rules/kinds/schema.py)."""
+    return _schema_of(tuple(KINDS.values()))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4)
+def _schema_of(kinds: tuple[RuleKind, ...]) -> dict[str, Any]:
+    return compose()
+
+
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(rules_schema())
+    return _validator_of(tuple(KINDS.values()))
+
+
+@functools.lru_cache(maxsize=4)
+def _validator_of(kinds: tuple[RuleKind, ...]) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(_schema_of(kinds))
 
 
 def expand_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list[str]:
@@ -97,7 +99,7 @@ def expand_paths(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list
     return out
 
 
-class _Ctx:
+class Ctx:
     """Problem collector for one file."""
 
     def __init__(self, file: str, loc: Located) -> None:
@@ -139,7 +141,7 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
     return err.message
 
 
-def _schema_errors(ctx: _Ctx) -> None:
+def _schema_errors(ctx: Ctx) -> None:
     def leaves(e: jsonschema.ValidationError) -> Iterable[jsonschema.ValidationError]:
         # oneOf/anyOf: report the most specific branch's errors, not "is not valid under any"
         sch = e.schema if isinstance(e.schema, Mapping) else {}
@@ -186,48 +188,7 @@ def _strings(v: Any) -> frozenset[str] | None:
     return frozenset([_norm(v)])
 
 
-def _level(ctx: _Ctx, cond: Mapping, path: tuple) -> Level:
-    op = cond["op"]
-    value = cond["value"]
-    clear = cond.get("clear")
-    band = op in ("outside", "inside")
-    for k, v in (("value", value), ("clear", clear)):
-        if v is None:
-            continue
-        if band and not isinstance(v, list):
-            ctx.err(path + (k,), f"op {op!r} needs {k} as [low, high]")
-            return Level(">", float("inf"))
-        if not band and isinstance(v, list):
-            ctx.err(path + (k,), f"op {op!r} needs a number, not a band")
-            return Level(">", float("inf"))
-        if band and v[0] > v[1]:
-            ctx.err(path + (k,), f"band {v} has low > high")
-    if band:
-        value = (float(value[0]), float(value[1]))
-        clear = (float(clear[0]), float(clear[1])) if clear is not None else None
-    else:
-        value = float(value)
-        clear = float(clear) if clear is not None else None
-    if clear is not None:
-        bad = ""
-        if op in UPWARD and clear > value:
-            bad = f"clear {clear:g} is above the firing value {value:g} for op {op!r}: clear must be <= value"
-        elif op in DOWNWARD and clear < value:
-            bad = f"clear {clear:g} is below the firing value {value:g} for op {op!r}: clear must be >= value"
-        elif op in ("==", "!="):
-            bad = f"op {op!r} takes no clear level"
-        elif op == "outside" and not (value[0] <= clear[0] <= clear[1] <= value[1]):
-            bad = f"clear band {list(clear)} must lie inside the firing band {list(value)} for 'outside'"
-        elif op == "inside" and not (clear[0] <= value[0] and value[1] <= clear[1]):
-            bad = (
-                f"clear band {list(clear)} must contain the firing band {list(value)} for 'inside'"
-            )
-        if bad:
-            ctx.err(path + ("clear",), bad)
-    return Level(op, value, clear)
-
-
-class _Builder:
+class Builder:
     def __init__(self, registry: Mapping[str, Mapping] | None) -> None:
         self.registry = registry
         if registry is not None:
@@ -237,7 +198,7 @@ class _Builder:
             self.attrs = set().union(*(a.keys() for a in registry.values())) if registry else set()
 
     # --- pieces -----------------------------------------------------------------------
-    def metric(self, ctx: _Ctx, name: Any, path: tuple, sel: Selector) -> str | None:
+    def metric(self, ctx: Ctx, name: Any, path: tuple, sel: Selector) -> str | None:
         if not isinstance(name, str):
             return None
         dom = names.metric_domain(name)
@@ -255,7 +216,7 @@ class _Builder:
 
     def probe(
         self,
-        ctx: _Ctx,
+        ctx: Ctx,
         obj: Mapping,
         path: tuple,
         sel: Selector,
@@ -286,53 +247,7 @@ class _Builder:
             offset_ms=offset,
         )
 
-    def anomaly(self, ctx: _Ctx, cond_obj: Mapping, cp: tuple, pr: Probe | None) -> AnomalyCond | None:
-        """An anomaly condition (a rule's ``condition``, or a composite part)."""
-        thr = float(cond_obj["threshold"])
-        clear = cond_obj.get("clear")
-        if clear is not None and float(clear) > thr:
-            ctx.err(
-                cp + ("clear",),
-                f"clear {clear:g} is above the threshold {thr:g}: clear must be <= threshold",
-            )
-        method = cond_obj.get("method", "zscore")
-        seas = cond_obj.get("seasonal", "none")
-        baseline = ctx.duration(cond_obj, "baseline", cp, 3_600_000)
-        # time_of_day: the halflife weighs whole days (how fast "usual" forgets)
-        halflife = ctx.duration(
-            cond_obj, "halflife", cp, 2 * seasonal.DAY_MS if seas == "time_of_day" else 900_000
-        )
-        if method == "zscore" and baseline <= 0:
-            ctx.err(cp + ("baseline",), "baseline must be > 0")
-        if (method == "ewma" or seas == "time_of_day") and halflife <= 0:
-            ctx.err(cp + ("halflife",), "halflife must be > 0")
-        if seas != "none" and method != "zscore":
-            ctx.err(cp + ("seasonal",), f"seasonal {seas!r} needs method: zscore")
-        tz = str(cond_obj.get("timezone", "UTC"))
-        if "timezone" in cond_obj:
-            if seas != "time_of_day":
-                ctx.err(cp + ("timezone",), "timezone is used by seasonal: time_of_day only")
-            elif not seasonal.valid_timezone(tz):
-                ctx.err(cp + ("timezone",), f"unknown time zone {tz!r} (use an IANA name, e.g. Europe/Paris)")
-        if "relative_to" in cond_obj and seas != "time_of_day":
-            ctx.err(cp + ("relative_to",), "relative_to is used by seasonal: time_of_day only")
-        if pr is None:
-            return None
-        return AnomalyCond(
-            pr,
-            method,
-            baseline,
-            halflife,
-            seas,
-            thr,
-            float(clear) if clear is not None else None,
-            cond_obj.get("direction", "both"),
-            int(cond_obj.get("min_samples", 10)),
-            float(cond_obj.get("min_std", 1e-9)),
-            tz,
-        )
-
-    def selector(self, ctx: _Ctx, obj: Mapping | None, path: tuple) -> Selector:
+    def selector(self, ctx: Ctx, obj: Mapping | None, path: tuple) -> Selector:
         obj = obj or {}
         where = tuple(
             sorted((k, _strings(v) or frozenset()) for k, v in (obj.get("where") or {}).items())
@@ -363,7 +278,7 @@ class _Builder:
                     ctx.err(path + ("where", k), f"unknown registry attribute {k!r}", key=True)
         return sel
 
-    def _registry_match(self, ctx: _Ctx, rule: Rule, path: tuple) -> None:
+    def _registry_match(self, ctx: Ctx, rule: Rule, path: tuple) -> None:
         if self.registry is None:
             return
         matched = [s for s, a in self.registry.items() if rule.selector.matches(s, a)]
@@ -384,7 +299,7 @@ class _Builder:
                     f"relative_to attribute {p.relative_attr!r} is set on none of the matched sensors",
                 )
 
-    def templates(self, ctx: _Ctx, obj: Mapping, path: tuple) -> dict[str, Template]:
+    def templates(self, ctx: Ctx, obj: Mapping, path: tuple) -> dict[str, Template]:
         out = {}
         for k, v in (obj or {}).items():
             try:
@@ -395,77 +310,18 @@ class _Builder:
 
     # --- a rule -----------------------------------------------------------------------
     def rule(
-        self, ctx: _Ctx, r: Mapping, path: tuple, group: str, glabels: Mapping[str, str],
+        self, ctx: Ctx, r: Mapping, path: tuple, group: str, glabels: Mapping[str, str],
         timezone: str = "UTC",
     ) -> Rule | None:
         n_before = len(ctx.problems)
         kind = r["kind"]
+        spec = kind_of(kind)
         sel = self.selector(ctx, r.get("selector"), path + ("selector",))
         scope = r.get("scope") or "sensor"
-        cp = path + ("condition",)
-        cond_obj = r["condition"]
-        cond: Any = None
         metric_dom = names.metric_domain(r["metric"]) if isinstance(r.get("metric"), str) else None
-        if sel.domain is None and metric_dom and kind != "composite":
+        if sel.domain is None and metric_dom and spec.narrows_domain:
             sel = Selector(frozenset([metric_dom]), sel.kind, sel.district, sel.sensors, sel.where)
-        if kind == "threshold":
-            pr = self.probe(ctx, r, path, sel)
-            lv = _level(ctx, cond_obj, cp)
-            cond = ThresholdCond(pr, lv) if pr else None
-        elif kind == "rate":
-            pr = self.probe(ctx, r, path, sel, rate=True)
-            lv = _level(ctx, cond_obj, cp)
-            cond = (
-                RateCond(pr, lv, cond_obj.get("method", "delta"), bool(cond_obj.get("relative")))
-                if pr
-                else None
-            )
-        elif kind == "absence":
-            silent = ctx.duration(cond_obj, "silent_for", cp)
-            if silent <= 0:
-                ctx.err(cp + ("silent_for",), "silent_for must be > 0")
-            metric = None
-            if "metric" in r:
-                metric = self.metric(ctx, r["metric"], path + ("metric",), sel)
-            cond = AbsenceCond(silent, metric)
-        elif kind == "anomaly":
-            pr = self.probe(ctx, r, path, sel)
-            cond = self.anomaly(ctx, cond_obj, cp, pr)
-            if "offset" in r:
-                ctx.err(path + ("offset",), "offset is not supported by anomaly rules", key=True)
-            if scope != "sensor":
-                ctx.err(path + ("scope",), "anomaly rules are evaluated per sensor (scope: sensor)")
-        elif kind == "composite":
-            mode = "all" if "all" in cond_obj else "any"
-            parts = []
-            for i, part in enumerate(cond_obj.get(mode) or []):
-                pp = cp + (mode, i)
-                if part.get("kind") == "anomaly":
-                    # min_samples of an anomaly part is the baseline's, as in an anomaly rule
-                    pr = self.probe(ctx, {k: v for k, v in part.items() if k != "min_samples"},
-                                    pp, sel)
-                    an = self.anomaly(ctx, part, pp, pr)
-                    if an is not None:
-                        parts.append(an)
-                    continue
-                is_rate = part.get("kind") == "rate"
-                if is_rate and "window" not in part:
-                    ctx.err(pp, "a rate part needs a window")
-                pr = self.probe(ctx, part, pp, sel, rate=is_rate)
-                lv = _level(ctx, part, pp)
-                if pr is None:
-                    continue
-                parts.append(
-                    RateCond(pr, lv, part.get("method", "delta"), bool(part.get("relative")))
-                    if is_rate
-                    else ThresholdCond(pr, lv)
-                )
-            min_sensors = int(cond_obj.get("min_sensors", 1))
-            nb = cond_obj.get("neighbours", False)
-            neighbours = int(nb) if not isinstance(nb, bool) else (1 if nb else 0)
-            if scope == "sensor" and (min_sensors > 1 or neighbours):
-                ctx.err(cp, "min_sensors > 1 and neighbours need scope: district")
-            cond = CompositeCond(mode, tuple(parts), min_sensors, neighbours)
+        cond = spec.parse(self, ctx, r, path, sel, scope)
         for_ms = ctx.duration(r, "for", path)
         keep = ctx.duration(r, "keep_firing_for", path)
         labels = {**glabels, **(r.get("labels") or {})}
@@ -478,10 +334,8 @@ class _Builder:
                 "no severity label (alerts will be routed as severity=none)",
                 "warning",
             )
-        if scope == "district" and kind == "anomaly":
-            pass
         annotations = self.templates(ctx, r.get("annotations") or {}, path + ("annotations",))
-        _check_references(ctx, annotations, path + ("annotations",), labels, scope, kind)
+        _check_references(ctx, annotations, path + ("annotations",), labels, scope, spec)
         schedule = None
         if "schedule" in r:
             try:
@@ -497,6 +351,7 @@ class _Builder:
             alert=r["alert"],
             group=group,
             kind=kind,
+            spec=spec,
             scope=scope,
             selector=sel,
             condition=cond,
@@ -519,8 +374,8 @@ _TEMPLATE_VARS = {"$", "$value", "$labels", "$externalLabels", "$sensors", "$obs
                   ".", ".Value", ".Labels"}
 
 
-def _check_references(ctx: _Ctx, annotations: Mapping[str, Template], path: tuple,
-                      labels: Mapping[str, str], scope: str, kind: str) -> None:
+def _check_references(ctx: Ctx, annotations: Mapping[str, Template], path: tuple,
+                      labels: Mapping[str, str], scope: str, spec: RuleKind) -> None:
     """Annotation templates may only read labels an alert of this rule carries.
 
     Why at check time: Prometheus renders a missing label as "<no value>", so a typo
@@ -547,7 +402,7 @@ def _check_references(ctx: _Ctx, annotations: Mapping[str, Template], path: tupl
             elif var == "$sensors" and scope != "district":
                 ctx.err(path + (key,), "$sensors is set only for scope: district (empty here)",
                         "warning")
-            elif var == "$observed" and kind not in ("anomaly", "composite"):
+            elif var == "$observed" and not spec.sets_observed:
                 ctx.err(path + (key,), "$observed is set only by anomaly conditions (empty here)",
                         "warning")
 
@@ -561,20 +416,20 @@ def check_text(
     text: str,
     file: str = "<string>",
     registry: Mapping[str, Mapping] | None = None,
-    builder: _Builder | None = None,
+    builder: Builder | None = None,
 ) -> tuple[list[Group], list[Problem]]:
     """Check one rule file's text; returns its groups (if valid) and the problems."""
     try:
         loc = load_located(text)
     except YamlSyntaxError as exc:
         return [], [Problem(file, exc.line, exc.col, str(exc))]
-    ctx = _Ctx(file, loc)
+    ctx = Ctx(file, loc)
     if loc.data is None:
         return [], [Problem(file, 1, 1, "empty rule file (expected 'groups:')", "warning")]
     _schema_errors(ctx)
     if ctx.problems:
         return [], ctx.problems
-    b = builder or _Builder(registry)
+    b = builder or Builder(registry)
     groups: list[Group] = []
     gnames: dict[str, tuple] = {}
     for gi, g in enumerate(loc.data["groups"]):
@@ -614,7 +469,7 @@ def check_files(
     files = expand_paths(paths)
     problems: list[Problem] = []
     groups: list[Group] = []
-    builder = _Builder(registry)
+    builder = Builder(registry)
     if not files:
         problems.append(Problem(str(paths), 0, 0, "no rule files found"))
     first: dict[str, str] = {}

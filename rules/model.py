@@ -1,25 +1,29 @@
 """Rules as immutable objects: what the loader builds and the evaluator runs.
 
-One dataclass per concept (selector, probe, level, condition per kind, rule, group,
-rule set), all frozen: a loaded rule set is shared by the evaluator, the checker and the
-unit-test runner, and hot reload swaps the whole object.
+One dataclass per concept (selector, probe, level, rule, group, rule set), all frozen: a
+loaded rule set is shared by the evaluator, the checker and the unit-test runner, and hot
+reload swaps the whole object. The condition of each kind lives with its kind
+(rules/kinds/<kind>/); ``Rule.spec`` is that kind, resolved once at load.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from urbanbrain.rules.schedule import Schedule
 from urbanbrain.rules.templating import Template
+
+if TYPE_CHECKING:
+    from urbanbrain.rules.kinds.base import RuleKind
 
 #: Without a window, a probe reads the latest sample no older than this (Prometheus'
 #: default lookback delta).
 LOOKBACK_MS = 5 * 60_000
 
-KINDS = ("threshold", "rate", "absence", "anomaly", "composite")
 UPWARD = (">", ">=")
 DOWNWARD = ("<", "<=")
 
@@ -138,75 +142,6 @@ class Probe:
         return self.span_ms + self.offset_ms
 
 
-@dataclass(frozen=True, slots=True)
-class ThresholdCond:
-    probe: Probe
-    level: Level
-
-
-@dataclass(frozen=True, slots=True)
-class RateCond:
-    probe: Probe  # aggregate unused; window = rate window
-    level: Level
-    method: str = "delta"  # delta | slope
-    relative: bool = False  # percent of the first value, per minute
-
-
-@dataclass(frozen=True, slots=True)
-class AbsenceCond:
-    silent_for_ms: int
-    metric: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AnomalyCond:
-    probe: Probe  # the observation compared with the baseline
-    method: str = "zscore"  # zscore | ewma
-    baseline_ms: int = 3_600_000
-    halflife_ms: int = 900_000
-    seasonal: str = "none"  # none | same_hour_last_week | time_of_day
-    threshold: float = 3.0
-    clear: float | None = None
-    direction: str = "both"
-    min_samples: int = 10
-    min_std: float = 1e-9
-    timezone: str = "UTC"  # time_of_day: local time (hour, working day / weekend)
-    # state key of the time-of-day baseline (shared by rules with equal settings); set
-    # once here because the evaluator reads it for every sensor at every tick
-    tod_key: str = field(init=False, default="", compare=False)
-    # rules with the same z_key compute the same time-of-day z-score for a sensor
-    z_key: str = field(init=False, default="", compare=False)
-
-    def __post_init__(self) -> None:
-        tod = f"{self.probe.metric}|{self.timezone}|{self.halflife_ms}"
-        object.__setattr__(self, "tod_key", tod)
-        p = self.probe
-        object.__setattr__(
-            self, "z_key",
-            f"{tod}|{p.window_ms}|{p.aggregate}|{p.offset_ms}|{self.min_std}|{self.min_samples}"
-            f"|{p.relative_attr}|{p.relative_default}|{p.relative_standard}",
-        )
-
-    @property
-    def key(self) -> str:
-        """State key of the EWMA this rule needs (shared by rules with equal halflife)."""
-        return f"{self.probe.metric}|{self.halflife_ms}"
-
-
-Part = ThresholdCond | RateCond | AnomalyCond
-
-
-@dataclass(frozen=True, slots=True)
-class CompositeCond:
-    mode: str  # all | any
-    parts: tuple[Part, ...]
-    min_sensors: int = 1
-    neighbours: int = 0  # 0: any sensors; n: connected through <= n registry-neighbour hops
-
-
-Condition = ThresholdCond | RateCond | AbsenceCond | AnomalyCond | CompositeCond
-
-
 @dataclass(frozen=True)
 class Rule:
     alert: str
@@ -214,7 +149,7 @@ class Rule:
     kind: str
     scope: str  # sensor | district
     selector: Selector
-    condition: Condition
+    condition: Any  # the condition dataclass of the rule's kind (``spec``)
     for_ms: int = 0
     keep_firing_for_ms: int = 0
     across: str = "mean"  # district scope of threshold/rate: how sensors' values combine
@@ -225,6 +160,14 @@ class Rule:
     line: int = 0
     # when the condition may hold (local time-of-day / weekday windows); None: always
     schedule: Schedule | None = None
+    # the kind object of ``kind`` (rules/kinds): the evaluator asks it, never the name
+    spec: RuleKind = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.spec is None:
+            from urbanbrain.rules.kinds import kind_of
+
+            object.__setattr__(self, "spec", kind_of(self.kind))
 
     @property
     def id(self) -> str:
@@ -232,38 +175,15 @@ class Rule:
         return f"{self.group}/{self.alert}"
 
     def probes(self) -> list[Probe]:
-        c = self.condition
-        if isinstance(c, (ThresholdCond, RateCond, AnomalyCond)):
-            return [c.probe]
-        if isinstance(c, CompositeCond):
-            return [p.probe for p in c.parts]
-        return []
+        return list(self.spec.probes(self.condition))
 
-    def anomalies(self) -> list[AnomalyCond]:
-        """Anomaly conditions of the rule: itself, or anomaly parts of a composite."""
-        c = self.condition
-        if isinstance(c, AnomalyCond):
-            return [c]
-        if isinstance(c, CompositeCond):
-            return [p for p in c.parts if isinstance(p, AnomalyCond)]
-        return []
+    def conditions(self) -> tuple[Any, ...]:
+        """The rule's elementary conditions: its own, or a composite's parts."""
+        return self.spec.leaves(self.condition)
 
     def retention_ms(self) -> dict[str, int]:
         """How much history of each metric this rule needs."""
-        out: dict[str, int] = {}
-        c = self.condition
-        parts = c.parts if isinstance(c, CompositeCond) else (c,)
-        for part in parts:
-            if not isinstance(part, (ThresholdCond, RateCond, AnomalyCond)):
-                continue
-            p = part.probe
-            need = p.reach_ms
-            if isinstance(part, AnomalyCond) and part.method == "zscore" and (
-                part.seasonal == "none"
-            ):
-                need += part.baseline_ms
-            out[p.metric] = max(out.get(p.metric, 0), need)
-        return out
+        return self.spec.retention_ms(self.condition)
 
 
 @dataclass(frozen=True)
@@ -312,3 +232,20 @@ class RuleSet:
 
 def valid_label_name(name: str) -> bool:
     return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None
+
+
+#: condition classes that moved to their kind's folder, still importable from here
+_MOVED = {
+    "ThresholdCond": "threshold",
+    "RateCond": "rate",
+    "AbsenceCond": "absence",
+    "AnomalyCond": "anomaly",
+    "CompositeCond": "composite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    kind = _MOVED.get(name)
+    if kind is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"urbanbrain.rules.kinds.{kind}"), name)

@@ -9,6 +9,7 @@ import math
 
 import pytest
 from urbanbrain.rules import Evaluator, loads, seasonal
+from urbanbrain.rules.kinds.anomaly import AnomalyCond
 from urbanbrain.rules.loader import RuleFileError
 
 M = 60_000
@@ -242,7 +243,7 @@ def test_check_reports_bad_seasonal_settings(cond, message):
 def test_anomaly_parts_and_neighbour_hops_in_the_schema():
     ok = loads(CONGESTION)
     (rule,) = ok.rules
-    (part,) = rule.anomalies()
+    (part,) = [c for c in rule.conditions() if isinstance(c, AnomalyCond)]
     assert part.seasonal == "time_of_day" and part.halflife_ms == 2 * DAY  # default
     assert rule.condition.neighbours == 2
     with pytest.raises(RuleFileError) as exc:
@@ -279,7 +280,8 @@ def test_relative_to_scales_a_time_of_day_z_score_per_sensor():
         got += ev.tick(t)
     # a drop of 0.2 free-flow speeds is 4 min_std: no alert; 0.3 below would be 6
     assert got == []
-    z = {s: ev._anomaly(ev.ruleset.rules[0].condition, s, ev._sensors[s], 2 * DAY - 5 * M,
-                        False)[1] for s in "abc"}
+    rule = ev.ruleset.rules[0]
+    z = {s: rule.spec.evaluate(ev, rule.condition, s, ev.sensor(s), 2 * DAY - 5 * M,
+                               False)[1] for s in "abc"}
     assert z["a"] == pytest.approx(-4.0) and z["b"] == pytest.approx(-4.0)
     assert z["c"] == pytest.approx(-4.0)

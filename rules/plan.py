@@ -1,0 +1,32 @@
+"""What the evaluator keeps from one sensor's readings, built from the rules matching it.
+
+Built once per sensor (cached by the evaluator), read for every reading: the kinds add to
+it through :meth:`RuleKind.plan`, so the per-reading loop in ``Evaluator.observe`` stays
+a few dict and set lookups whatever kinds exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from urbanbrain.rules import seasonal
+
+
+@dataclass(slots=True)
+class SensorPlan:
+    samples: dict[str, int] = field(default_factory=dict)  # metric -> retention ms
+    last: set[str] = field(default_factory=set)  # metrics whose last-seen time is needed
+    ewma: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # metric -> [(key, halflife)]
+    weekly: set[str] = field(default_factory=set)
+    # metric -> [(state key, local clock, across-days weight)] of time-of-day baselines
+    tod: dict[str, list[tuple[str, seasonal.LocalClock, float]]] = field(default_factory=dict)
+    # metric ("" = any reading) -> longest silent_for of the absence rules on it
+    absence: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.samples or self.last or self.ewma or self.weekly or self.tod)
+
+    def keep_samples(self, retention: dict[str, int]) -> None:
+        for m, ms in retention.items():
+            self.samples[m] = max(self.samples.get(m, 0), ms)
