@@ -5,7 +5,7 @@ The loader validates against the composition, so a new kind folder is checked wi
 touching a file; rules/schema/rules.schema.json is the same composition written out for
 editors (tests keep it current). Regenerate it with::
 
-    python -m urbanbrain.rules.kinds.schema
+    python -m urbanbrain.rules.kinds
 """
 
 from __future__ import annotations
@@ -58,10 +58,6 @@ def dumps(value: Any, indent: int = 0) -> str:
     return "[\n" + ",\n".join(items) + "\n" + "  " * indent + "]"
 
 
-def main() -> None:
-    SCHEMA_PATH.write_text(dumps(compose()) + "\n")
-    print(f"wrote {SCHEMA_PATH}")
-
-
-if __name__ == "__main__":
-    main()
+def render() -> str:
+    """The text of rules/schema/rules.schema.json."""
+    return dumps(compose()) + "\n"
