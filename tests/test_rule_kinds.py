@@ -33,7 +33,9 @@ def test_every_kind_folder_is_registered_with_readme_and_schema_fragment():
     for name, kind in KINDS.items():
         assert kind.name == name
         readme = (KINDS_DIR / name / "README.md").read_text()
-        assert f"kind: {name}" in readme  # an example rule of the kind
+        example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+        (rule,) = loads(rules(example)).rules  # the README's example rule is valid
+        assert rule.kind == name
         assert kind.condition_def in kind.schema_defs
     assert list(KINDS) == ["threshold", "rate", "absence", "anomaly", "composite"]  # by rank
 
