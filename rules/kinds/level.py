@@ -20,6 +20,20 @@ if TYPE_CHECKING:
     from urbanbrain.rules.state import SensorState
 
 
+#: the schema properties of a level (a condition's, or a composite part's)
+LEVEL_PROPERTIES: dict[str, Any] = {
+    "op": {"$ref": "#/$defs/op"},
+    "value": {"$ref": "#/$defs/level"},
+    "clear": {"$ref": "#/$defs/level"},
+}
+
+
+def level_condition(**properties: Any) -> dict[str, Any]:
+    """The schema of a level condition with a kind's own ``properties`` besides the level."""
+    return {"type": "object", "required": ["op", "value"], "additionalProperties": False,
+            "properties": {**LEVEL_PROPERTIES, **properties}}
+
+
 def parse_level(ctx: Ctx, cond: Mapping, path: tuple) -> Level:
     """``op``/``value``/``clear`` as a :class:`Level`; hysteresis on the wrong side of the
     firing value (which would never clear, or clear at once) is reported."""

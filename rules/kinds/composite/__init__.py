@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urbanbrain.rules.kinds import kind_of
 from urbanbrain.rules.kinds.base import Engine, Hit, RuleKind, Verdict
 from urbanbrain.rules.kinds.composite.neighbours import Neighbours
+from urbanbrain.rules.kinds.level import LEVEL_PROPERTIES
 
 if TYPE_CHECKING:
     from urbanbrain.rules.loader import Builder, Ctx
@@ -56,9 +57,7 @@ class Composite(RuleKind):
                 "offset": {"$ref": "#/$defs/offset"},
                 "aggregate": {"$ref": "#/$defs/aggregate"},
                 "min_samples": {"type": "integer", "minimum": 1},
-                "op": {"$ref": "#/$defs/op"},
-                "value": {"$ref": "#/$defs/level"},
-                "clear": {"$ref": "#/$defs/level"},
+                **LEVEL_PROPERTIES,
                 "relative_to": {"$ref": "#/$defs/relative_to"},
                 "method": {"enum": ["delta", "slope"]},
                 "relative": {"type": "boolean"},

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from urbanbrain.rules import windows
-from urbanbrain.rules.kinds.level import LevelKind, parse_level
+from urbanbrain.rules.kinds.level import LevelKind, level_condition, parse_level
 from urbanbrain.rules.model import Level, Probe
 
 if TYPE_CHECKING:
@@ -32,19 +32,11 @@ class Rate(LevelKind):
     condition_def = "rate_condition"
     rule_requires = ("metric", "window")
     schema_defs = {
-        "rate_condition": {
-            "type": "object",
-            "required": ["op", "value"],
-            "additionalProperties": False,
-            "properties": {
-                "op": {"$ref": "#/$defs/op"},
-                "value": {"$ref": "#/$defs/level"},
-                "clear": {"$ref": "#/$defs/level"},
-                "method": {"enum": ["delta", "slope"]},
-                "relative": {"type": "boolean",
-                             "description": "percent of the window's first value per minute"},
-            },
-        },
+        "rate_condition": level_condition(
+            method={"enum": ["delta", "slope"]},
+            relative={"type": "boolean",
+                      "description": "percent of the window's first value per minute"},
+        ),
     }
 
     def parse(self, b: Builder, ctx: Ctx, r: Mapping[str, Any], path: tuple,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from urbanbrain.rules.kinds.level import LevelKind, parse_level
+from urbanbrain.rules.kinds.level import LevelKind, level_condition, parse_level
 from urbanbrain.rules.model import Level, Probe
 
 if TYPE_CHECKING:
@@ -28,17 +28,7 @@ class Threshold(LevelKind):
     rank = 10
     condition_def = "threshold_condition"
     schema_defs = {
-        "threshold_condition": {
-            "type": "object",
-            "required": ["op", "value"],
-            "additionalProperties": False,
-            "properties": {
-                "op": {"$ref": "#/$defs/op"},
-                "value": {"$ref": "#/$defs/level"},
-                "clear": {"$ref": "#/$defs/level"},
-                "relative_to": {"$ref": "#/$defs/relative_to"},
-            },
-        },
+        "threshold_condition": level_condition(relative_to={"$ref": "#/$defs/relative_to"}),
     }
 
     def parse(self, b: Builder, ctx: Ctx, r: Mapping[str, Any], path: tuple,
