@@ -137,7 +137,7 @@ class Evaluator:
         self.ruleset = ruleset
         self._rules = [r for r in ruleset.rules if self.scope is None or r.scope == self.scope]
         self._rule_ids = {r.id for r in self._rules}
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[str, SensorPlan] = {}
         self._cands: dict[str, list[str]] = {}
         self._ignored: set[str] = set()
         self._div_cache: dict[tuple[str, str | None], float] = {}

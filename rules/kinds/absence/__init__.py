@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from urbanbrain.rules.kinds.base import Engine, Hit, RuleKind
 
@@ -46,7 +46,7 @@ class Absence(RuleKind):
     rank = 30
     timer_driven = True
     condition_def = "absence_condition"
-    schema_defs = {
+    schema_defs: ClassVar[dict[str, Any]] = {
         "absence_condition": {
             "type": "object",
             "required": ["silent_for"],

@@ -8,7 +8,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from urbanbrain.rules import seasonal, windows
 from urbanbrain.rules.kinds.base import Engine, RuleKind, Verdict
@@ -121,7 +121,7 @@ class Anomaly(RuleKind):
     sets_observed = True
     condition_def = "anomaly_condition"
     rule_requires = ("metric",)
-    schema_defs = {
+    schema_defs: ClassVar[dict[str, Any]] = {
         "anomaly_condition": {
             "type": "object",
             "required": ["threshold"],

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from urbanbrain.rules.kinds import kind_of
 from urbanbrain.rules.kinds.base import Engine, Hit, RuleKind, Verdict
@@ -40,7 +40,7 @@ class Composite(RuleKind):
     narrows_domain = False  # parts may read metrics of several domains
     sets_observed = True  # of its first anomaly part
     condition_def = "composite_condition"
-    schema_defs = {
+    schema_defs: ClassVar[dict[str, Any]] = {
         "part": {
             "if": {"properties": {"kind": {"const": "anomaly"}}, "required": ["kind"]},
             "then": {"$ref": "#/$defs/anomaly_part"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from urbanbrain.rules import windows
 from urbanbrain.rules.kinds.level import LevelKind, level_condition, parse_level
@@ -31,7 +31,7 @@ class Rate(LevelKind):
     rank = 20
     condition_def = "rate_condition"
     rule_requires = ("metric", "window")
-    schema_defs = {
+    schema_defs: ClassVar[dict[str, Any]] = {
         "rate_condition": level_condition(
             method={"enum": ["delta", "slope"]},
             relative={"type": "boolean",

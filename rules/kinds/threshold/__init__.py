@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from urbanbrain.rules.kinds.level import LevelKind, level_condition, parse_level
 from urbanbrain.rules.model import Level, Probe
@@ -27,7 +27,7 @@ class Threshold(LevelKind):
     name = "threshold"
     rank = 10
     condition_def = "threshold_condition"
-    schema_defs = {
+    schema_defs: ClassVar[dict[str, Any]] = {
         "threshold_condition": level_condition(relative_to={"$ref": "#/$defs/relative_to"}),
     }
 
