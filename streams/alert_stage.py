@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 from urbanbrain.rules import AlertEvent, Evaluator, RuleSet
-from urbanbrain.rules.model import AbsenceCond
+from urbanbrain.rules.plan import SensorPlan
 from urbanbrain.rules.silences import SilenceStore
 
 from urbanbrain.reading import Partitioner
@@ -281,8 +281,9 @@ class DistrictInterest:
             if r.scope != "district":
                 continue
             self._metrics.update(r.retention_ms())
-            if isinstance(r.condition, AbsenceCond) and r.condition.metric:
-                self._metrics.add(r.condition.metric)
+            plan = SensorPlan()  # what the rule's kind keeps per sensor: last-seen metrics too
+            r.spec.plan(r.condition, plan)
+            self._metrics.update(m for m in plan.last if m)  # "": any reading, no metric
             sel = r.selector
             for d in (sel.domain or {None}):
                 if sel.kind is None:
