@@ -66,7 +66,42 @@ def test_next_start_is_the_next_opening() -> None:
     assert s.next_start(inside) == inside
 
 
+def test_days_of_month_count_from_either_end_and_follow_the_night() -> None:
+    """The first working week and the last day of each month, Alertmanager's words; the
+    night of the 31st belongs to the 31st."""
+    s = parse_schedule({"days_of_month": ["1:7", "-1"],
+                        "times": [{"start_time": "22:00", "end_time": "06:00"}]},
+                       "Europe/Paris")
+    assert s.contains(paris_ms(2026, 7, 7, 23))
+    assert s.contains(paris_ms(2026, 7, 8, 5))  # the 7th's night
+    assert not s.contains(paris_ms(2026, 7, 8, 23))
+    assert s.contains(paris_ms(2026, 2, 28, 23))  # -1 in February 2026 is the 28th
+    assert not s.contains(paris_ms(2026, 7, 30, 23))
+    assert s.contains(paris_ms(2026, 7, 31, 23)) and s.contains(paris_ms(2026, 8, 1, 5))
+    assert s.next_start(paris_ms(2026, 7, 9, 12)) == paris_ms(2026, 7, 31, 22)
+    assert s.next_end(paris_ms(2026, 7, 31, 23)) == paris_ms(2026, 8, 1, 6)
+
+
+def test_months_and_years_bound_a_season() -> None:
+    s = parse_schedule({"months": ["march:june", "10"], "years": ["2026:2027"]}, "Europe/Paris")
+    assert not s.contains(paris_ms(2026, 2, 28, 23, 59))
+    assert s.contains(paris_ms(2026, 3, 1, 0, 0)) and s.contains(paris_ms(2026, 10, 15, 12))
+    assert not s.contains(paris_ms(2028, 4, 1, 12))  # the years are over
+    # closes at the end of June, opens again in October, never after 2027
+    assert s.next_end(paris_ms(2026, 6, 20, 12)) == paris_ms(2026, 7, 1, 0)
+    assert s.next_start(paris_ms(2026, 7, 1, 0)) == paris_ms(2026, 10, 1, 0)
+    assert s.next_start(paris_ms(2027, 11, 1, 0)) is None
+    assert s.next_start(paris_ms(2029, 1, 1, 0)) is None
+
+
 @pytest.mark.parametrize("bad, words", [
+    ({"days_of_month": ["0"]}, "not 0"),
+    ({"days_of_month": [67]}, "quote ranges"),  # what YAML makes of an unquoted 1:7
+    ({"days_of_month": ["7:1"]}, "runs forward"),
+    ({"days_of_month": ["40"]}, "day of month is"),
+    ({"months": ["june:march"]}, "runs forward"),
+    ({"months": ["juin"]}, "unknown month"),
+    ({"years": ["26"]}, "year is"),
     ({"times": [{"start_time": "25:00", "end_time": "06:00"}]}, "not a time of day"),
     ({"times": [{"start_time": "08:00", "end_time": "08:00"}]}, "end_time != start_time"),
     ({"weekdays": ["friday:monday"]}, "runs forward"),
