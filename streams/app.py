@@ -54,7 +54,7 @@ from .rollup_stage import RollupStage
 from .settings import StreamsSettings
 from .silence_feed import SilenceFeed
 from .state import GenerationFence, TableStore, flush_durably
-from .worker import StreamsWorker, slices
+from .worker import StreamsWorker
 from .worker_health import observe_worker
 
 log = logging.getLogger(__name__)
@@ -182,8 +182,7 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
     @app.agent(readings_topic, name="process_readings")
     async def process_readings(stream: faust.StreamT) -> None:
         async for events in stream.take_events(*take):
-            for part in slices(events, ss.streams_slice_bytes):
-                await worker.readings_batch(fence(part))
+            await worker.readings_batch(fence(events))
 
     @app.agent(district_topic, name="alert_districts")
     async def alert_districts(stream: faust.StreamT) -> None:

@@ -63,10 +63,11 @@ class StreamsSettings(Settings):
     )
     streams_take_records: int = Field(200, ge=1, description="Kafka records per agent batch")
     streams_take_within_s: float = Field(0.2, gt=0, description="max wait to fill a batch")
-    streams_slice_bytes: int = Field(
-        512 * 1024, ge=1, description="a batch is processed in slices of at most this many "
-        "bytes of records (one record at least): a catch-up batch of full records must not "
-        "hold the event loop, and with it heartbeats and timers, for tens of seconds",
+    streams_yield_readings: int = Field(
+        5000, ge=1, description="a partition's records in a batch go through the stages in "
+        "runs of at most this many readings, with the event loop free between runs: a "
+        "catch-up batch of full records must not hold heartbeats and timers for tens of "
+        "seconds (the outputs of all runs still share one durable cycle)",
     )
 
     @classmethod

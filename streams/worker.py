@@ -64,25 +64,25 @@ def decode_forward(value: bytes) -> Forward:
                    bool(doc.get("warm")))
 
 
-def slices(events: Sequence[Any], max_bytes: int) -> Iterator[Sequence[Any]]:
-    """Consecutive runs of ``events`` of at most ``max_bytes`` of record values (at least
-    one event each).
+def runs(records: Sequence[tuple[int, Sequence[Any]]],
+         max_readings: int) -> Iterator[Sequence[tuple[int, Sequence[Any]]]]:
+    """Consecutive runs of a partition's (offset, readings) records holding at most
+    ``max_readings`` readings (at least one record each).
 
     Why: in real time a batch holds a few small records, but on a catch-up it is
     ``streams_take_records`` full records of up to 500 readings each, 100,000 readings whose
-    windows, indices and rules run without an ``await``. Measured on a one-day full-speed
-    replay: Faust's timers (commit, liveness, reports) woke 36 s late. Each slice is a
-    complete, durable cycle, so a rebalance or a crash between slices is as safe as between
-    batches; the agent still acknowledges the records only after the whole batch."""
-    start, size = 0, 0
-    for i, event in enumerate(events):
-        n = len(event.value or b"")
-        if size and size + n > max_bytes:
-            yield events[start:i]
-            start, size = i, 0
-        size += n
-    if start < len(events):
-        yield events[start:]
+    windows, indices and rules ran without an ``await``: on a one-day full-speed replay
+    Faust's timers (commit, liveness, reports) woke 36 s late. Between runs the worker
+    yields; the runs' outputs still share the batch's one durable cycle, because a cycle
+    per run (tried first: byte-bounded sub-batches) made a catch-up drain 1.3-3.3x slower."""
+    start, n = 0, 0
+    for i, (_, batch) in enumerate(records):
+        if n and n + len(batch) > max_readings:
+            yield records[start:i]
+            start, n = i, 0
+        n += len(batch)
+    if start < len(records):
+        yield records[start:]
 
 
 @dataclass(frozen=True)
@@ -216,17 +216,20 @@ class StreamsWorker:
         outs: list[SourceOutput] = []
         for (topic, partition), recs in by_tp.items():
             recs.sort(key=lambda x: x[0])
-            out = self.pipeline.process(topic, partition, recs, now_mono)
-            dead.add(Record(_late_letter(topic, r, ss.streams_lateness_s)) for r in out.late)
-            dead.add(Record(_refused_letter(sensor, why))
-                     for sensor, why in out.rendered.refused)
-            out_.windows.add(out.rendered.lines)
-            out_.hours.add(out.rendered.hourly_lines)  # closed hours (streams/hourly.py)
-            for chunk in chunked(out.rendered.records, AGGREGATES_PER_RECORD):
-                out_.aggregates.add([Record(encode_batch(chunk), partition=out.partition)])
-            out_.partials.add(Record(orjson.dumps(p), key=p["domain"].encode())
-                              for p in out.rendered.partials)
-            outs.append(out)
+            for run in runs(recs, ss.streams_yield_readings):
+                out = self.pipeline.process(topic, partition, run, now_mono)
+                dead.add(Record(_late_letter(topic, r, ss.streams_lateness_s))
+                         for r in out.late)
+                dead.add(Record(_refused_letter(sensor, why))
+                         for sensor, why in out.rendered.refused)
+                out_.windows.add(out.rendered.lines)
+                out_.hours.add(out.rendered.hourly_lines)  # closed hours (streams/hourly.py)
+                for chunk in chunked(out.rendered.records, AGGREGATES_PER_RECORD):
+                    out_.aggregates.add([Record(encode_batch(chunk), partition=partition)])
+                out_.partials.add(Record(orjson.dumps(p), key=p["domain"].encode())
+                                  for p in out.rendered.partials)
+                outs.append(out)
+                await asyncio.sleep(0)  # timers, heartbeats and fetches between runs
         t2 = time.perf_counter()
         for sink in out_.all:
             sink.start()

@@ -118,31 +118,27 @@ def test_indices_and_rollups_from_windows():
     assert district["flow_vph_total"] == 900.0
 
 
-def test_a_catch_up_batch_in_slices_gives_the_windows_of_one_batch():
-    """The worker processes a big batch in byte-bounded slices (streams_slice_bytes) so the
-    event loop breathes; the windows must be those of the batch taken whole."""
-    from types import SimpleNamespace
-
-    from urbanbrain.reading import encode_batch
-    from urbanbrain.streams.worker import slices
+def test_a_catch_up_batch_in_runs_gives_the_windows_of_one_batch():
+    """The worker takes a partition's records through the stages in runs of at most
+    streams_yield_readings readings, so the event loop breathes between them; the windows
+    must be those of the records taken whole."""
+    from urbanbrain.streams.worker import runs
 
     records = []
     for i in range(60):  # 60 records of 20 readings, 3 s apart per record
         ts = T0 + i * 3_000
-        records.append([rd(f"s{j}", ts + j, vehicle_count=float(i + j)) for j in range(20)])
-    records.append([rd("s0", T0 + 30 * MIN, vehicle_count=0.0)])  # closes every pane
-    events = [SimpleNamespace(value=encode_batch(b), offset=o, batch=b)
-              for o, b in enumerate(records)]
+        records.append((i, [rd(f"s{j}", ts + j, vehicle_count=float(i + j)) for j in range(20)]))
+    records.append((60, [rd("s0", T0 + 30 * MIN, vehicle_count=0.0)]))  # closes every pane
 
-    parts = list(slices(events, 4_000))
-    assert [e for p in parts for e in p] == events  # each record once, in order
-    assert len(parts) > 5
-    assert all(sum(len(e.value) for e in p) <= 4_000 or len(p) == 1 for p in parts)
+    parts = list(runs(records, 50))
+    assert [r for p in parts for r in p] == records  # each record once, in order
+    assert len(parts) == 30 and all(sum(len(b) for _, b in p) <= 50 for p in parts)
+    assert [len(p) for p in runs([(0, [{}] * 80), (1, [{}])], 50)] == [1, 1]  # big one alone
 
     whole = PartitionWindows("readings.traffic", 0, lateness_ms=MIN)
-    expected = windows([whole.process([(e.offset, e.batch) for e in events])])
-    sliced = PartitionWindows("readings.traffic", 0, lateness_ms=MIN)
-    got = windows([sliced.process([(e.offset, e.batch) for e in p]) for p in parts])
+    expected = windows([whole.process(records)])
+    in_runs = PartitionWindows("readings.traffic", 0, lateness_ms=MIN)
+    got = windows([in_runs.process(p) for p in parts])
     assert got == expected and len(expected) >= 10
 
 
