@@ -356,6 +356,9 @@ def print_comparison(con, res) -> None:  # noqa: ANN001 - rich Console, LiveResu
         for rule, inst, t in c[what][:10]:
             con.print(f"  {what}: {escape(rule)} {escape(inst)} at {t}")
     con.print(f"dead letters: {res.dead_letters or 'none'}")
+    if res.after_end:
+        con.print(f"live firings after the recording's end (processing time, not scored): "
+                  f"{res.after_end}")
     con.print("timing: " + ", ".join(f"{k} {v:.1f}s" for k, v in res.timing.items()))
 
 

@@ -18,6 +18,7 @@ import asyncio
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ class LiveResult:
     span_ms: tuple[int, int] = (0, 0)
     readings: int = 0
     dead_letters: dict[str, int] = field(default_factory=dict)  # by reason
+    #: live firings that started after the recording's last reading, by rule (not scored)
+    after_end: dict[str, int] = field(default_factory=dict)
 
 
 def firing_keys(firings: Sequence[bt.Firing], until_ms: int) -> dict[tuple[str, str], list[int]]:
@@ -209,7 +212,14 @@ def live_score(readings: pd.DataFrame, truth: Sequence[Any], registry_csv: Path,
     timing["inproc_s"] = time.monotonic() - t0
     span = inproc.span_ms
     ruleset = bt.RuleSet.load(list(rule_paths), registry)
-    live_f = bt.firings_of(events, ruleset, span[1])
+    # after the recording's last reading the live workers go on in processing time: its
+    # sensors did stop, so absence fires there; that is not part of the scenario's span
+    # (in process nothing happens after it), so it is counted apart, not scored
+    live_all = bt.firings_of(events, ruleset, span[1])
+    live_f = [f for f in live_all if f.start_ms <= span[1]]
+    after_end = dict(Counter(f.rule for f in live_all if f.start_ms > span[1]))
+    with (workdir / "live-alerts.jsonl").open("wb") as fh:  # for a look at what differs
+        fh.writelines(orjson.dumps(e.to_dict()) + b"\n" for e in events)
     scores, _ = bt.score(ruleset, live_f, truth, span=span, registry=registry,
                          peaks=inproc.peaks)
     # what both sides are sure to have evaluated: event time up to the last reading minus
@@ -219,7 +229,7 @@ def live_score(readings: pd.DataFrame, truth: Sequence[Any], registry_csv: Path,
     compare = compare_firings(live_f, inproc.firings, from_ms=span[0], until_ms=until,
                               tolerance_ms=step)
     return LiveResult(scores, inproc, live_f, events, compare, timing, span, len(all_readings),
-                      dead)
+                      dead, after_end)
 
 
 def _fields(env: Mapping[str, str], prefix: str) -> dict[str, str]:

@@ -160,6 +160,10 @@ class StreamsWorker:
         self._rollup_generation: Any = object()
         #: (topic, partition) -> monotonic time of its last record (idle partitions)
         self.last_record: dict[tuple[str, int], float] = {}
+        #: (topic, partition) -> offset of the last record this worker *processed*: a
+        #: partition is idle only when that reaches its end, not when Faust has merely read
+        #: its records into the agent's buffer (a catch-up keeps them there for seconds)
+        self.processed: dict[tuple[str, int], int] = {}
         #: one handler at a time touches the evaluators: a timer (idle partitions, rule
         #: reload) running between a batch's awaits would write state whose events that
         #: batch has not delivered yet, and a crash then would lose them
@@ -170,6 +174,7 @@ class StreamsWorker:
         gen = self.app.consumer_generation_id
         if gen != self._generation:
             self._generation = gen
+            self.processed.clear()  # partitions are re-read from their committed offsets
             if self.windows is not None:
                 self.windows.reset(gen)
             self.alerting.sensors.reset(gen)
@@ -255,6 +260,8 @@ class StreamsWorker:
         for out in outs:
             self.pipeline.finish(out)
         await flush_durably(self.app)
+        for tp, recs in by_tp.items():
+            self.processed[tp] = max(self.processed.get(tp, -1), recs[-1][0])
         st.records += len(events)
         st.readings += len(readings)
         st.refused += len(bad) + len(raw_refused)
@@ -354,7 +361,9 @@ class StreamsWorker:
             if (topic, partition) not in assigned:
                 continue  # another worker's now: never advance (or persist) it here
             last = self.last_record.get((topic, partition))
-            if last is None or now - last < idle_s or not _caught_up(self.app, topic, partition):
+            if (last is None or now - last < idle_s
+                    or not _caught_up(self.app, topic, partition,
+                                      self.processed.get((topic, partition)))):
                 continue
             wm = sensors.watermark(topic, partition)
             if wm is None:
@@ -445,15 +454,16 @@ class StreamsWorker:
         await self.writer.write(points, rp=PIPELINE)
 
 
-def _caught_up(app: Any, topic: str, partition: int) -> bool:
+def _caught_up(app: Any, topic: str, partition: int, processed: int | None) -> bool:
+    """Whether this worker has processed the partition's last record (``processed``: the
+    offset of the last one it did)."""
+    if processed is None:
+        return False
     try:
         from faust.types import TP
 
-        tp = TP(topic, partition)
-        consumer = app.consumer
-        hw = consumer.highwater(tp)
-        read = consumer._read_offset.get(tp)  # noqa: SLF001 - no public accessor
-        return hw is not None and (read is None or hw <= read + 1)
+        hw = app.consumer.highwater(TP(topic, partition))
+        return hw is not None and hw <= processed + 1
     except Exception:  # noqa: BLE001 - unknown: not caught up
         return False
 
