@@ -255,6 +255,9 @@ class Forward:
     wm: int | None
     readings: list[dict[str, Any]] = field(default_factory=list)
     warm: bool = False  # history for a warm start: folded in, never evaluated
+    #: the source partition had records its worker had not processed yet when this was
+    #: sent: its silence afterwards is a busy worker, not an idle source (see clock())
+    backlog: bool = False
 
 
 class DistrictInterest:
@@ -366,6 +369,8 @@ class DistrictRules(_Evaluators):
         self.step_ms, self.heartbeat, self.idle_s = step_ms, heartbeat, idle_s
         self._seen_wall: dict[tuple[int, str], float] = {}
         self._first_wall: dict[int, float] = {}
+        #: (district partition, source) whose last forward reported a backlog
+        self._backlog: set[tuple[int, str]] = set()
         self.interest: DistrictInterest | None = None  # expected sources, if known
 
     def unseen(self, partition: int, forwards: Sequence[tuple[int, Forward]]) -> list[Forward]:
@@ -385,7 +390,9 @@ class DistrictRules(_Evaluators):
         """The district partition's event time: the minimum of its sources' watermarks.
         A source not heard from yet holds it back (its past may still come), unless it
         stays silent for ``idle_s`` of processing time; so does a source whose watermark
-        stopped moving. Without processing time (backtest) only heard sources count."""
+        stopped moving, unless its last forward said it had a backlog: then its worker is
+        busy catching up (a long batch, a warm start) and its past is still to come, so the
+        clock waits. Without processing time (backtest) only heard sources count."""
         key = (DISTRICT_SOURCE, partition)
         extra = self.extra.get(key) or {}
         wms = extra.get("src") or {}
@@ -396,6 +403,7 @@ class DistrictRules(_Evaluators):
                 return None
         live = [wm for src, wm in wms.items() if wm is not None and (
             now_wall is None
+            or (partition, src) in self._backlog
             or now_wall - self._seen_wall.get((partition, src), now_wall) < self.idle_s)]
         if not live:  # every source idle: the most advanced one leads
             live = [wm for wm in wms.values() if wm is not None]
@@ -414,6 +422,10 @@ class DistrictRules(_Evaluators):
             if f.warm:
                 ev.observe(f.readings)
                 continue
+            if f.backlog:
+                self._backlog.add((partition, f.src))
+            else:
+                self._backlog.discard((partition, f.src))
             old = srcs.get(f.src)
             if f.wm is not None and (old is None or f.wm > old):
                 srcs[f.src] = f.wm

@@ -53,7 +53,7 @@ FORWARD_VERSION = 1
 
 def encode_forward(f: Forward, readings: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({"v": FORWARD_VERSION, "src": f.src, "wm": f.wm, "warm": f.warm,
-                         "readings": readings})
+                         "backlog": f.backlog, "readings": readings})
 
 
 def decode_forward(value: bytes) -> Forward:
@@ -61,7 +61,7 @@ def decode_forward(value: bytes) -> Forward:
     if not isinstance(doc, dict) or doc.get("v") != FORWARD_VERSION:
         raise ValueError("not a district forward record")
     return Forward(str(doc["src"]), doc.get("wm"), list(doc.get("readings") or []),
-                   bool(doc.get("warm")))
+                   bool(doc.get("warm")), bool(doc.get("backlog")))
 
 
 def runs(records: Sequence[tuple[int, Sequence[Any]]],
@@ -223,6 +223,9 @@ class StreamsWorker:
             recs.sort(key=lambda x: x[0])
             for run in runs(recs, ss.streams_yield_readings):
                 out = self.pipeline.process(topic, partition, run, now_mono)
+                backlog = not _caught_up(self.app, topic, partition, run[-1][0])
+                for f in out.forwards.values():
+                    f.backlog = backlog  # the district clock must wait for the rest
                 dead.add(Record(_late_letter(topic, r, ss.streams_lateness_s))
                          for r in out.late)
                 dead.add(Record(_refused_letter(sensor, why))

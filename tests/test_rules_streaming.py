@@ -208,3 +208,23 @@ def test_sensors_gone_from_the_registry_are_forgotten() -> None:
     # it comes back like a new sensor when it reports again
     back = ev.process([loop("tmp-9", t), loop("tl-1", t)], watermark=t - LATENESS)
     assert "s|tmp-9" in ev.state_dict() and not [e for e in back if e.status == "firing"]
+
+
+def test_district_clock_waits_for_a_source_that_is_catching_up() -> None:
+    """A source silent for idle_s is skipped by the district clock only if its last forward
+    said it was caught up; one that reported a backlog is a busy worker (a long catch-up
+    batch, a warm start) whose past is still to come, so the clock waits for it."""
+    from urbanbrain.rules.model import RuleSet
+    from urbanbrain.streams.alert_stage import DistrictRules, Forward
+    from urbanbrain.streams.state import DictStore
+
+    def stage() -> DistrictRules:
+        return DistrictRules(DictStore(), {}, lambda: RuleSet(), 1, idle_s=30.0)
+
+    for backlog, clock_at_t40 in ((False, 600_000), (True, 120_000)):
+        d = stage()
+        d.process(0, [Forward("readings.traffic|0", 120_000, backlog=backlog),
+                      Forward("readings.traffic|1", 120_000)], now_wall=0.0)
+        assert d.clock(0, now_wall=1.0) == 120_000
+        d.process(0, [Forward("readings.traffic|1", 600_000)], now_wall=40.0)
+        assert d.clock(0, now_wall=40.0) == clock_at_t40
