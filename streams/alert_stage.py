@@ -352,6 +352,10 @@ class DistrictInterest:
         return out
 
 
+#: how many ``idle_s`` a district clock waits for a silent source that reported a backlog
+BACKLOG_PATIENCE = 10
+
+
 class DistrictRules(_Evaluators):
     """District-scope rules per district partition (see the module docstring).
 
@@ -392,7 +396,9 @@ class DistrictRules(_Evaluators):
         stays silent for ``idle_s`` of processing time; so does a source whose watermark
         stopped moving, unless its last forward said it had a backlog: then its worker is
         busy catching up (a long batch, a warm start) and its past is still to come, so the
-        clock waits. Without processing time (backtest) only heard sources count."""
+        clock waits, up to ``BACKLOG_PATIENCE`` times ``idle_s`` (a worker that died with a
+        backlog and whose partition nobody has taken over). Without processing time
+        (backtest) only heard sources count."""
         key = (DISTRICT_SOURCE, partition)
         extra = self.extra.get(key) or {}
         wms = extra.get("src") or {}
@@ -403,8 +409,8 @@ class DistrictRules(_Evaluators):
                 return None
         live = [wm for src, wm in wms.items() if wm is not None and (
             now_wall is None
-            or (partition, src) in self._backlog
-            or now_wall - self._seen_wall.get((partition, src), now_wall) < self.idle_s)]
+            or now_wall - self._seen_wall.get((partition, src), now_wall)
+            < self.idle_s * (BACKLOG_PATIENCE if (partition, src) in self._backlog else 1))]
         if not live:  # every source idle: the most advanced one leads
             live = [wm for wm in wms.values() if wm is not None]
         return min(live) if live else None

@@ -459,14 +459,19 @@ class StreamsWorker:
 
 def _caught_up(app: Any, topic: str, partition: int, processed: int | None) -> bool:
     """Whether this worker has processed the partition's last record (``processed``: the
-    offset of the last one it did)."""
-    if processed is None:
-        return False
+    offset of the last one it did in this consumer generation). A partition it processed
+    nothing of is caught up only if nothing of it was read either: one taken over at its
+    end after a rebalance."""
     try:
         from faust.types import TP
 
-        hw = app.consumer.highwater(TP(topic, partition))
-        return hw is not None and hw <= processed + 1
+        tp = TP(topic, partition)
+        hw = app.consumer.highwater(tp)
+        if hw is None:
+            return False
+        if processed is not None:
+            return hw <= processed + 1
+        return app.consumer._read_offset.get(tp) is None  # noqa: SLF001 - no public accessor
     except Exception:  # noqa: BLE001 - unknown: not caught up
         return False
 

@@ -228,3 +228,6 @@ def test_district_clock_waits_for_a_source_that_is_catching_up() -> None:
         assert d.clock(0, now_wall=1.0) == 120_000
         d.process(0, [Forward("readings.traffic|1", 600_000)], now_wall=40.0)
         assert d.clock(0, now_wall=40.0) == clock_at_t40
+        if backlog:  # but not forever: a worker that died with a backlog
+            d.process(0, [Forward("readings.traffic|1", 700_000)], now_wall=301.0)
+            assert d.clock(0, now_wall=301.0) == 700_000
