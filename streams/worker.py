@@ -183,7 +183,12 @@ class StreamsWorker:
     # -- readings.* ------------------------------------------------------------------------
     async def readings_batch(self, events: Sequence[Any]) -> None:
         async with self.lock:
-            await self._readings_batch(events)
+            try:
+                await self._readings_batch(events)
+            except BaseException:
+                for sink in self.sinks.all:
+                    sink.discard()
+                raise
 
     async def _readings_batch(self, events: Sequence[Any]) -> None:
         t0 = time.perf_counter()

@@ -151,3 +151,39 @@ def test_which_windows_go_to_the_aggregates_topic(which: str, sizes: set[str]) -
     out = st.render("readings.traffic", 0, st.process("readings.traffic", 0, recs))
     assert {r["window"] for r in out.records} == sizes
     assert {"agg_sensor_1m", "agg_sensor_5m"} <= {ln.split(",", 1)[0] for ln in out.lines}
+
+
+def test_a_sink_writes_in_the_background_and_forgets_a_failed_batch() -> None:
+    import asyncio
+
+    from urbanbrain.streams.sinks.base import BatchingSink
+
+    class Slow(BatchingSink[str]):
+        def __init__(self) -> None:
+            super().__init__()
+            self.got: list[list[str]] = []
+
+        async def write(self, batch: list[str]) -> list[tuple[str, str]]:
+            await asyncio.sleep(0.01)
+            self.got.append(batch)
+            return [(x, "refused") for x in batch if x.startswith("bad")]
+
+    async def go() -> None:
+        s = Slow()
+        s.add(["a", "bad b"])
+        s.start()
+        with pytest.raises(RuntimeError):
+            s.add(["c"])
+            s.start()  # one write in flight at a time
+        assert await s.done() == [("bad b", "refused")]  # the write in flight, then "c"
+        assert s.got == [["a", "bad b"], ["c"]]
+        s.discard()  # what the failed batch added is gone; the sink works on
+        s.add(["d"])
+        assert await s.done() == [] and s.got[-1] == ["d"]
+        s.add(["e"])
+        s.start()
+        s.discard()  # an in-flight write of a failed batch is cancelled
+        await asyncio.sleep(0.02)
+        assert s.got[-1] == ["d"] and await s.done() == []
+
+    asyncio.run(go())

@@ -51,10 +51,23 @@ class BatchingSink(Generic[T]):
         self._inflight = asyncio.ensure_future(self.write(batch))
 
     async def done(self) -> Refused:
-        """Start what is left, wait for the write, return what the destination refused."""
-        self.start()
-        fut, self._inflight = self._inflight, None
-        return await fut if fut is not None else []
+        """Wait for the write in flight, write what was added since, and return what the
+        destination refused."""
+        refused: Refused = []
+        for _ in range(2):
+            if self._inflight is None:
+                self.start()
+            fut, self._inflight = self._inflight, None
+            if fut is not None:
+                refused += await fut
+        return refused
+
+    def discard(self) -> None:
+        """Forget what a failed batch left here: its records are not acknowledged, so they
+        come again and produce it again."""
+        if self._inflight is not None:
+            self._inflight.cancel()
+        self._inflight, self._items = None, []
 
     async def write(self, batch: list[T]) -> Refused:
         raise NotImplementedError
