@@ -20,9 +20,9 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from urbanbrain.rules import AlertEvent
@@ -45,6 +45,7 @@ from .state import flush_durably
 from .warmup import WarmStart
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 AGGREGATES_PER_RECORD = 200
 DISTRICT_RECORD_READINGS = 500  # as ingest's batch_max: records stay far below 1 MB
@@ -64,10 +65,11 @@ def decode_forward(value: bytes) -> Forward:
                    bool(doc.get("warm")), bool(doc.get("backlog")))
 
 
-def runs(records: Sequence[tuple[int, Sequence[Any]]],
-         max_readings: int) -> Iterator[Sequence[tuple[int, Sequence[Any]]]]:
-    """Consecutive runs of a partition's (offset, readings) records holding at most
-    ``max_readings`` readings (at least one record each).
+def runs(items: Sequence[T], max_readings: int,
+         size: Callable[[T], int] = lambda rec: len(rec[1])) -> Iterator[Sequence[T]]:
+    """Consecutive runs of a partition's records (by default (offset, readings) pairs;
+    ``size`` counts an item's readings) holding at most ``max_readings`` readings, at least
+    one item each.
 
     Why: in real time a batch holds a few small records, but on a catch-up it is
     ``streams_take_records`` full records of up to 500 readings each, 100,000 readings whose
@@ -76,13 +78,14 @@ def runs(records: Sequence[tuple[int, Sequence[Any]]],
     yields; the runs' outputs still share the batch's one durable cycle, because a cycle
     per run (tried first: byte-bounded sub-batches) made a catch-up drain 1.3-3.3x slower."""
     start, n = 0, 0
-    for i, (_, batch) in enumerate(records):
-        if n and n + len(batch) > max_readings:
-            yield records[start:i]
+    for i, item in enumerate(items):
+        k = size(item)
+        if n and n + k > max_readings:
+            yield items[start:i]
             start, n = i, 0
-        n += len(batch)
-    if start < len(records):
-        yield records[start:]
+        n += k
+    if start < len(items):
+        yield items[start:]
 
 
 @dataclass(frozen=True)
@@ -339,7 +342,11 @@ class StreamsWorker:
         for partition, forwards in by_part.items():
             forwards.sort(key=lambda x: x[0])
             fresh = districts.unseen(partition, forwards)
-            await self.alerting.outputs.emit(districts.process(partition, fresh, now))
+            # a catch-up batch of forwards is ~100,000 readings: in runs, as the readings
+            for run in runs(fresh, self.settings.streams_yield_readings,
+                            lambda f: len(f.readings) or 1):
+                await self.alerting.outputs.emit(districts.process(partition, run, now))
+                await asyncio.sleep(0)
         await flush_durably(self.app)
         for partition in by_part:
             districts.persist(DISTRICT_SOURCE, partition)
