@@ -167,6 +167,8 @@ class StreamsWorker:
         #: partition is idle only when that reaches its end, not when Faust has merely read
         #: its records into the agent's buffer (a catch-up keeps them there for seconds)
         self.processed: dict[tuple[str, int], int] = {}
+        #: partitions announced to the district clocks as empty (once per generation)
+        self._announced: set[tuple[str, int]] = set()
         #: one handler at a time touches the evaluators: a timer (idle partitions, rule
         #: reload) running between a batch's awaits would write state whose events that
         #: batch has not delivered yet, and a crash then would lose them
@@ -178,6 +180,7 @@ class StreamsWorker:
         if gen != self._generation:
             self._generation = gen
             self.processed.clear()  # partitions are re-read from their committed offsets
+            self._announced.clear()
             if self.windows is not None:
                 self.windows.reset(gen)
             self.alerting.sensors.reset(gen)
@@ -367,6 +370,7 @@ class StreamsWorker:
             assigned = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
         except Exception:  # noqa: BLE001 - no consumer yet
             return
+        await self._announce_empty(assigned)
         idle_s = self.alerting.cfg.idle_s
         now = time.monotonic()
         sensors = self.alerting.sensors
@@ -396,6 +400,22 @@ class StreamsWorker:
             await flush_durably(self.app)  # the events before the state that says so
         for topic, partition in advanced:
             sensors.persist(topic, partition)
+
+    async def _announce_empty(self, assigned: set[tuple[str, int]]) -> None:
+        """Tell the district clocks about assigned readings partitions that hold nothing to
+        process (no data, or taken over at their end): they wait for every source they
+        have not heard from, so a partition without sensors must say it has nothing."""
+        rs = self.alerting.watcher.ruleset
+        if not self.alerting.interest.any(rs):
+            return
+        for topic, partition in sorted(assigned):
+            tp = (topic, partition)
+            if (topic not in READINGS_TOPICS or tp in self._announced
+                    or (topic, partition) in self.alerting.sensors.live
+                    or not _caught_up(self.app, topic, partition, self.processed.get(tp))):
+                continue
+            self._announced.add(tp)
+            await self._forward(self.alerting.interest.forward(rs, topic, partition, None, []))
 
     # -- rule status for operators ----------------------------------------------------------
     async def publish_rule_status(self) -> None:

@@ -231,3 +231,22 @@ def test_district_clock_waits_for_a_source_that_is_catching_up() -> None:
         if backlog:  # but not forever: a worker that died with a backlog
             d.process(0, [Forward("readings.traffic|1", 700_000)], now_wall=301.0)
             assert d.clock(0, now_wall=301.0) == 700_000
+
+
+def test_district_clock_waits_for_unheard_sources_unless_announced_empty() -> None:
+    """A source not heard from yet may be a worker in a long warm start: the clock waits
+    (up to BACKLOG_PATIENCE x idle_s); a partition without data is announced by its worker
+    with a forward that has no watermark, and then holds nothing back."""
+    from urbanbrain.rules.model import RuleSet
+    from urbanbrain.streams.alert_stage import BACKLOG_PATIENCE, DistrictRules, Forward
+    from urbanbrain.streams.state import DictStore
+
+    expected = {"readings.traffic|0", "readings.traffic|1"}
+    d = DistrictRules(DictStore(), {}, lambda: RuleSet(), 1, idle_s=30.0)
+    d.process(0, [Forward("readings.traffic|1", 120_000)], now_wall=0.0)
+    assert d.clock(0, now_wall=40.0, expected=expected) is None  # not after idle_s alone
+    assert d.clock(0, now_wall=30.0 * BACKLOG_PATIENCE + 1, expected=expected) == 120_000
+    d = DistrictRules(DictStore(), {}, lambda: RuleSet(), 1, idle_s=30.0)
+    d.process(0, [Forward("readings.traffic|1", 120_000),
+                  Forward("readings.traffic|0", None)], now_wall=0.0)  # announced empty
+    assert d.clock(0, now_wall=1.0, expected=expected) == 120_000
