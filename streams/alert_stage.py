@@ -354,7 +354,7 @@ class DistrictInterest:
 
 #: how many ``idle_s`` a district clock waits for an unheard source, or a silent one that
 #: reported a backlog: a clock that moves on without a source never evaluates the readings
-#: it sends later (measured: the live week missed 4 Congestion/ProbableAccident firings)
+#: it sends later
 BACKLOG_PATIENCE = 10
 
 
