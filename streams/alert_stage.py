@@ -13,12 +13,22 @@ exactly this code.
                                           on a fixed event-time grid up to it
 
 Why the district clock is a minimum: a district's sensors hash to every source partition,
-and one source may run minutes ahead of another (a backlog drained at full speed, a
-gateway uploading late). Evaluating a district at time t is only right once every source
-has passed t, as Flink's operator watermark is the minimum over its inputs. A source
-whose watermark has not moved for ``idle_s`` of processing time is left out of the
-minimum (Flink's ``withIdleness``), so one dead input cannot stall every district; the
-backtest has no processing time and never idles one out.
+and one source may run minutes or hours ahead of another (a backlog drained at full
+speed, one worker slower than the other, a gateway uploading late). Evaluating a district
+at time t is only right once every source has passed t, as Flink's operator watermark is
+the minimum over its inputs.
+
+Why the district stage never idles a source out by its own clock (Flink's
+``withIdleness`` does): a source that sent nothing for a while is either idle or behind
+(its worker busy with a backlog, a long batch, a full producer buffer), and the district
+stage cannot tell which. Guessing "idle" under load moved clocks past sources whose
+readings then arrived behind the grid, never evaluated at their times (the live
+standard-week missed 3 of 5 Congestion incidents that way). Only the source's own worker
+knows: a partition it has processed to its end that received nothing for ``idle_s``
+forwards a watermark moved by processing time (``StreamsWorker.advance_idle``), and an
+assigned partition without data is announced empty. Every readings partition is always
+owned by a live worker of the group, so every source eventually speaks; while one is
+behind, the districts wait for it, and results depend on event time only.
 """
 
 from __future__ import annotations
@@ -255,9 +265,6 @@ class Forward:
     wm: int | None
     readings: list[dict[str, Any]] = field(default_factory=list)
     warm: bool = False  # history for a warm start: folded in, never evaluated
-    #: the source partition had records its worker had not processed yet when this was
-    #: sent: its silence afterwards is a busy worker, not an idle source (see clock())
-    backlog: bool = False
 
 
 class DistrictInterest:
@@ -352,10 +359,10 @@ class DistrictInterest:
         return out
 
 
-#: how many ``idle_s`` a district clock waits for an unheard source, or a silent one that
-#: reported a backlog: a clock that moves on without a source never evaluates the readings
-#: it sends later
-BACKLOG_PATIENCE = 10
+#: how many ``idle_s`` a fresh district clock waits for sources it has never heard from
+#: before evaluating without them (a deploy whose partitions are not all assigned yet);
+#: once heard, a source is waited for as long as it takes (see the module docstring)
+UNHEARD_PATIENCE = 10
 
 
 class DistrictRules(_Evaluators):
@@ -373,11 +380,12 @@ class DistrictRules(_Evaluators):
                  idle_s: float = 30.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.step_ms, self.heartbeat, self.idle_s = step_ms, heartbeat, idle_s
-        self._seen_wall: dict[tuple[int, str], float] = {}
         self._first_wall: dict[int, float] = {}
-        #: (district partition, source) whose last forward reported a backlog
-        self._backlog: set[tuple[int, str]] = set()
         self.interest: DistrictInterest | None = None  # expected sources, if known
+        #: readings that reached a district partition behind its clock (their grid points
+        #: were evaluated without them): 0 unless a source was given up on (unheard past
+        #: UNHEARD_PATIENCE) or a source's watermark ran ahead of its own readings
+        self.late = 0
 
     def unseen(self, partition: int, forwards: Sequence[tuple[int, Forward]]) -> list[Forward]:
         """Forwards (offset, forward) of this district partition not folded in yet (a
@@ -393,32 +401,30 @@ class DistrictRules(_Evaluators):
 
     def clock(self, partition: int, now_wall: float | None = None,
               expected: set[str] = frozenset()) -> int | None:
-        """The district partition's event time: the minimum of its sources' watermarks.
-        A source not heard from yet holds it back (its past may still come: a worker in a
-        long warm start), up to ``BACKLOG_PATIENCE`` times ``idle_s``; a source partition
-        without any data is announced by its worker (a forward without a watermark), so it
-        never holds anything back. A heard source that stays silent for ``idle_s`` of
-        processing time no longer holds the clock back; so does a source whose watermark
-        stopped moving, unless its last forward said it had a backlog: then its worker is
-        busy catching up (a long batch, a warm start) and its past is still to come, so the
-        clock waits, up to ``BACKLOG_PATIENCE`` times ``idle_s`` (a worker that died with a
-        backlog and whose partition nobody has taken over). Without processing time
-        (backtest) only heard sources count."""
+        """The district partition's event time: the minimum of its sources' watermarks
+        (see the module docstring). A source never heard from holds it back, as its past
+        may still come (a worker in a long warm start), for at most ``UNHEARD_PATIENCE``
+        times ``idle_s`` of processing time after the partition's first forward; a
+        readings partition without data is announced by its worker (a forward without a
+        watermark) and holds nothing back. Without processing time (the backtest) only
+        heard sources count."""
         key = (DISTRICT_SOURCE, partition)
         extra = self.extra.get(key) or {}
         wms = extra.get("src") or {}
         if now_wall is not None:
             first = self._first_wall.setdefault(partition, now_wall)
-            unheard = [s for s in expected if s not in wms]
-            if unheard and now_wall - first < self.idle_s * BACKLOG_PATIENCE:
+            if (expected and now_wall - first < self.idle_s * UNHEARD_PATIENCE
+                    and any(s not in wms for s in expected)):
                 return None
-        live = [wm for src, wm in wms.items() if wm is not None and (
-            now_wall is None
-            or now_wall - self._seen_wall.get((partition, src), now_wall)
-            < self.idle_s * (BACKLOG_PATIENCE if (partition, src) in self._backlog else 1))]
-        if not live:  # every source idle: the most advanced one leads
-            live = [wm for wm in wms.values() if wm is not None]
+        live = [wm for wm in wms.values() if wm is not None]
         return min(live) if live else None
+
+    def lag_ms(self, partition: int) -> int | None:
+        """How far the partition's clock is behind its most advanced source (event time):
+        the wait for the slowest source, for operators."""
+        extra = self.extra.get((DISTRICT_SOURCE, partition)) or {}
+        wms = [wm for wm in (extra.get("src") or {}).values() if wm is not None]
+        return max(wms) - min(wms) if wms else None
 
     def process(self, partition: int, forwards: Sequence[Forward],
                 now_wall: float | None = None) -> list[AlertEvent]:
@@ -433,23 +439,25 @@ class DistrictRules(_Evaluators):
             if f.warm:
                 ev.observe(f.readings)
                 continue
-            if f.backlog:
-                self._backlog.add((partition, f.src))
-            else:
-                self._backlog.discard((partition, f.src))
             old = srcs.get(f.src)
             if f.wm is not None and (old is None or f.wm > old):
                 srcs[f.src] = f.wm
-                if now_wall is not None:
-                    self._seen_wall[(partition, f.src)] = now_wall
             elif f.src not in srcs:
                 srcs[f.src] = f.wm
             if f.readings:
                 ev.observe(f.readings)
+                late = 0
                 for r in f.readings:
                     c = -(-int(r["ts"]) // step) * step  # the grid point at or after it
                     if last_tick is None or c > last_tick:
                         cells.add(c)
+                    else:
+                        late += 1
+                if late:
+                    self.late += late
+                    log.warning("district partition %d: %d readings of %s arrived behind "
+                                "its clock (%s); their grid points were evaluated without "
+                                "them", partition, late, f.src, last_tick)
         expected = (self.interest.sources(self.ruleset()) if self.interest is not None
                     else set())
         clock = self.clock(partition, now_wall, expected)

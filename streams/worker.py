@@ -54,7 +54,7 @@ FORWARD_VERSION = 1
 
 def encode_forward(f: Forward, readings: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({"v": FORWARD_VERSION, "src": f.src, "wm": f.wm, "warm": f.warm,
-                         "backlog": f.backlog, "readings": readings})
+                         "readings": readings})
 
 
 def decode_forward(value: bytes) -> Forward:
@@ -62,7 +62,7 @@ def decode_forward(value: bytes) -> Forward:
     if not isinstance(doc, dict) or doc.get("v") != FORWARD_VERSION:
         raise ValueError("not a district forward record")
     return Forward(str(doc["src"]), doc.get("wm"), list(doc.get("readings") or []),
-                   bool(doc.get("warm")), bool(doc.get("backlog")))
+                   bool(doc.get("warm")))
 
 
 def runs(items: Sequence[T], max_readings: int,
@@ -234,9 +234,6 @@ class StreamsWorker:
             recs.sort(key=lambda x: x[0])
             for run in runs(recs, ss.streams_yield_readings):
                 out = self.pipeline.process(topic, partition, run, now_mono)
-                backlog = not _caught_up(self.app, topic, partition, run[-1][0])
-                for f in out.forwards.values():
-                    f.backlog = backlog  # the district clock must wait for the rest
                 dead.add(Record(_late_letter(topic, r, ss.streams_lateness_s))
                          for r in out.late)
                 dead.add(Record(_refused_letter(sensor, why))
@@ -402,19 +399,30 @@ class StreamsWorker:
             sensors.persist(topic, partition)
 
     async def _announce_empty(self, assigned: set[tuple[str, int]]) -> None:
-        """Tell the district clocks about assigned readings partitions that hold nothing to
-        process (no data, or taken over at their end): they wait for every source they
-        have not heard from, so a partition without sensors must say it has nothing."""
+        """Assigned readings partitions with nothing to process (no data, or taken over at
+        their end) must still speak to the district clocks, which wait for every source
+        (streams/alert_stage.py): one that never held data is announced empty (a forward
+        without a watermark: it holds nothing back); one with rule state gets its
+        watermark moved by :meth:`advance_idle` from now on, like any idle partition."""
         rs = self.alerting.watcher.ruleset
         if not self.alerting.interest.any(rs):
             return
+        sensors = self.alerting.sensors
         for topic, partition in sorted(assigned):
             tp = (topic, partition)
             if (topic not in READINGS_TOPICS or tp in self._announced
-                    or (topic, partition) in self.alerting.sensors.live
+                    or tp in sensors.live
                     or not _caught_up(self.app, topic, partition, self.processed.get(tp))):
                 continue
             self._announced.add(tp)
+            ev, events = sensors.get(topic, partition)  # its state, from the changelog
+            if events:  # alerts of rules removed while nobody held the partition
+                await self.alerting.outputs.emit(events)
+                await flush_durably(self.app)
+                sensors.persist(topic, partition)
+            if ev.watermark is not None:
+                self.last_record.setdefault(tp, time.monotonic())
+                continue
             await self._forward(self.alerting.interest.forward(rs, topic, partition, None, []))
 
     # -- rule status for operators ----------------------------------------------------------

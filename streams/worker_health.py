@@ -73,6 +73,16 @@ def _forgotten(alerting: Any) -> int:
                for ev in list(getattr(stage, "live", {}).values()))
 
 
+def _district_lag(alerting: Any) -> dict[tuple[str, ...], float]:
+    districts = alerting.districts
+    out: dict[tuple[str, ...], float] = {}
+    for _, partition in list(districts.live):
+        lag = districts.lag_ms(partition)
+        if lag is not None:
+            out[(str(partition),)] = lag / 1000.0
+    return out
+
+
 def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
                    stage: Any, alerting: Any, fence: Any = None) -> Metrics:
     """Register the worker's families on ``metrics`` (values read at scrape time).
@@ -107,6 +117,13 @@ def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
             lambda: _alerts_by_state(alerting), labels=("state",))
     m.gauge("rule_state_sensors", "sensors whose rule state this worker holds, by stage",
             lambda: _rule_state(alerting), labels=("stage",))
+    m.counter("district_late_readings", "readings that reached a district partition behind "
+              "its clock, so district rules were evaluated without them (0 unless a source "
+              "was never heard from within the start-up patience)",
+              lambda: alerting.districts.late)
+    m.gauge("district_clock_lag_seconds", "event time between a district partition's most "
+            "advanced source and its clock (the slowest source it waits for)",
+            lambda: _district_lag(alerting), labels=("partition",))
     m.counter("rule_state_forgotten", "sensors missing from the registry whose rule state "
               "was dropped after a day without readings", lambda: _forgotten(alerting))
     m.counter("alert_notifications", "alert transitions handed to each output",
