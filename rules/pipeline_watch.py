@@ -57,6 +57,9 @@ PIPELINE_METRICS: dict[str, str] = {
                                          "session (possible loss)",
     "pipeline_kafka_reachable": "1 while Kafka answers a metadata request",
     "pipeline_puback_backlog": "QoS 1 messages ingest received and has not acknowledged",
+    "pipeline_district_clock_stalled_s": "seconds the longest-waiting district clock of "
+                                         "this worker has not moved while a source is "
+                                         "ahead of it",
 }
 for _name, _desc in PIPELINE_METRICS.items():
     names.register_index(_name, DOMAIN, _desc)
@@ -111,6 +114,7 @@ _VALUES = {
     "mqtt_sessions_lost": "pipeline_mqtt_sessions_lost_total",
     "kafka_reachable": "pipeline_kafka_reachable",
     "mqtt_puback_backlog": "pipeline_puback_backlog",
+    "district_clock_stalled_seconds": "pipeline_district_clock_stalled_s",
 }
 
 

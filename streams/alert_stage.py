@@ -381,6 +381,9 @@ class DistrictRules(_Evaluators):
         super().__init__(*args, **kwargs)
         self.step_ms, self.heartbeat, self.idle_s = step_ms, heartbeat, idle_s
         self._first_wall: dict[int, float] = {}
+        #: partition -> (its clock, processing time it last moved): a clock that waits
+        #: long for one source is a stuck worker an operator must hear about
+        self._moved: dict[int, tuple[int | None, float]] = {}
         self.interest: DistrictInterest | None = None  # expected sources, if known
         #: readings that reached a district partition behind its clock (their grid points
         #: were evaluated without them): 0 unless a source was given up on (unheard past
@@ -426,6 +429,16 @@ class DistrictRules(_Evaluators):
         wms = [wm for wm in (extra.get("src") or {}).values() if wm is not None]
         return max(wms) - min(wms) if wms else None
 
+    def stalled_s(self, now_wall: float) -> float:
+        """Processing time the longest-waiting district clock has not moved while one of
+        its sources is ahead of it (0: none waits)."""
+        worst = 0.0
+        for partition, (_, since) in list(self._moved.items()):
+            lag = self.lag_ms(partition)
+            if lag:
+                worst = max(worst, now_wall - since)
+        return worst
+
     def process(self, partition: int, forwards: Sequence[Forward],
                 now_wall: float | None = None) -> list[AlertEvent]:
         ev, events = self.get(DISTRICT_SOURCE, partition)
@@ -461,6 +474,10 @@ class DistrictRules(_Evaluators):
         expected = (self.interest.sources(self.ruleset()) if self.interest is not None
                     else set())
         clock = self.clock(partition, now_wall, expected)
+        if now_wall is not None:
+            seen = self._moved.get(partition)
+            if seen is None or seen[0] != clock:
+                self._moved[partition] = (clock, now_wall)
         if clock is not None:
             g = (last_tick + step if last_tick is not None
                  else min(cells) if cells else clock // step * step)

@@ -314,10 +314,8 @@ class StreamsWorker:
     async def _forward(self, forwards: Mapping[int, Forward]) -> None:
         district = self.topics["district"]
         for partition, f in forwards.items():
-            rs = f.readings or []
-            chunks = [rs[i:i + DISTRICT_RECORD_READINGS]
-                      for i in range(0, len(rs), DISTRICT_RECORD_READINGS)] or [[]]
-            for chunk in chunks:
+            # one record without readings still carries the watermark
+            for chunk in list(chunked(f.readings, DISTRICT_RECORD_READINGS)) or [[]]:
                 if f.warm and not chunk:
                     continue
                 await district.send(key=str(partition).encode(),

@@ -16,6 +16,7 @@ What :func:`observe_worker` adds:
 from __future__ import annotations
 
 import logging
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -124,6 +125,9 @@ def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
     m.gauge("district_clock_lag_seconds", "event time between a district partition's most "
             "advanced source and its clock (the slowest source it waits for)",
             lambda: _district_lag(alerting), labels=("partition",))
+    m.gauge("district_clock_stalled_seconds", "processing time the longest-waiting district "
+            "clock has not moved while a source is ahead of it (a stuck source worker)",
+            lambda: alerting.districts.stalled_s(time.monotonic()))
     m.counter("rule_state_forgotten", "sensors missing from the registry whose rule state "
               "was dropped after a day without readings", lambda: _forgotten(alerting))
     m.counter("alert_notifications", "alert transitions handed to each output",

@@ -96,7 +96,8 @@ def test_prometheus_scrapes_the_port_compose_serves():
 # -- the pipeline's own rules -------------------------------------------------------------------
 class _Counters:
     def __init__(self) -> None:
-        self.v = {"readings_out": 0, "lag": 0, "retries": 0, "lost": 0, "dead": 0}
+        self.v = {"readings_out": 0, "lag": 0, "retries": 0, "lost": 0, "dead": 0,
+                  "stalled": 0.0}
 
 
 def _watch(stage: str, c: _Counters, got: list) -> PipelineWatch:
@@ -108,6 +109,7 @@ def _watch(stage: str, c: _Counters, got: list) -> PipelineWatch:
     m.counter("dead_letters", "", lambda: {("malformed",): c.v["dead"]}, labels=("reason",))
     m.gauge("kafka_lag_records", "", lambda: {("readings.power", "0"): c.v["lag"]},
             labels=("topic", "partition"))
+    m.gauge("district_clock_stalled_seconds", "", lambda: c.v["stalled"])
 
     async def emit(events):  # noqa: ANN001
         got.extend(events)
@@ -168,6 +170,20 @@ def test_influx_outage_fires_retries_nothing_stored_and_lag_growing():
     assert firing == {"InfluxWriteRetries", "NothingStored", "KafkaLagGrowing"}
     assert watch.evaluations == 40
     assert watch.transitions["firing"] == 3
+
+
+def test_a_district_clock_waiting_ten_minutes_fires_and_resolves():
+    c, got = _Counters(), []
+    watch = _watch("streams", c, got)
+
+    def change(i: int) -> None:
+        c.v["readings_out"] += 500
+        c.v["stalled"] = 5.0 * i if i < 200 else 0.0  # waits 16 min, then its source speaks
+
+    events = _run(watch, c, 220, change)
+    assert [(e.alertname, e.status) for e in events] == [
+        ("DistrictRulesStalled", "firing"), ("DistrictRulesStalled", "resolved")]
+    assert T0 + 600_000 < events[0].starts_at <= T0 + 640_000
 
 
 def test_dead_letter_spike_needs_a_spike():

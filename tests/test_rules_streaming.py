@@ -228,11 +228,13 @@ def test_district_clock_waits_for_a_silent_source_however_long() -> None:
         d.process(0, [Forward("readings.traffic|1", 600_000)], now_wall=wall)
         assert d.clock(0, now_wall=wall) == 120_000
     assert d.lag_ms(0) == 480_000
+    assert d.stalled_s(3_600.0) == 3_600.0  # what DistrictRulesStalled watches
     late_reading = {"sensor_id": "tl-1", "ts": 300_000, "domain": "traffic",
                     "kind": "loop", "district": "centrum", "metrics": {"speed_kmh": 20.0}}
     d.process(0, [Forward("readings.traffic|0", 540_000, [late_reading])], now_wall=3_601.0)
     assert d.clock(0, now_wall=3_601.0) == 540_000
     assert d.late == 0  # it came ahead of the clock: its grid point is still to be evaluated
+    assert d.stalled_s(3_650.0) == 49.0
     d.process(0, [Forward("readings.traffic|0", 900_000)], now_wall=3_700.0)  # idle advance
     assert d.clock(0, now_wall=3_700.0) == 600_000
 
