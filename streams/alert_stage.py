@@ -359,12 +359,6 @@ class DistrictInterest:
         return out
 
 
-#: how many ``idle_s`` a fresh district clock waits for sources it has never heard from
-#: before evaluating without them (a deploy whose partitions are not all assigned yet);
-#: once heard, a source is waited for as long as it takes (see the module docstring)
-UNHEARD_PATIENCE = 10
-
-
 class DistrictRules(_Evaluators):
     """District-scope rules per district partition (see the module docstring).
 
@@ -377,17 +371,16 @@ class DistrictRules(_Evaluators):
     scope = "district"
 
     def __init__(self, *args: Any, step_ms: int = 60_000, heartbeat: int = 5,
-                 idle_s: float = 30.0, **kwargs: Any) -> None:
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.step_ms, self.heartbeat, self.idle_s = step_ms, heartbeat, idle_s
-        self._first_wall: dict[int, float] = {}
+        self.step_ms, self.heartbeat = step_ms, heartbeat
         #: partition -> (its clock, processing time it last moved): a clock that waits
         #: long for one source is a stuck worker an operator must hear about
         self._moved: dict[int, tuple[int | None, float]] = {}
         self.interest: DistrictInterest | None = None  # expected sources, if known
         #: readings that reached a district partition behind its clock (their grid points
-        #: were evaluated without them): 0 unless a source was given up on (unheard past
-        #: UNHEARD_PATIENCE) or a source's watermark ran ahead of its own readings
+        #: were evaluated without them): 0 unless a source's watermark ran ahead of its own
+        #: readings (a reading later than the allowed lateness)
         self.late = 0
 
     def unseen(self, partition: int, forwards: Sequence[tuple[int, Forward]]) -> list[Forward]:
@@ -405,20 +398,17 @@ class DistrictRules(_Evaluators):
     def clock(self, partition: int, now_wall: float | None = None,
               expected: set[str] = frozenset()) -> int | None:
         """The district partition's event time: the minimum of its sources' watermarks
-        (see the module docstring). A source never heard from holds it back, as its past
-        may still come (a worker in a long warm start), for at most ``UNHEARD_PATIENCE``
-        times ``idle_s`` of processing time after the partition's first forward; a
-        readings partition without data is announced by its worker (a forward without a
-        watermark) and holds nothing back. Without processing time (the backtest) only
-        heard sources count."""
+        (see the module docstring). A source never heard from holds it back however long
+        it takes, as its past may still come (a worker in a long warm start, or busy
+        with the history it forwarded): every readings partition's worker speaks, and one
+        without data announces itself empty (a forward without a watermark, which holds
+        nothing back). Warm forwards say nothing about a source's progress. Without
+        processing time (the backtest) only heard sources count."""
         key = (DISTRICT_SOURCE, partition)
         extra = self.extra.get(key) or {}
         wms = extra.get("src") or {}
-        if now_wall is not None:
-            first = self._first_wall.setdefault(partition, now_wall)
-            if (expected and now_wall - first < self.idle_s * UNHEARD_PATIENCE
-                    and any(s not in wms for s in expected)):
-                return None
+        if now_wall is not None and any(s not in wms for s in expected):
+            return None
         live = [wm for wm in wms.values() if wm is not None]
         return min(live) if live else None
 
@@ -433,9 +423,9 @@ class DistrictRules(_Evaluators):
         """Processing time the longest-waiting district clock has not moved while one of
         its sources is ahead of it (0: none waits)."""
         worst = 0.0
-        for partition, (_, since) in list(self._moved.items()):
+        for partition, (clock, since) in list(self._moved.items()):
             lag = self.lag_ms(partition)
-            if lag:
+            if lag or (clock is None and lag is not None):  # waits for an unheard source
                 worst = max(worst, now_wall - since)
         return worst
 

@@ -138,8 +138,7 @@ class Alerting:
         self.districts = DistrictRules(district_store, self.registry, rules, n,
                                        checkpoint_s=cfg.state_checkpoint_s,
                                        silences=self.silences,
-                                       step_ms=int(cfg.district_step_s * 1000),
-                                       idle_s=cfg.idle_s)
+                                       step_ms=int(cfg.district_step_s * 1000))
         self.interest = DistrictInterest(n)
         self.districts.interest = self.interest
         self.outputs = AlertOutputs(settings, writer, alerts_topic,

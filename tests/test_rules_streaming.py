@@ -220,7 +220,7 @@ def test_district_clock_waits_for_a_silent_source_however_long() -> None:
     from urbanbrain.streams.alert_stage import DistrictRules, Forward
     from urbanbrain.streams.state import DictStore
 
-    d = DistrictRules(DictStore(), {}, lambda: RuleSet(), 1, idle_s=30.0)
+    d = DistrictRules(DictStore(), {}, lambda: RuleSet(), 1)
     d.process(0, [Forward("readings.traffic|0", 120_000),
                   Forward("readings.traffic|1", 120_000)], now_wall=0.0)
     assert d.clock(0, now_wall=1.0) == 120_000
@@ -240,19 +240,25 @@ def test_district_clock_waits_for_a_silent_source_however_long() -> None:
 
 
 def test_district_clock_waits_for_unheard_sources_unless_announced_empty() -> None:
-    """A source not heard from yet may be a worker in a long warm start: the clock waits
-    (up to UNHEARD_PATIENCE x idle_s); a partition without data is announced by its worker
+    """A source not heard from yet may be a worker in a long warm start, or one busy with
+    the history it forwarded (warm forwards say nothing of its progress): the clock waits
+    for it however long it takes; a partition without data is announced by its worker
     with a forward that has no watermark, and then holds nothing back."""
     from urbanbrain.rules.model import RuleSet
-    from urbanbrain.streams.alert_stage import UNHEARD_PATIENCE, DistrictRules, Forward
+    from urbanbrain.streams.alert_stage import DistrictRules, Forward
     from urbanbrain.streams.state import DictStore
 
     expected = {"readings.traffic|0", "readings.traffic|1"}
-    d = DistrictRules(DictStore(), {}, lambda: RuleSet(), 1, idle_s=30.0)
-    d.process(0, [Forward("readings.traffic|1", 120_000)], now_wall=0.0)
-    assert d.clock(0, now_wall=40.0, expected=expected) is None  # not after idle_s alone
-    assert d.clock(0, now_wall=30.0 * UNHEARD_PATIENCE + 1, expected=expected) == 120_000
-    d = DistrictRules(DictStore(), {}, lambda: RuleSet(), 1, idle_s=30.0)
+    d = DistrictRules(DictStore(), {}, lambda: RuleSet(), 1)
+    warm = {"sensor_id": "tl-0", "ts": 60_000, "domain": "traffic", "kind": "loop",
+            "district": "centrum", "metrics": {"speed_kmh": 50.0}}
+    d.process(0, [Forward("readings.traffic|0", None, [warm], warm=True),
+                  Forward("readings.traffic|1", 120_000)], now_wall=0.0)
+    for wall in (40.0, 301.0, 3_600.0):
+        assert d.clock(0, now_wall=wall, expected=expected) is None
+    d.process(0, [Forward("readings.traffic|0", 180_000)], now_wall=3_601.0)
+    assert d.clock(0, now_wall=3_601.0, expected=expected) == 120_000
+    d = DistrictRules(DictStore(), {}, lambda: RuleSet(), 1)
     d.process(0, [Forward("readings.traffic|1", 120_000),
                   Forward("readings.traffic|0", None)], now_wall=0.0)  # announced empty
     assert d.clock(0, now_wall=1.0, expected=expected) == 120_000
