@@ -180,13 +180,22 @@ class SensorRules(_Evaluators):
         super().__init__(*args, **kwargs)
         self.lateness_ms = lateness_ms
         self.idle_s = idle_s
-        self.started = time.monotonic()
-        #: (topic, partition) -> source -> processing time of its latest reading
+        self.started = time.time()
+        #: (topic, partition) -> source -> ingestion time of its latest reading
         self.src_wall: dict[tuple[str, int], dict[int, float]] = {}
 
     def _idle(self, key: tuple[str, int], now_wall: float | None):  # noqa: ANN202
-        """Whether a source (device, gateway) went quiet, by processing time; None (the
-        backtest): no processing time, the partition watermark decides."""
+        """Whether a source (device, gateway) went quiet, by ingestion time: ``now_wall``
+        is the time ingest wrote the records being processed (their Kafka timestamps,
+        epoch seconds), or the clock for a caught-up partition; None (the backtest): the
+        partition watermark decides.
+
+        Why ingestion time and not the worker's clock: a worker catching up reads an hour
+        of records in a minute, and batches under load take longer than ``idle_s``; by
+        its own clock every source not in the current run looked idle, the partition's
+        watermark ran past readings still to come in the same batch, and the district
+        clocks met them late. Records carry when ingest wrote them, so whether a source
+        was quiet is the same however fast or late the worker reads."""
         if now_wall is None:
             return None
         walls = self.src_wall.setdefault(key, {})

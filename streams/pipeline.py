@@ -83,7 +83,8 @@ class SourcePipeline:
                 now_wall: float | None = None) -> SourceOutput:
         """``records`` in offset order. Window deltas are written to the window store here
         (before any output, as the worker's durability requires). ``now_wall``: the
-        processing time of a live worker (idle sources); None in the backtest."""
+        ingestion time of the records (epoch seconds) in a live worker, which judges idle
+        sources (SensorRules._idle); None in the backtest."""
         readings = [r for _, batch in records for r in batch]
         out = SourceOutput(topic, partition, readings)
         samples: list[dict[str, Any]] = []

@@ -203,7 +203,10 @@ class StreamsWorker:
         dead = out_.deadletters
         readings: list[Mapping[str, Any]] = []
         by_tp: dict[tuple[str, int], list[tuple[int, list]]] = defaultdict(list)
-        now_mono = time.monotonic()
+        #: (topic, partition, offset) -> when ingest wrote the record (epoch s): the clock
+        #: that judges idle sources, the same however late this worker reads it
+        written: dict[tuple[str, int, int], float] = {}
+        now_mono, now_epoch = time.monotonic(), time.time()
         for event in events:
             msg = event.message
             try:
@@ -217,6 +220,9 @@ class StreamsWorker:
                 continue
             readings.extend(batch)
             by_tp[(msg.topic, msg.partition)].append((msg.offset, batch))
+            ts = msg.timestamp
+            written[(msg.topic, msg.partition, msg.offset)] = (
+                ts if isinstance(ts, (int, float)) and ts > 0 else now_epoch)
             self.last_record[(msg.topic, msg.partition)] = now_mono
         # 1. raw readings: the write runs while the stages compute; done before any ack
         bad: list[tuple[Any, str]] = []
@@ -233,7 +239,8 @@ class StreamsWorker:
         for (topic, partition), recs in by_tp.items():
             recs.sort(key=lambda x: x[0])
             for run in runs(recs, ss.streams_yield_readings):
-                out = self.pipeline.process(topic, partition, run, now_mono)
+                ingested = max(written[(topic, partition, off)] for off, _ in run)
+                out = self.pipeline.process(topic, partition, run, ingested)
                 dead.add(Record(_late_letter(topic, r, ss.streams_lateness_s))
                          for r in out.late)
                 dead.add(Record(_refused_letter(sensor, why))
@@ -383,7 +390,7 @@ class StreamsWorker:
             if wm is None:
                 continue
             wm_now = wm + int((now - last) * 1000)
-            events += sensors.advance(topic, partition, wm_now, now)
+            events += sensors.advance(topic, partition, wm_now, time.time())
             rs = self.alerting.watcher.ruleset
             if self.alerting.interest.any(rs):  # the district clocks move with it
                 await self._forward(self.alerting.interest.forward(rs, topic, partition,
