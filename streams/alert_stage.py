@@ -468,8 +468,10 @@ class DistrictRules(_Evaluators):
                 if late:
                     self.late += late
                     log.warning("district partition %d: %d readings of %s arrived behind "
-                                "its clock (%s); their grid points were evaluated without "
-                                "them", partition, late, f.src, last_tick)
+                                "its clock %s (oldest %d, the source had said %s, now %s); "
+                                "their grid points were evaluated without them", partition,
+                                late, f.src, last_tick, min(int(r["ts"]) for r in f.readings),
+                                old, f.wm)
         expected = (self.interest.sources(self.ruleset()) if self.interest is not None
                     else set())
         clock = self.clock(partition, now_wall, expected)
