@@ -482,7 +482,7 @@ class DistrictRules(_Evaluators):
         if clock is not None:
             g = (last_tick + step if last_tick is not None
                  else min(cells) if cells else clock // step * step)
-            while g <= clock:
+            while g < clock:  # clock W: every reading before W is in (one at W may come)
                 if g in cells or (g // step) % self.heartbeat == 0 or ev.has_active:
                     events += ev.tick(g)
                 cells.discard(g)
