@@ -239,6 +239,27 @@ def test_district_clock_waits_for_a_silent_source_however_long() -> None:
     assert d.clock(0, now_wall=3_700.0) == 600_000
 
 
+def test_district_grid_point_at_the_clock_waits_for_readings_stamped_there() -> None:
+    """A watermark W says every reading before W is in; one stamped exactly W may still
+    come (the windows accept it). So the grid point W is evaluated only once the clock
+    has passed it, and such a reading is never behind the clock."""
+    from urbanbrain.rules.model import RuleSet
+    from urbanbrain.streams.alert_stage import DistrictRules, Forward
+    from urbanbrain.streams.state import DictStore
+
+    def at(ts: int) -> dict:
+        return {"sensor_id": "tl-1", "ts": ts, "domain": "traffic", "kind": "loop",
+                "district": "centrum", "metrics": {"speed_kmh": 40.0}}
+
+    d = DistrictRules(DictStore(), {}, lambda: RuleSet(), 1)
+    d.process(0, [Forward("readings.traffic|0", 120_000, [at(60_000)]),
+                  Forward("readings.traffic|1", 180_000)], now_wall=0.0)
+    assert d.extra[("district", 0)]["tick"] == 60_000  # 120,000 not yet: the clock is there
+    d.process(0, [Forward("readings.traffic|0", 240_000, [at(120_000)])], now_wall=1.0)
+    assert d.late == 0
+    assert d.extra[("district", 0)]["tick"] == 120_000
+
+
 def test_district_clock_waits_for_unheard_sources_unless_announced_empty() -> None:
     """A source not heard from yet may be a worker in a long warm start, or one busy with
     the history it forwarded (warm forwards say nothing of its progress): the clock waits
