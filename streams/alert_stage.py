@@ -392,6 +392,10 @@ class DistrictRules(_Evaluators):
         #: readings (a reading later than the allowed lateness)
         self.late = 0
 
+    def reset(self, generation: Any) -> None:
+        super().reset(generation)
+        self._moved.clear()  # a partition back after a rebalance has not waited since then
+
     def unseen(self, partition: int, forwards: Sequence[tuple[int, Forward]]) -> list[Forward]:
         """Forwards (offset, forward) of this district partition not folded in yet (a
         restart reads from the committed offset, behind the state)."""
