@@ -119,8 +119,8 @@ def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
     m.gauge("rule_state_sensors", "sensors whose rule state this worker holds, by stage",
             lambda: _rule_state(alerting), labels=("stage",))
     m.counter("district_late_readings", "readings that reached a district partition behind "
-              "its clock, so district rules were evaluated without them (0 unless a source "
-              "was never heard from within the start-up patience)",
+              "its clock, so district rules were evaluated without them (should stay 0: a "
+              "reading older than its source's watermark)",
               lambda: alerting.districts.late)
     m.gauge("district_clock_lag_seconds", "event time between a district partition's most "
             "advanced source and its clock (the slowest source it waits for)",
