@@ -65,6 +65,27 @@ def decode_forward(value: bytes) -> Forward:
                    bool(doc.get("warm")))
 
 
+def forward_records(f: Forward, size: int) -> list[Forward]:
+    """A forward cut into records of at most ``size`` readings. Only the last record
+    carries the forward's watermark as is; an earlier one promises no more than the
+    oldest reading still to come in the records after it. Why: the district agent may
+    take the first records in one run (or batch) and the rest in the next, and a clock
+    moved to the full watermark in between would meet the rest behind it. A forward
+    without readings is one record (it still carries the watermark); a warm one without
+    readings is none."""
+    chunks = list(chunked(f.readings, size))
+    if not chunks:
+        return [] if f.warm else [Forward(f.src, f.wm, [], f.warm)]
+    wms: list[int | None] = [f.wm] * len(chunks)
+    if f.wm is not None:
+        oldest_after: int | None = None
+        for i in range(len(chunks) - 1, 0, -1):
+            m = min(int(r["ts"]) for r in chunks[i])
+            oldest_after = m if oldest_after is None else min(oldest_after, m)
+            wms[i - 1] = min(f.wm, oldest_after)
+    return [Forward(f.src, wm, list(c), f.warm) for wm, c in zip(wms, chunks)]
+
+
 def runs(items: Sequence[T], max_readings: int,
          size: Callable[[T], int] = lambda rec: len(rec[1])) -> Iterator[Sequence[T]]:
     """Consecutive runs of a partition's records (by default (offset, readings) pairs;
@@ -321,12 +342,10 @@ class StreamsWorker:
     async def _forward(self, forwards: Mapping[int, Forward]) -> None:
         district = self.topics["district"]
         for partition, f in forwards.items():
-            # one record without readings still carries the watermark
-            for chunk in list(chunked(f.readings, DISTRICT_RECORD_READINGS)) or [[]]:
-                if f.warm and not chunk:
-                    continue
+            for part in forward_records(f, DISTRICT_RECORD_READINGS):
                 await district.send(key=str(partition).encode(),
-                                    value=encode_forward(f, chunk), partition=partition)
+                                    value=encode_forward(part, part.readings),
+                                    partition=partition)
 
     # -- district forwards -------------------------------------------------------------------
     async def district_batch(self, events: Sequence[Any]) -> None:

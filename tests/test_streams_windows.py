@@ -187,3 +187,28 @@ def test_a_sink_writes_in_the_background_and_forgets_a_failed_batch() -> None:
         assert s.got[-1] == ["d"] and await s.done() == []
 
     asyncio.run(go())
+
+
+def test_forward_records_promise_no_more_than_the_readings_still_to_come() -> None:
+    """A forward cut into records: the district agent may fold the first records and move
+    its clock before it reads the rest, so an earlier record's watermark must not pass
+    the oldest reading of the records after it (the live week's late district readings:
+    records of one forward all carried its final watermark)."""
+    from urbanbrain.streams.alert_stage import Forward
+    from urbanbrain.streams.worker import forward_records
+
+    def r(ts: int) -> dict:
+        return {"sensor_id": "tl-1", "ts": ts, "metrics": {"speed_kmh": 30.0}}
+
+    f = Forward("readings.traffic|0", 900_000, [r(t) for t in (60_000, 120_000, 600_000,
+                                                             180_000, 700_000)])
+    parts = forward_records(f, 2)
+    assert [len(p.readings) for p in parts] == [2, 2, 1]
+    assert [p.wm for p in parts] == [180_000, 700_000, 900_000]
+    for i, p in enumerate(parts):  # nothing after a record is older than its promise
+        later = [x["ts"] for q in parts[i + 1:] for x in q.readings]
+        assert all(p.wm <= t for t in later)
+    assert [p.wm for p in forward_records(Forward("s|0", 900_000, []), 2)] == [900_000]
+    assert forward_records(Forward("s|0", None, [], warm=True), 2) == []
+    assert [p.wm for p in forward_records(Forward("s|0", None, [r(1), r(2), r(3)]), 2)] \
+        == [None, None]
