@@ -52,9 +52,9 @@ DISTRICT_RECORD_READINGS = 500  # as ingest's batch_max: records stay far below 
 FORWARD_VERSION = 1
 
 
-def encode_forward(f: Forward, readings: list[dict[str, Any]]) -> bytes:
+def encode_forward(f: Forward) -> bytes:
     return orjson.dumps({"v": FORWARD_VERSION, "src": f.src, "wm": f.wm, "warm": f.warm,
-                         "readings": readings})
+                         "readings": f.readings})
 
 
 def decode_forward(value: bytes) -> Forward:
@@ -344,7 +344,7 @@ class StreamsWorker:
         for partition, f in forwards.items():
             for part in forward_records(f, DISTRICT_RECORD_READINGS):
                 await district.send(key=str(partition).encode(),
-                                    value=encode_forward(part, part.readings),
+                                    value=encode_forward(part),
                                     partition=partition)
 
     # -- district forwards -------------------------------------------------------------------
