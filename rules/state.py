@@ -10,6 +10,8 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping
 from typing import Any
 
+from urbanbrain.rules import seasonal
+
 HOUR_MS = 3_600_000
 WEEK_MS = 168 * HOUR_MS
 
@@ -172,7 +174,7 @@ class SensorState:
         st.last = dict(d.get("ls") or {})
         st.ewma = {k: list(v) for k, v in (d.get("e") or {}).items()}
         st.weekly = {m: {h: list(b) for h, b in bs.items()} for m, bs in (d.get("w") or {}).items()}
-        st.tod = {k: list(v) for k, v in (d.get("t") or {}).items()}
+        st.tod = {k: seasonal.upgrade(list(v)) for k, v in (d.get("t") or {}).items()}
         st.evald = dict(d.get("ev") or {})
         st.times = {k: array("q", v) for k, v in (d.get("ts") or {}).items()}
         st.src = d.get("src")

@@ -114,6 +114,13 @@ class RuleKind:
         """The condition's elementary conditions (a composite's parts; else itself)."""
         return (c,)
 
+    def follows_arrival(self, c: Any) -> bool:
+        """Whether the condition's state at t depends on readings *after* t already folded
+        in (a running average that cannot be looked up at a past time). District scope
+        folds the readings of sources ahead of its clock early, so it refuses such
+        conditions: their alerts would depend on how far ahead a worker happens to be."""
+        return False
+
     # --- evaluation -----------------------------------------------------------------------
     def evaluate(self, ev: Engine, c: Any, sid: str, st: SensorState, now: int,
                  active: bool) -> Verdict:

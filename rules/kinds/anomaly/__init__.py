@@ -53,10 +53,13 @@ class AnomalyCond:
     tod_key: str = field(init=False, default="", compare=False)
     # rules with the same z_key compute the same time-of-day z-score for a sensor
     z_key: str = field(init=False, default="", compare=False)
+    # weight of one day in the time-of-day baseline (a lookup folds unfolded days with it)
+    alpha: float = field(init=False, default=0.0, compare=False)
 
     def __post_init__(self) -> None:
         tod = f"{self.probe.metric}|{self.timezone}|{self.halflife_ms}"
         object.__setattr__(self, "tod_key", tod)
+        object.__setattr__(self, "alpha", seasonal.alpha_for(self.halflife_ms))
         p = self.probe
         object.__setattr__(
             self, "z_key",
@@ -82,7 +85,7 @@ class _ZMemo:
 
 
 @functools.lru_cache(maxsize=64)
-def _positions(tz: str, now: int) -> tuple[int, int, float]:
+def _positions(tz: str, now: int) -> tuple[int, int, float, int]:
     """seasonal.positions for a tick (the same for every sensor)."""
     return seasonal.positions(now, seasonal.clock(tz))
 
@@ -96,7 +99,7 @@ def _tod_z(ev: Engine, c: AnomalyCond, sid: str, st: SensorState,
     b = st.tod.get(c.tod_key)
     if b is None:
         return None, 0.0
-    base = seasonal.baseline_at(b, _positions(c.timezone, now))
+    base = seasonal.baseline_at(b, _positions(c.timezone, now), c.alpha)
     if base is None or base[0] < c.min_samples:
         return None, 0.0
     p = c.probe
@@ -231,8 +234,7 @@ class Anomaly(RuleKind):
         if c.seasonal == "time_of_day":
             tod = plan.tod.setdefault(m, [])
             if all(k != c.tod_key for k, _, _ in tod):
-                tod.append((c.tod_key, seasonal.clock(c.timezone),
-                            seasonal.alpha_for(c.halflife_ms)))
+                tod.append((c.tod_key, seasonal.clock(c.timezone), c.alpha))
 
     # --- evaluation -----------------------------------------------------------------------
     def evaluate(self, ev: Engine, c: AnomalyCond, sid: str, st: SensorState, now: int,
@@ -286,6 +288,9 @@ class Anomaly(RuleKind):
     def warms_up(self, c: AnomalyCond) -> bool:
         return True
 
+    def follows_arrival(self, c: AnomalyCond) -> bool:
+        return c.method == "ewma"  # the time-of-day and weekly baselines are looked up by time
+
     def warming(self, ev: Engine, c: AnomalyCond, sid: str, now: int) -> bool:
         st = ev.sensor(sid)
         if st is None:
@@ -297,7 +302,7 @@ class Anomaly(RuleKind):
             b = st.tod.get(c.tod_key)
             if b is None:
                 return True
-            base = seasonal.baseline_at(b, _positions(c.timezone, now))
+            base = seasonal.baseline_at(b, _positions(c.timezone, now), c.alpha)
             return base is None or base[0] < c.min_samples
         if c.seasonal == "same_hour_last_week":
             base = st.weekly_baseline(c.probe.metric, now)

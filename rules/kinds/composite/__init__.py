@@ -92,6 +92,10 @@ class Composite(RuleKind):
             cond = kind.parse_part(b, ctx, part, cp + (mode, i), sel)
             if cond is not None:
                 pairs.append((cond, kind))
+                if scope == "district" and kind.follows_arrival(cond):
+                    ctx.err(cp + (mode, i), "this part's state follows arrival order (an "
+                            "EWMA), which scope: district cannot look up at a past time; "
+                            "use method: zscore or a seasonal baseline")
         min_sensors = int(cond_obj.get("min_sensors", 1))
         nb = cond_obj.get("neighbours", False)
         neighbours = int(nb) if not isinstance(nb, bool) else (1 if nb else 0)
