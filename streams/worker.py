@@ -188,8 +188,8 @@ class StreamsWorker:
         #: partition is idle only when that reaches its end, not when Faust has merely read
         #: its records into the agent's buffer (a catch-up keeps them there for seconds)
         self.processed: dict[tuple[str, int], int] = {}
-        #: partitions announced to the district clocks as empty (once per generation)
-        self._announced: set[tuple[str, int]] = set()
+        #: quiet partitions taken up for the district clocks (once per generation)
+        self._taken_up: set[tuple[str, int]] = set()
         #: one handler at a time touches the evaluators: a timer (idle partitions, rule
         #: reload) running between a batch's awaits would write state whose events that
         #: batch has not delivered yet, and a crash then would lose them
@@ -201,7 +201,7 @@ class StreamsWorker:
         if gen != self._generation:
             self._generation = gen
             self.processed.clear()  # partitions are re-read from their committed offsets
-            self._announced.clear()
+            self._taken_up.clear()
             if self.windows is not None:
                 self.windows.reset(gen)
             self.alerting.sensors.reset(gen)
@@ -391,7 +391,7 @@ class StreamsWorker:
             assigned = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
         except Exception:  # noqa: BLE001 - no consumer yet
             return
-        await self._announce_empty(assigned)
+        await self._take_up_quiet_partitions(assigned)
         idle_s = self.alerting.cfg.idle_s
         now = time.monotonic()
         sensors = self.alerting.sensors
@@ -422,23 +422,25 @@ class StreamsWorker:
         for topic, partition in advanced:
             sensors.persist(topic, partition)
 
-    async def _announce_empty(self, assigned: set[tuple[str, int]]) -> None:
+    async def _take_up_quiet_partitions(self, assigned: set[tuple[str, int]]) -> None:
         """Assigned readings partitions with nothing to process (no data, or taken over at
         their end) must still speak to the district clocks, which wait for every source
-        (streams/alert_stage.py): one that never held data is announced empty (a forward
-        without a watermark: it holds nothing back); one with rule state gets its
-        watermark moved by :meth:`advance_idle` from now on, like any idle partition."""
+        (streams/alert_stage.py). Once per partition and generation: its rule state is
+        loaded (alerts of rules removed meanwhile are emitted); one that never held data
+        is announced empty (a forward without a watermark: it holds nothing back); one
+        with a watermark is handed to :meth:`advance_idle`, which moves it on like any
+        idle partition."""
         rs = self.alerting.watcher.ruleset
         if not self.alerting.interest.any(rs):
             return
         sensors = self.alerting.sensors
         for topic, partition in sorted(assigned):
             tp = (topic, partition)
-            if (topic not in READINGS_TOPICS or tp in self._announced
+            if (topic not in READINGS_TOPICS or tp in self._taken_up
                     or tp in sensors.live
                     or not _caught_up(self.app, topic, partition, self.processed.get(tp))):
                 continue
-            self._announced.add(tp)
+            self._taken_up.add(tp)
             ev, events = sensors.get(topic, partition)  # its state, from the changelog
             if events:  # alerts of rules removed while nobody held the partition
                 await self.alerting.outputs.emit(events)
