@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import threading
 import time
 from collections import Counter
@@ -83,6 +84,23 @@ def compare_firings(live: Sequence[bt.Firing], inproc: Sequence[bt.Firing], *,
             "only_inproc": only_inproc, "shifted": shifted, "per_rule": per_rule}
 
 
+def clear_workdir(workdir: Path) -> None:
+    """Live scoring starts from empty servers: a previous run's points, records and logs
+    would be scored and read again, and its InfluxDB keeps accounts whose passwords were
+    that run's (random; a second run was refused with "401 unable to parse
+    authentication credentials"). Only what a previous run made is removed: a ``stack``
+    folder that is not one is refused, in case the workdir is someone's folder."""
+    from urbanbrain.errors import BadValue
+
+    stack = workdir / "stack"
+    if stack.exists() and not (stack / "credentials.json").exists():
+        raise BadValue(f"--workdir {workdir}: its 'stack' folder is not a previous live "
+                       "scoring run's; pass an empty or new folder")
+    for sub in ("stack", "var", "logs"):
+        shutil.rmtree(workdir / sub, ignore_errors=True)
+    (workdir / "live-alerts.jsonl").unlink(missing_ok=True)
+
+
 def live_score(readings: pd.DataFrame, truth: Sequence[Any], registry_csv: Path,
                rule_paths: Sequence[str], *, workdir: Path, scored_from_ms: int | None,
                workers: int = 2, kill_at: float | None = None, history: str = "warmup",
@@ -124,6 +142,7 @@ def live_score(readings: pd.DataFrame, truth: Sequence[Any], registry_csv: Path,
 
     from urbanbrain.retention import KEEP_EVERYTHING
 
+    clear_workdir(workdir)
     # old recordings: every tier kept, or their raw points would be "beyond retention policy"
     stack = LocalStack(workdir / "stack", influx_retention=KEEP_EVERYTHING).start()
     comps: list[Component] = []

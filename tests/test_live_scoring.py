@@ -92,3 +92,25 @@ def test_compare_firings_matches_within_a_step_and_lists_the_rest() -> None:
     assert c["per_rule"]["B"] == {"live": 1, "inproc": 1, "matched": 1}
     assert compare_firings(live[:1], inproc[:1], from_ms=0, until_ms=10_000,
                            tolerance_ms=100)["equal"] is False
+
+
+def test_a_workdir_is_cleared_of_a_previous_run_but_never_of_foreign_files(tmp_path) -> None:
+    """A second run in the same workdir met the first run's InfluxDB, whose accounts have
+    that run's random passwords (401), and would have scored its data again."""
+    from urbanbrain.errors import BadValue
+    from urbanbrain.rules.livescore import clear_workdir
+
+    w = tmp_path / "live"
+    for f in ("stack/credentials.json", "stack/influxdb/meta/meta.db", "var/x", "logs/a.log",
+              "live-alerts.jsonl", "notes.txt"):
+        (w / f).parent.mkdir(parents=True, exist_ok=True)
+        (w / f).write_text("x")
+    clear_workdir(w)
+    assert sorted(p.name for p in w.iterdir()) == ["notes.txt"]
+    clear_workdir(tmp_path / "new")  # nothing there yet: fine
+    foreign = tmp_path / "home"
+    (foreign / "stack").mkdir(parents=True)
+    (foreign / "stack" / "photo.jpg").write_text("x")
+    with pytest.raises(BadValue, match="not a previous live scoring run"):
+        clear_workdir(foreign)
+    assert (foreign / "stack" / "photo.jpg").exists()
