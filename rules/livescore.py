@@ -89,11 +89,12 @@ def clear_workdir(workdir: Path) -> None:
     would be scored and read again, and its InfluxDB keeps accounts whose passwords were
     that run's (random; a second run was refused with "401 unable to parse
     authentication credentials"). Only what a previous run made is removed: a ``stack``
-    folder that is not one is refused, in case the workdir is someone's folder."""
+    folder holding anything else is refused, in case the workdir is someone's folder."""
     from urbanbrain.errors import BadValue
 
     stack = workdir / "stack"
-    if stack.exists() and not (stack / "credentials.json").exists():
+    ours = {"credentials.json", "influxdb", "tansu", "mosquitto"}  # what LocalStack makes
+    if stack.exists() and not {p.name for p in stack.iterdir()} <= ours:
         raise BadValue(f"--workdir {workdir}: its 'stack' folder is not a previous live "
                        "scoring run's; pass an empty or new folder")
     for sub in ("stack", "var", "logs"):

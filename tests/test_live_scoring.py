@@ -108,6 +108,9 @@ def test_a_workdir_is_cleared_of_a_previous_run_but_never_of_foreign_files(tmp_p
     clear_workdir(w)
     assert sorted(p.name for p in w.iterdir()) == ["notes.txt"]
     clear_workdir(tmp_path / "new")  # nothing there yet: fine
+    (w / "stack" / "influxdb").mkdir(parents=True)  # a run that died while starting
+    clear_workdir(w)
+    assert not (w / "stack").exists()
     foreign = tmp_path / "home"
     (foreign / "stack").mkdir(parents=True)
     (foreign / "stack" / "photo.jpg").write_text("x")
