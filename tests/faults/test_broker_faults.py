@@ -195,7 +195,13 @@ def test_simulator_survives_broker_restart(private_stack, run_id, components, tm
     wait_until(lambda: forwarded() >= sent, 60, interval=1.0, what=f"{sent} readings in Kafka")
     time.sleep(1.0)
     assert forwarded() == sent, f"{forwarded()} distinct readings in Kafka for {sent} sent"
-    assert read_topic(bootstrap, "readings.deadletter") == []
+    # The only dead letters allowed are exact resends: a publish the broker forwarded but
+    # whose PUBACK the stop cut off is sent again by the simulator (QoS 1), and the broker
+    # does not pass the DUP flag on to subscribers, so ingest sees a second copy, refuses
+    # it as "duplicate" and keeps the reading once (above). Timing: a clean CI run failed
+    # on it once (2026-12-06) when the test still required no dead letter at all.
+    reasons = [orjson.loads(v)["reason"] for _, v in read_topic(bootstrap, "readings.deadletter")]
+    assert set(reasons) <= {"duplicate"}, reasons
     assert "Traceback" not in sim.log()
 
 
