@@ -52,7 +52,8 @@ def new_state() -> list:
 
 def upgrade(st: list) -> list:
     """A state saved before the previous-day block existed, extended in place (its
-    current day stays current; there is no previous day to keep)."""
+    current day stays current; there is no previous day to keep). Called where states
+    are loaded (``SensorState.from_dict``), so everything else can assume :data:`SIZE`."""
     if len(st) < SIZE:
         st.extend([-1.0] + [0.0] * (SIZE - PREV_DAY - 1))
     return st
@@ -154,14 +155,13 @@ def add(st: list, ts: int, x: float, clk: LocalClock, alpha: float) -> None:
         i = TODAY + 3 * hour
     elif day > cur:
         # the previous day goes into the buckets, the current one becomes the previous
-        upgrade(st)
         _fold(st, PREV_DAY, PREV, alpha)
         st[PREV_DAY] = cur
         st[PREV:PREV + 72] = st[TODAY:TODAY + 72]
         st[TODAY:TODAY + 72] = [0.0] * 72
         st[0] = float(day)
         i = TODAY + 3 * hour
-    elif len(st) > PREV_DAY and day == st[PREV_DAY]:
+    elif day == st[PREV_DAY]:
         i = PREV + 3 * hour
     else:
         return
@@ -190,8 +190,6 @@ def _bucket(st: list, b: int, day: int, alpha: float) -> tuple[float, float, flo
     m, v, n = st[b], st[b + 1], st[b + 2]
     wt, h = divmod((b - BUCKETS) // 3, 24)
     for day_at, hours_at in ((PREV_DAY, PREV), (0, TODAY)):
-        if day_at >= len(st):
-            continue
         d = st[day_at]
         if 0 <= d < day and weekend(int(d)) == wt:
             i = hours_at + 3 * h
