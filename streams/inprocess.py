@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,19 @@ from urbanbrain.registry import Registry
 from .alert_stage import DistrictInterest, DistrictRules, Forward, SensorRules
 from .alerting import AlertSettings
 from .derive import IndexCalculator
-from .pipeline import SourcePipeline
+from .pipeline import SourceOutput, SourcePipeline
 from .processor import WindowStage
 from .settings import StreamsSettings
 from .state import DictStore
+
+
+@dataclass
+class Stores:
+    """The in-memory tables of one in-process worker (the worker's Faust tables)."""
+
+    windows: DictStore = field(default_factory=DictStore)
+    sensors: DictStore = field(default_factory=DictStore)
+    districts: DictStore = field(default_factory=DictStore)
 
 
 class InProcessWorker:
@@ -39,9 +49,14 @@ class InProcessWorker:
     def __init__(self, ruleset: RuleSet, registry_csv: str | Path | None = None, *,
                  settings: StreamsSettings | None = None,
                  alert_settings: AlertSettings | None = None, batch_max: int = 500,
-                 outputs: bool = False) -> None:
+                 outputs: bool = False, checkpoint_s: float = float("inf"),
+                 stores: Stores | None = None) -> None:
         """``outputs``: render every window's lines, records and partials as the worker
-        does (benchmarks); off, only the windows the rules' index samples come from."""
+        does (benchmarks); off, only the windows the rules' index samples come from.
+        ``checkpoint_s``: how often sensor rule state is written (the worker's
+        ``URBANBRAIN_ALERT_STATE_CHECKPOINT_S``, 0 there); never by default, since nothing
+        restarts in process. ``stores``: another instance's stores, to start from the state
+        it left (a restart, tests/test_pipeline_crash_order.py)."""
         ss = settings or StreamsSettings()
         cfg = alert_settings or AlertSettings()
         self.n = ss.kafka_partitions
@@ -51,6 +66,7 @@ class InProcessWorker:
         def rules() -> RuleSet:
             return ruleset
 
+        self.stores = stores or Stores()
         self.windows = None
         if ss.streams_windows:
             calc = IndexCalculator(Registry.load(registry_csv) if registry_csv else None,
@@ -58,15 +74,13 @@ class InProcessWorker:
                                    nominal_kv=ss.streams_nominal_kv,
                                    nominal_hz=ss.streams_nominal_hz,
                                    aqi_cn_edition=ss.streams_aqi_cn_edition)
-            self.windows = WindowStage(ss, DictStore(), calc)
-        # nothing restarts in process: sensor state (the large entries) is never written
-        no_checkpoint = float("inf")
-        self.sensors = SensorRules(DictStore(), registry, rules, self.n,
+            self.windows = WindowStage(ss, self.stores.windows, calc)
+        self.sensors = SensorRules(self.stores.sensors, registry, rules, self.n,
                                    lateness_ms=int(ss.streams_lateness_s * 1000),
-                                   checkpoint_s=no_checkpoint)
-        self.districts = DistrictRules(DictStore(), registry, rules, self.n,
+                                   checkpoint_s=checkpoint_s)
+        self.districts = DistrictRules(self.stores.districts, registry, rules, self.n,
                                        step_ms=int(cfg.district_step_s * 1000),
-                                       checkpoint_s=no_checkpoint)
+                                       checkpoint_s=checkpoint_s)
         self.interest = DistrictInterest(self.n)
         self.pipeline = SourcePipeline(self.windows, self.sensors, self.interest, rules,
                                        outputs=outputs)
@@ -84,11 +98,11 @@ class InProcessWorker:
             by_tp[(readings_topic(str(r["domain"])), self.part(str(r["sensor_id"])))].append(r)
         return by_tp
 
-    def feed(self, readings: Iterable[Mapping[str, Any]]) -> list[AlertEvent]:
-        """One tick of readings (any order): every partition's records, then the district
-        stage with the forwards of the tick. Returns the alert events."""
-        events: list[AlertEvent] = []
-        forwards: dict[int, list[Forward]] = defaultdict(list)
+    def process(self, readings: Iterable[Mapping[str, Any]]) -> list[SourceOutput]:
+        """A batch of readings through every source partition's stages, as records of at
+        most ``batch_max`` readings with consecutive offsets; the state writes that close
+        it are still to be done (``pipeline.finish``), as in the worker."""
+        outs: list[SourceOutput] = []
         by_tp = self._by_partition(readings)
         for tp in sorted(by_tp):
             rs = by_tp[tp]
@@ -97,11 +111,21 @@ class InProcessWorker:
                 records.append((self.offsets[tp], rs[i:i + self.batch_max]))
                 self.offsets[tp] += 1
             out = self.pipeline.process(tp[0], tp[1], records)
-            events += out.events
             self.samples += out.rendered.samples
+            outs.append(out)
+        return outs
+
+    def feed(self, readings: Iterable[Mapping[str, Any]]) -> list[AlertEvent]:
+        """One tick of readings (any order): every partition's records, then the district
+        stage with the forwards of the tick. Returns the alert events."""
+        outs = self.process(readings)
+        for _ in self.pipeline.finish(outs):
+            pass  # in memory, every write is durable at once
+        events = [e for out in outs for e in out.events]
+        forwards: dict[int, list[Forward]] = defaultdict(list)
+        for out in outs:
             for p, f in out.forwards.items():
                 forwards[p].append(f)
-            self.pipeline.finish(out)
         for p in sorted(forwards):
             events += self.districts.process(p, forwards[p])
         self.events += events

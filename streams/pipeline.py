@@ -10,13 +10,13 @@ this object, so a backtest score is the live pipeline's score.
       └─ DistrictInterest  readings/samples district rules use → ``Forward`` per district
                            partition, with this partition's watermark
 
-The caller stores the outputs (in the order the worker's durability needs), then calls
-:meth:`SourcePipeline.finish`: window marks and tombstones, then the rule state.
+The caller stores the outputs (in the order the worker's durability needs), then runs
+:meth:`SourcePipeline.finish`: the rule state, a barrier, then window marks and tombstones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,8 +105,26 @@ class SourcePipeline:
                 [*readings, *samples])
         return out
 
-    def finish(self, out: SourceOutput) -> None:
-        """After the outputs are durable: window marks and tombstones, then rule state."""
-        if self.windows is not None and out.window_result is not None:
-            self.windows.finish(out.partition, out.window_result)
-        self.rules.persist(out.topic, out.partition)
+    def finish(self, outs: Sequence[SourceOutput]) -> Iterator[None]:
+        """After the outputs are durable, the state that says they were made, in steps:
+        rule state, then window marks and tombstones. The caller makes each step durable
+        before it resumes the iterator for the next (the worker flushes the producer at
+        every ``yield``); in memory, just run it out.
+
+        Why the order and the barrier: a window marked emitted is never emitted again, so
+        the index samples it gave must already be in the rule state a restart rebuilds.
+        Kafka makes writes to *different* changelog partitions durable in no particular
+        order, and the two tables are different topics: a worker killed with a batch's
+        marks durable and its rule state not was rebuilt without the batch's AQI samples,
+        read the records again, got no samples of those windows, and fired the episode a
+        second time hours later (tests/test_pipeline_crash_order.py). Killed the other way
+        round, the windows emit those samples again, and the rules fold them in again
+        without evaluating anything (a sample is observed only, idempotently)."""
+        for out in outs:
+            self.rules.persist(out.topic, out.partition)
+        if self.windows is None:
+            return
+        yield
+        for out in outs:
+            if out.window_result is not None:
+                self.windows.finish(out.partition, out.window_result)

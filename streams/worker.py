@@ -296,8 +296,8 @@ class StreamsWorker:
             await dead.done()
             await flush_durably(self.app)
         t5 = time.perf_counter()
-        for out in outs:
-            self.pipeline.finish(out)
+        for _ in self.pipeline.finish(outs):  # rule state durable before window marks
+            await flush_durably(self.app)
         await flush_durably(self.app)
         for tp, recs in by_tp.items():
             self.processed[tp] = max(self.processed.get(tp, -1), recs[-1][0])
@@ -526,8 +526,13 @@ class StreamsWorker:
 def _caught_up(app: Any, topic: str, partition: int, processed: int | None) -> bool:
     """Whether this worker has processed the partition's last record (``processed``: the
     offset of the last one it did in this consumer generation). A partition it processed
-    nothing of is caught up only if nothing of it was read either: one taken over at its
-    end after a rebalance."""
+    nothing of is caught up only if nothing is left to read from where its reading starts,
+    the committed offset: one taken over at its end, or an empty one.
+
+    Not "nothing read yet": right after a restart, a partition whose records are not
+    fetched yet has read nothing either (Faust even stores a seek to offset 0 as "no read
+    offset"), and was taken for a quiet one, its watermark moved on by the clock ahead of
+    the backlog still to come."""
     try:
         from faust.types import TP
 
@@ -537,7 +542,8 @@ def _caught_up(app: Any, topic: str, partition: int, processed: int | None) -> b
             return False
         if processed is not None:
             return hw <= processed + 1
-        return app.consumer._read_offset.get(tp) is None  # noqa: SLF001 - no public accessor
+        start = app.consumer._committed_offset.get(tp)  # noqa: SLF001 - no public accessor
+        return hw <= (start or 0)
     except Exception:  # noqa: BLE001 - unknown: not caught up
         return False
 
