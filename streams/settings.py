@@ -63,6 +63,9 @@ class StreamsSettings(Settings):
     )
     streams_take_records: int = Field(200, ge=1, description="Kafka records per agent batch")
     streams_take_within_s: float = Field(0.2, gt=0, description="max wait to fill a batch")
+    streams_batch_warn_s: float = Field(
+        30.0, ge=0, description="a batch still running after this long logs where it waits "
+        "(the stack of its awaits), again as often, until it ends; 0: never")
     streams_yield_readings: int = Field(
         5000, ge=1, description="a partition's records in a batch go through the stages in "
         "runs of at most this many readings, with the event loop free between runs: a "

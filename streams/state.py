@@ -9,9 +9,11 @@ after a rebalance recover exactly that state.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 import logging
 from typing import Any
+import weakref
 
 
 def compact(value: bytes) -> bytes:
@@ -24,14 +26,29 @@ def compact(value: bytes) -> bytes:
     return bytes(memoryview(value))
 
 
+#: every live TableStore: :func:`flush_durably` waits for all their changelog writes
+_STORES: weakref.WeakSet[TableStore] = weakref.WeakSet()
+
+
 class TableStore:
-    """put/delete/items on a Faust table whose values are raw bytes, keys str."""
+    """put/delete/items on a Faust table whose values are raw bytes, keys str.
+
+    Each changelog write's future is kept until :meth:`acked`: that, not an empty producer
+    buffer, is what says the write is in Kafka (see :func:`flush_durably`)."""
 
     def __init__(self, table: Any) -> None:
         self.table = table
+        self.unacked: list[Any] = []  # FutureMessages of changelog writes
+        _STORES.add(self)
 
     def _store(self) -> Any:
         return self.table.data
+
+    def _sent(self, fut: Any) -> None:
+        unacked = self.unacked
+        unacked.append(fut)
+        if len(unacked) >= 50_000:  # written outside any durable cycle: drop what is done
+            self.unacked = [f for f in unacked if not f.done()]
 
     def put(self, partition: int, key: str, value: bytes) -> None:
         value = compact(value)
@@ -40,7 +57,7 @@ class TableStore:
         kp = getattr(store, "_key_partition", None)
         if kp is not None:
             kp[key] = partition
-        self.table.send_changelog(partition, key, value)
+        self._sent(self.table.send_changelog(partition, key, value))
 
     def delete(self, partition: int, key: str) -> None:
         store = self._store()
@@ -48,7 +65,14 @@ class TableStore:
         kp = getattr(store, "_key_partition", None)
         if kp is not None:
             kp.pop(key, None)
-        self.table.send_changelog(partition, key, None, value_serializer="raw")
+        self._sent(self.table.send_changelog(partition, key, None, value_serializer="raw"))
+
+    async def acked(self) -> None:
+        """Until Kafka acknowledged every changelog write made so far; raises the error of
+        one that failed (the batch is then not acknowledged, and is read again)."""
+        while self.unacked:
+            futs, self.unacked = self.unacked, []
+            await asyncio.gather(*futs)
 
     def items(self) -> Iterator[tuple[str, bytes]]:
         """A snapshot of (key, value) — safe to iterate while the table changes."""
@@ -74,17 +98,25 @@ class DictStore:
 
 
 async def flush_durably(app: Any) -> None:
-    """Drain Faust's producer buffer, then aiokafka's.
+    """Until every record sent so far is acknowledged by Kafka: Faust's producer buffer
+    drained, aiokafka's flushed, and every table changelog write's future done.
 
-    ``Producer.flush()`` gives up on its buffer after a 0.1 s pause in sending (see
-    faust.transport.producer.ProducerBuffer.flush_atmost), so under CPU pressure a table
-    write could still sit in the buffer when the offsets are committed; a SIGKILL then
-    loses window state. Loop until the buffer is really empty.
+    Why the futures: table writes go through Faust's ``ProducerBuffer``, whose background
+    task takes a message off the queue and only then hands it to aiokafka. With the queue
+    empty, a message may still be in that task's hands, in neither buffer; a flush of both
+    returned without it, and the next writes (window marks) could reach Kafka before it (a
+    rule state write). A worker killed then restarted with marks ahead of its rule state
+    (the CI kill test, after the marks were already written last). ``Producer.flush()``
+    alone also gives up after a 0.1 s pause in sending (ProducerBuffer.flush_atmost).
+    Records sent with ``Topic.send`` are in aiokafka's buffer when that returns, so its
+    flush covers them.
     """
     buffer = app.producer.buffer
     while buffer.size:
         await buffer.flush()
     await app.producer.flush()
+    for store in tuple(_STORES):
+        await store.acked()
 
 
 class GenerationFence:

@@ -36,6 +36,7 @@ from urbanbrain.retention import LONGTERM, PIPELINE, RAW, WINDOWS, write_routed
 
 from .alert_stage import DISTRICT_SOURCE, Forward
 from .alerting import Alerting
+from .batch_watch import watched
 from .pipeline import SourceOutput, SourcePipeline
 from .processor import WindowStage
 from .rollup_stage import RollupStage, points_to_lines
@@ -209,7 +210,8 @@ class StreamsWorker:
 
     # -- readings.* ------------------------------------------------------------------------
     async def readings_batch(self, events: Sequence[Any]) -> None:
-        async with self.lock:
+        async with watched(f"readings batch of {len(events)} records",
+                           self.settings.streams_batch_warn_s), self.lock:
             try:
                 await self._readings_batch(events)
             except BaseException:
@@ -349,7 +351,8 @@ class StreamsWorker:
 
     # -- district forwards -------------------------------------------------------------------
     async def district_batch(self, events: Sequence[Any]) -> None:
-        async with self.lock:
+        async with watched(f"district batch of {len(events)} forwards",
+                           self.settings.streams_batch_warn_s), self.lock:
             await self._district_batch(events)
 
     async def _district_batch(self, events: Sequence[Any]) -> None:
@@ -380,7 +383,7 @@ class StreamsWorker:
         """Processing-time tick: a caught-up partition that received nothing for
         ``idle_s`` moves its rule watermark with the clock, so the absence of its sensors
         still fires when they all fall silent. Only live: a partition with lag is not idle."""
-        async with self.lock:
+        async with watched("idle tick", self.settings.streams_batch_warn_s), self.lock:
             await self._advance_idle()
 
     async def _advance_idle(self) -> None:
