@@ -220,6 +220,10 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
     async def advance_idle_partitions() -> None:
         await worker.advance_idle()
 
+    @app.timer(ss.streams_fetch_stall_s / 6)
+    async def check_fetching() -> None:
+        await worker.check_fetching(stall_s=ss.streams_fetch_stall_s)
+
     @app.timer(alerting.cfg.status_interval_s)
     async def publish_rule_status() -> None:
         await worker.publish_rule_status()

@@ -191,6 +191,12 @@ class StreamsWorker:
         self.processed: dict[tuple[str, int], int] = {}
         #: quiet partitions taken up for the district clocks (once per generation)
         self._taken_up: set[tuple[str, int]] = set()
+        #: (topic, partition) -> log end offset the broker reported (check_fetching): the
+        #: highwater aiokafka reports is the last *fetch*'s, frozen while nothing is fetched
+        self.log_end: dict[tuple[str, int], int] = {}
+        self._generation_started = time.monotonic()
+        #: partitions put back into Faust's fetch set by check_fetching (metrics, tests)
+        self.refetched = 0
         #: one handler at a time touches the evaluators: a timer (idle partitions, rule
         #: reload) running between a batch's awaits would write state whose events that
         #: batch has not delivered yet, and a crash then would lose them
@@ -201,6 +207,7 @@ class StreamsWorker:
         gen = self.app.consumer_generation_id
         if gen != self._generation:
             self._generation = gen
+            self._generation_started = time.monotonic()
             self.processed.clear()  # partitions are re-read from their committed offsets
             self._taken_up.clear()
             if self.windows is not None:
@@ -406,7 +413,8 @@ class StreamsWorker:
             last = self.last_record.get((topic, partition))
             if (last is None or now - last < idle_s
                     or not _caught_up(self.app, topic, partition,
-                                      self.processed.get((topic, partition)))):
+                                      self.processed.get((topic, partition)),
+                                      self.log_end.get((topic, partition)))):
                 continue
             wm = sensors.watermark(topic, partition)
             if wm is None:
@@ -441,7 +449,8 @@ class StreamsWorker:
             tp = (topic, partition)
             if (topic not in READINGS_TOPICS or tp in self._taken_up
                     or tp in sensors.live
-                    or not _caught_up(self.app, topic, partition, self.processed.get(tp))):
+                    or not _caught_up(self.app, topic, partition, self.processed.get(tp),
+                                      self.log_end.get(tp))):
                 continue
             self._taken_up.add(tp)
             ev, events = sensors.get(topic, partition)  # its state, from the changelog
@@ -453,6 +462,52 @@ class StreamsWorker:
                 self.last_record.setdefault(tp, time.monotonic())
                 continue
             await self._forward(self.alerting.interest.forward(rs, topic, partition, None, []))
+
+    # -- partitions Faust stopped fetching ----------------------------------------------------
+    async def check_fetching(self, stall_s: float) -> None:
+        """Every assigned readings partition with records left must be fetched.
+
+        Faust takes a partition out of its fetch set while the agent's queue is under
+        pressure (``Consumer.on_buffer_full``) and puts it back when the queue drains. A
+        restarted worker of the CI kill test (about one run in eight on a loaded machine)
+        had two partitions that never came back: their records stayed in Kafka, aiokafka
+        stopped fetching them (it fetches no more for a partition whose fetched records
+        are not handed out), the worker stored nothing more, and the highwater aiokafka
+        reports froze at the last fetch, so those partitions even looked caught up to the
+        idle tick, which moved their clocks past records still to come. Each check asks the
+        broker for the true log end offsets (kept for ``_caught_up``) and puts back, with a
+        warning, a partition that has records left, delivered nothing for ``stall_s``,
+        and is out of the fetch set although Faust has not paused it."""
+        app = self.app
+        if app.rebalancing or app.in_recovery:
+            return
+        consumer = app.consumer
+        try:
+            tps = [tp for tp in consumer.assignment() if tp.topic in READINGS_TOPICS]
+            ends = await consumer.highwaters(*tps) if tps else {}
+        except Exception:  # noqa: BLE001 - no consumer yet, broker away: next time
+            return
+        if app.rebalancing or app.in_recovery:
+            return
+        now = time.monotonic()
+        active = consumer._active_partitions  # noqa: SLF001 - Faust's fetch set
+        paused = consumer._paused_partitions  # noqa: SLF001 - paused for recovery
+        for tp, end in ends.items():
+            key = (tp.topic, tp.partition)
+            self.log_end[key] = end
+            done = self.processed.get(key)
+            start = (done + 1 if done is not None
+                     else consumer._committed_offset.get(tp) or 0)  # noqa: SLF001
+            quiet = now - max(self.last_record.get(key, 0.0), self._generation_started)
+            if (start >= end or quiet < stall_s or active is None or tp in active
+                    or tp in paused):
+                continue
+            log.warning("%s[%d]: %d records left from offset %d, none delivered for %.0f s, "
+                        "and Faust no longer fetches it (queue-pressure flag never cleared): "
+                        "fetching it again", tp.topic, tp.partition, end - start, start, quiet)
+            consumer._buffered_partitions.discard(tp)  # noqa: SLF001
+            active.add(tp)
+            self.refetched += 1
 
     # -- rule status for operators ----------------------------------------------------------
     async def publish_rule_status(self) -> None:
@@ -526,7 +581,8 @@ class StreamsWorker:
         await self.writer.write(points, rp=PIPELINE)
 
 
-def _caught_up(app: Any, topic: str, partition: int, processed: int | None) -> bool:
+def _caught_up(app: Any, topic: str, partition: int, processed: int | None,
+               log_end: int | None = None) -> bool:
     """Whether this worker has processed the partition's last record (``processed``: the
     offset of the last one it did in this consumer generation). A partition it processed
     nothing of is caught up only if nothing is left to read from where its reading starts,
@@ -535,7 +591,9 @@ def _caught_up(app: Any, topic: str, partition: int, processed: int | None) -> b
     Not "nothing read yet": right after a restart, a partition whose records are not
     fetched yet has read nothing either (Faust even stores a seek to offset 0 as "no read
     offset"), and was taken for a quiet one, its watermark moved on by the clock ahead of
-    the backlog still to come."""
+    the backlog still to come. ``log_end``: the end offset the broker last reported
+    (StreamsWorker.check_fetching); the highwater aiokafka knows is only the last fetch's.
+    """
     try:
         from faust.types import TP
 
@@ -543,6 +601,7 @@ def _caught_up(app: Any, topic: str, partition: int, processed: int | None) -> b
         hw = app.consumer.highwater(tp)
         if hw is None:
             return False
+        hw = max(hw, log_end or 0)
         if processed is not None:
             return hw <= processed + 1
         start = app.consumer._committed_offset.get(tp)  # noqa: SLF001 - no public accessor

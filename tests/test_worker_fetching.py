@@ -1,0 +1,67 @@
+"""A partition Faust stopped fetching is fetched again (StreamsWorker.check_fetching).
+
+Faust drops a partition from its fetch set while the agent's queue is under pressure and
+is meant to put it back when the queue drains; a restarted worker of the CI kill test had
+two partitions that never came back, and stored nothing more. The stall cannot be made to
+happen on demand against a real broker, so the consumer here is a stand-in holding exactly
+the state Faust keeps (fetch set, paused set, buffered set, committed offsets)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+from faust.types import TP
+
+from urbanbrain.streams.worker import StreamsWorker, _caught_up
+
+STUCK, DONE, PAUSED, BUSY = (TP("readings.traffic", 0), TP("readings.traffic", 2),
+                             TP("readings.water", 0), TP("readings.power", 1))
+
+
+def worker(now: float):
+    consumer = SimpleNamespace(
+        assignment=lambda: {STUCK, DONE, PAUSED, BUSY, TP("alerts", 0)},
+        _active_partitions={DONE, BUSY},  # STUCK fell out and never came back
+        _paused_partitions={PAUSED},      # paused by recovery: not ours to touch
+        _buffered_partitions={STUCK},
+        _committed_offset={STUCK: 1},
+        highwater=lambda tp: 24,           # aiokafka's: the last fetch's, frozen
+    )
+
+    async def highwaters(*tps):
+        return {STUCK: 40, DONE: 24, PAUSED: 30, BUSY: 50}
+
+    consumer.highwaters = highwaters
+    app = SimpleNamespace(consumer=consumer, rebalancing=False, in_recovery=False)
+    w = SimpleNamespace(app=app, processed={("readings.traffic", 0): 23,
+                                            ("readings.traffic", 2): 23},
+                        last_record={("readings.traffic", 0): now - 60,
+                                     ("readings.traffic", 2): now - 60,
+                                     ("readings.power", 1): now - 1},
+                        _generation_started=now - 120, log_end={}, refetched=0)
+    return w
+
+
+def test_a_partition_out_of_the_fetch_set_with_records_left_is_fetched_again(caplog):
+    w = worker(time.monotonic())
+    asyncio.run(StreamsWorker.check_fetching(w, stall_s=30))
+    c = w.app.consumer
+    assert STUCK in c._active_partitions and STUCK not in c._buffered_partitions
+    assert PAUSED not in c._active_partitions  # paused for recovery: left alone
+    assert w.refetched == 1
+    assert "readings.traffic[0]: 16 records left from offset 24" in caplog.text
+    # the broker's end offset, not the frozen highwater, decides "caught up"
+    assert w.log_end[("readings.traffic", 0)] == 40
+    assert _caught_up(w.app, "readings.traffic", 0, 23) is True       # frozen: fooled
+    assert _caught_up(w.app, "readings.traffic", 0, 23, 40) is False  # with the end offset
+
+
+def test_nothing_is_touched_while_records_flow_or_during_a_rebalance():
+    w = worker(time.monotonic())
+    asyncio.run(StreamsWorker.check_fetching(w, stall_s=120))  # quiet 60 s only
+    assert STUCK not in w.app.consumer._active_partitions and w.refetched == 0
+    w.app.rebalancing = True
+    asyncio.run(StreamsWorker.check_fetching(w, stall_s=30))
+    assert STUCK not in w.app.consumer._active_partitions and w.refetched == 0
