@@ -592,16 +592,16 @@ def _caught_up(app: Any, topic: str, partition: int, processed: int | None,
     fetched yet has read nothing either (Faust even stores a seek to offset 0 as "no read
     offset"), and was taken for a quiet one, its watermark moved on by the clock ahead of
     the backlog still to come. ``log_end``: the end offset the broker last reported
-    (StreamsWorker.check_fetching); the highwater aiokafka knows is only the last fetch's.
+    (StreamsWorker.check_fetching); without one, nothing is caught up: the highwater
+    aiokafka knows is only the last fetch's, frozen while a partition is not fetched.
     """
+    if log_end is None:
+        return False
     try:
         from faust.types import TP
 
         tp = TP(topic, partition)
-        hw = app.consumer.highwater(tp)
-        if hw is None:
-            return False
-        hw = max(hw, log_end or 0)
+        hw = max(app.consumer.highwater(tp) or 0, log_end)
         if processed is not None:
             return hw <= processed + 1
         start = app.consumer._committed_offset.get(tp)  # noqa: SLF001 - no public accessor

@@ -54,8 +54,9 @@ def test_a_partition_out_of_the_fetch_set_with_records_left_is_fetched_again(cap
     assert "readings.traffic[0]: 16 records left from offset 24" in caplog.text
     # the broker's end offset, not the frozen highwater, decides "caught up"
     assert w.log_end[("readings.traffic", 0)] == 40
-    assert _caught_up(w.app, "readings.traffic", 0, 23) is True       # frozen: fooled
-    assert _caught_up(w.app, "readings.traffic", 0, 23, 40) is False  # with the end offset
+    assert _caught_up(w.app, "readings.traffic", 0, 23, 24) is True   # the frozen view
+    assert _caught_up(w.app, "readings.traffic", 0, 23, 40) is False  # the broker's end
+    assert _caught_up(w.app, "readings.traffic", 0, 23) is False      # unknown: not idle
 
 
 def test_nothing_is_touched_while_records_flow_or_during_a_rebalance():
