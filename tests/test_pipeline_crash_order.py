@@ -110,3 +110,39 @@ def test_a_partition_not_fetched_yet_after_a_restart_is_not_caught_up():
     assert _caught_up(app(12, 0), "readings.water", 1, 11, end)           # processed to the end
     assert not _caught_up(app(12, 0), "readings.water", 1, 10, end)
     assert not _caught_up(app(None, 0), "readings.water", 1, 10, end)     # nothing fetched yet
+
+
+def test_flush_durably_waits_for_a_table_write_the_producer_buffer_no_longer_holds():
+    """Faust's buffer task takes a table write off its queue before aiokafka has it: the
+    queue is empty and aiokafka's flush is done, but the write is not in Kafka. The worker
+    makes rule state durable before window marks, so the flush must wait for the write's
+    own acknowledgement (its future), or a kill can still land the marks first."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from urbanbrain.streams.state import TableStore, flush_durably
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        order: list[str] = []
+        in_flight: list[asyncio.Future] = []
+
+        def send_changelog(partition, key, value, **kw):
+            fut = loop.create_future()  # acknowledged 50 ms later, by nobody we flush
+            in_flight.append(fut)
+            loop.call_later(0.05, lambda: (order.append(f"acked {key}"), fut.set_result(None)))
+            return fut
+
+        async def nothing() -> None:
+            return None
+
+        table = SimpleNamespace(data={}, send_changelog=send_changelog)
+        store = TableStore(table)
+        app = SimpleNamespace(producer=SimpleNamespace(
+            buffer=SimpleNamespace(size=0, flush=nothing), flush=nothing))
+        store.put(0, "rule-state", b"x")
+        await flush_durably(app)
+        order.append("flushed")
+        return order
+
+    assert asyncio.run(main()) == ["acked rule-state", "flushed"]
