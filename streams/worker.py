@@ -208,6 +208,7 @@ class StreamsWorker:
         if gen != self._generation:
             self._generation = gen
             self._generation_started = time.monotonic()
+            self.log_end.clear()  # asked again for the new assignment (check_fetching)
             self.processed.clear()  # partitions are re-read from their committed offsets
             self._taken_up.clear()
             if self.windows is not None:
@@ -467,17 +468,17 @@ class StreamsWorker:
     async def check_fetching(self, stall_s: float) -> None:
         """Every assigned readings partition with records left must be fetched.
 
-        Faust takes a partition out of its fetch set while the agent's queue is under
-        pressure (``Consumer.on_buffer_full``) and puts it back when the queue drains. A
-        restarted worker of the CI kill test (about one run in eight on a loaded machine)
-        had two partitions that never came back: their records stayed in Kafka, aiokafka
-        stopped fetching them (it fetches no more for a partition whose fetched records
-        are not handed out), the worker stored nothing more, and the highwater aiokafka
-        reports froze at the last fetch, so those partitions even looked caught up to the
-        idle tick, which moved their clocks past records still to come. Each check asks the
-        broker for the true log end offsets (kept for ``_caught_up``) and puts back, with a
-        warning, a partition that has records left, delivered nothing for ``stall_s``,
-        and is out of the fetch set although Faust has not paused it."""
+        A restarted worker of the CI kill test (one loaded run in eight) stopped receiving
+        two of its partitions: their records stayed in Kafka, the worker stored nothing
+        more, and the highwater aiokafka reports froze at the last fetch, so those
+        partitions even looked caught up to the idle tick, which moved their clocks past
+        records still to come. Faust takes a partition out of its fetch set while the
+        agent's queue is under pressure (``Consumer.on_buffer_full``) and relies on a queue
+        callback to put it back; a lost callback would leave exactly this, though the
+        failing run did not record the fetch set. Each check asks the broker for the true
+        log end offsets (kept for ``_caught_up``) and puts back, with a warning, a
+        partition that has records left, delivered nothing for ``stall_s``, and is out of
+        the fetch set although Faust has not paused it."""
         app = self.app
         if app.rebalancing or app.in_recovery:
             return
@@ -503,8 +504,8 @@ class StreamsWorker:
                     or tp in paused):
                 continue
             log.warning("%s[%d]: %d records left from offset %d, none delivered for %.0f s, "
-                        "and Faust no longer fetches it (queue-pressure flag never cleared): "
-                        "fetching it again", tp.topic, tp.partition, end - start, start, quiet)
+                        "and out of Faust's fetch set (not paused): fetching it again",
+                        tp.topic, tp.partition, end - start, start, quiet)
             consumer._buffered_partitions.discard(tp)  # noqa: SLF001
             active.add(tp)
             self.refetched += 1
