@@ -197,6 +197,9 @@ class StreamsWorker:
         self._generation_started = time.monotonic()
         #: partitions put back into Faust's fetch set by check_fetching (metrics, tests)
         self.refetched = 0
+        #: monotonic start of the readings batch running now (None: the agent waits)
+        self._busy_since: float | None = None
+        self._idle_since = time.monotonic()  # when the last readings batch ended
         #: one handler at a time touches the evaluators: a timer (idle partitions, rule
         #: reload) running between a batch's awaits would write state whose events that
         #: batch has not delivered yet, and a crash then would lose them
@@ -218,14 +221,19 @@ class StreamsWorker:
 
     # -- readings.* ------------------------------------------------------------------------
     async def readings_batch(self, events: Sequence[Any]) -> None:
-        async with watched(f"readings batch of {len(events)} records",
-                           self.settings.streams_batch_warn_s), self.lock:
-            try:
-                await self._readings_batch(events)
-            except BaseException:
-                for sink in self.sinks.all:
-                    sink.discard()
-                raise
+        self._busy_since = time.monotonic()
+        try:
+            async with watched(f"readings batch of {len(events)} records",
+                               self.settings.streams_batch_warn_s), self.lock:
+                try:
+                    await self._readings_batch(events)
+                except BaseException:
+                    for sink in self.sinks.all:
+                        sink.discard()
+                    raise
+        finally:
+            self._busy_since = None
+            self._idle_since = time.monotonic()
 
     async def _readings_batch(self, events: Sequence[Any]) -> None:
         t0 = time.perf_counter()
@@ -477,8 +485,11 @@ class StreamsWorker:
         callback to put it back; a lost callback would leave exactly this, though the
         failing run did not record the fetch set. Each check asks the broker for the true
         log end offsets (kept for ``_caught_up``) and puts back, with a warning, a
-        partition that has records left, delivered nothing for ``stall_s``, and is out of
-        the fetch set although Faust has not paused it."""
+        partition that has records left and is out of the fetch set although Faust has not
+        paused it, once the readings agent has been *waiting* for ``stall_s``: during a
+        catch-up the queue stays under pressure for minutes and partitions are rightly out
+        of the fetch set while the agent works (the first version of this check, judging
+        by the partition's silence alone, fired there)."""
         app = self.app
         if app.rebalancing or app.in_recovery:
             return
@@ -490,22 +501,26 @@ class StreamsWorker:
             return
         if app.rebalancing or app.in_recovery:
             return
+        from faust.types import TP
+
         now = time.monotonic()
+        waiting = (now - max(self._idle_since, self._generation_started)
+                   if self._busy_since is None else 0.0)
         active = consumer._active_partitions  # noqa: SLF001 - Faust's fetch set
         paused = consumer._paused_partitions  # noqa: SLF001 - paused for recovery
-        for tp, end in ends.items():
+        for atp, end in ends.items():
+            tp = TP(atp.topic, atp.partition)  # the fetch set takes Faust's type only
             key = (tp.topic, tp.partition)
             self.log_end[key] = end
             done = self.processed.get(key)
             start = (done + 1 if done is not None
                      else consumer._committed_offset.get(tp) or 0)  # noqa: SLF001
-            quiet = now - max(self.last_record.get(key, 0.0), self._generation_started)
-            if (start >= end or quiet < stall_s or active is None or tp in active
+            if (start >= end or waiting < stall_s or active is None or tp in active
                     or tp in paused):
                 continue
-            log.warning("%s[%d]: %d records left from offset %d, none delivered for %.0f s, "
-                        "and out of Faust's fetch set (not paused): fetching it again",
-                        tp.topic, tp.partition, end - start, start, quiet)
+            log.warning("%s[%d]: %d records left from offset %d, out of Faust's fetch set "
+                        "(not paused) while the agent has waited %.0f s: fetching it again",
+                        tp.topic, tp.partition, end - start, start, waiting)
             consumer._buffered_partitions.discard(tp)  # noqa: SLF001
             active.add(tp)
             self.refetched += 1
