@@ -13,11 +13,41 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-import io
+import linecache
 import logging
 import time
+from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+def await_chain(task: asyncio.Task, limit: int = 40) -> str:
+    """Where a suspended task waits: every coroutine frame down its chain of awaits.
+
+    ``Task.print_stack`` shows one frame for a suspended coroutine, the outermost (for an
+    agent, Faust's ``await coro``): useless. The chain is followed through ``cr_await``
+    (and async generators, and tasks awaited in turn) down to the future at its end."""
+    lines: list[str] = []
+    obj: Any = task.get_coro()
+    for _ in range(limit):
+        if isinstance(obj, asyncio.Task):
+            obj = obj.get_coro()
+        frame = (getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None)
+                 or getattr(obj, "gi_frame", None))
+        if frame is None:
+            if type(obj).__name__ == "FutureIter":  # ``await future``: no way to the future
+                lines.append("  awaiting a future")
+            elif obj is not None:
+                lines.append(f"  awaiting {obj!r:.200}")
+            break
+        code = frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}')
+        source = linecache.getline(code.co_filename, frame.f_lineno).strip()
+        if source:
+            lines.append(f"    {source}")
+        obj = (getattr(obj, "cr_await", None) or getattr(obj, "ag_await", None)
+               or getattr(obj, "gi_yieldfrom", None))
+    return "\n".join(lines)
 
 
 @asynccontextmanager
@@ -32,10 +62,8 @@ async def watched(what: str, after_s: float) -> AsyncIterator[None]:
     async def watch() -> None:
         while True:
             await asyncio.sleep(after_s)
-            stack = io.StringIO()
-            task.print_stack(limit=30, file=stack)
             log.warning("%s still running after %.0f s, waiting in:\n%s", what,
-                        time.monotonic() - t0, stack.getvalue().rstrip())
+                        time.monotonic() - t0, await_chain(task))
 
     watcher = asyncio.ensure_future(watch())
     try:

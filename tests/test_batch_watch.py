@@ -25,7 +25,9 @@ def test_a_batch_running_too_long_logs_the_await_it_is_stuck_in(caplog) -> None:
     warnings = [r.getMessage() for r in caplog.records]
     assert 2 <= len(warnings) <= 4, warnings
     assert all(w.startswith("readings batch of 3 records still running after") for w in warnings)
-    assert "_stuck_in_a_flush" in warnings[0]
+    # the whole chain of awaits, down to the innermost frame and the future it waits on
+    assert "in main" in warnings[0] and "in _stuck_in_a_flush" in warnings[0]
+    assert "in wait" in warnings[0] and warnings[0].endswith("awaiting a future")
 
 
 def test_a_quick_batch_says_nothing(caplog) -> None:
