@@ -68,7 +68,7 @@ class StreamsSettings(Settings):
         "delivered nothing for this long, and that Faust no longer fetches, is fetched again "
         "(with a warning); the broker's end offsets are asked for every sixth of it")
     streams_batch_warn_s: float = Field(
-        30.0, ge=0, description="a batch still running after this long logs where it waits "
+        90.0, ge=0, description="a batch still running after this long logs where it waits "
         "(the stack of its awaits), again as often, until it ends; 0: never")
     streams_yield_readings: int = Field(
         5000, ge=1, description="a partition's records in a batch go through the stages in "
