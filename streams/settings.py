@@ -65,8 +65,9 @@ class StreamsSettings(Settings):
     streams_take_within_s: float = Field(0.2, gt=0, description="max wait to fill a batch")
     streams_fetch_stall_s: float = Field(
         30.0, gt=0, description="a readings partition with records left in Kafka that "
-        "delivered nothing for this long, and that Faust no longer fetches, is fetched again "
-        "(with a warning); the broker's end offsets are asked for every sixth of it")
+        "Faust no longer fetches, while the readings agent has waited this long with no "
+        "batch, is fetched again (with a warning); the broker's end offsets are asked for "
+        "every sixth of it")
     streams_batch_warn_s: float = Field(
         90.0, ge=0, description="a batch still running after this long logs where it waits "
         "(the stack of its awaits), again as often, until it ends; 0: never")
