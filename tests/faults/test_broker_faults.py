@@ -146,7 +146,14 @@ def _broker_kill9(stack, tmp_path, run_id, components, persistent) -> None:  # n
           f"resubscribed {resubscribed:.1f} s after the kill, settled {all_stored_s:.1f} s "
           f"after it; publisher reconnects {gw.reconnects}, resent {gw.resent}; sessions "
           f"lost {sessions_lost}\n{log}")
-    assert not dead, f"{len(dead)} dead letters, e.g. {dead[:3]}"
+    # Exact resends only: a publish the broker forwarded but whose PUBACK the kill cut off
+    # is sent again by the publisher (QoS 1), the broker does not pass the DUP flag on, and
+    # ingest refuses the second copy as "duplicate" (the reading is in Kafka once: no
+    # duplicates above). A clean CI run had 5 such of 7 resends (2026-12-06), when this
+    # still required no dead letter at all; anything else is a failure.
+    assert {d["reason"] for d in dead} <= {"duplicate"}, f"dead letters, e.g. {dead[:3]}"
+    assert len(dead) <= gw.resent, (len(dead), gw.resent)
+    assert duplicates == 0, f"{duplicates} readings twice in Kafka"
     assert stored <= n
     if persistent:
         assert "session present: True" in ingest.log().split("MQTT disconnected", 1)[-1], \
