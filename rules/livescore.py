@@ -324,7 +324,8 @@ async def _dead_letters(settings: Any) -> dict[str, int]:
     return dict(Counter(orjson.loads(r.value).get("reason", "?") for r in recs))
 
 
-async def _wait_committed(settings: Any, group: str, timeout_s: float) -> None:
+async def _wait_committed(settings: Any, group: str, timeout_s: float,
+                          stuck_s: float = 180.0) -> None:
     """Until the consumer group has committed the end of every partition of the readings
     topics and of its district topic (every record processed, nothing left to re-read).
     Offsets are fetched with a consumer of the group that never joins it (OffsetFetch)."""
@@ -342,14 +343,24 @@ async def _wait_committed(settings: Any, group: str, timeout_s: float) -> None:
         tps = [TopicPartition(t, p) for t in topics
                for p in (cluster.partitions_for_topic(t) or ())]
         deadline = time.monotonic() + timeout_s
+        last: dict[str, int] = {}
+        since = time.monotonic()
         while time.monotonic() < deadline:
             end = await consumer.end_offsets(tps)
-            behind = 0
+            behind: dict[str, int] = {}
             for tp in tps:
-                done = await consumer.committed(tp)
-                behind += max(0, end[tp] - (done or 0))
+                done = await consumer.committed(tp) or 0
+                if done < end[tp]:
+                    behind[f"{tp.topic}[{tp.partition}] {done}/{end[tp]}"] = done
             if not behind:
                 return
+            if behind != last:
+                last, since = behind, time.monotonic()
+            elif time.monotonic() - since > stuck_s:
+                # a record read and never acknowledged holds its partition's commit for
+                # good (the workers' logs say which: "commit of ... stalled")
+                raise RuntimeError(f"group {group}: commits stuck for {stuck_s:.0f} s at "
+                                   f"(committed/end) {', '.join(behind)}")
             await asyncio.sleep(1.0)
         raise RuntimeError(f"group {group} did not commit every record within {timeout_s:.0f}s")
     finally:

@@ -223,6 +223,7 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
     @app.timer(ss.streams_fetch_stall_s / 6)
     async def check_fetching() -> None:
         await worker.check_fetching(stall_s=ss.streams_fetch_stall_s)
+        worker.check_commits(stall_s=ss.streams_fetch_stall_s)
 
     @app.timer(alerting.cfg.status_interval_s)
     async def publish_rule_status() -> None:
@@ -248,7 +249,8 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
 
     health = serve_health(app, ss) if ss.metrics_port is not None else None
     observe_worker(app, ss, writer=writer, stats=worker.stats, stage=windows,
-                   alerting=alerting, worker_id=worker_id, health=health, fence=fence)
+                   alerting=alerting, worker_id=worker_id, health=health, fence=fence,
+                   worker=worker)
     return app
 
 

@@ -37,6 +37,7 @@ from urbanbrain.retention import LONGTERM, PIPELINE, RAW, WINDOWS, write_routed
 from .alert_stage import DISTRICT_SOURCE, Forward
 from .alerting import Alerting
 from .batch_watch import watched
+from .commit_watch import CommitWatch
 from .pipeline import SourceOutput, SourcePipeline
 from .processor import WindowStage
 from .rollup_stage import RollupStage, points_to_lines
@@ -44,6 +45,7 @@ from .settings import StreamsSettings
 from .sinks.base import BatchingSink, InfluxSink, KafkaSink, Record, chunked
 from .state import flush_durably
 from .warmup import WarmStart
+from .worker_health import lag_by_partition
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -197,6 +199,8 @@ class StreamsWorker:
         self._generation_started = time.monotonic()
         #: partitions put back into Faust's fetch set by check_fetching (metrics, tests)
         self.refetched = 0
+        #: partitions whose commit stopped behind what was read (check_fetching reports)
+        self.commit_watch = CommitWatch()
         #: monotonic start of the readings batch running now (None: the agent waits)
         self._busy_since: float | None = None
         self._idle_since = time.monotonic()  # when the last readings batch ended
@@ -504,8 +508,7 @@ class StreamsWorker:
         from faust.types import TP
 
         now = time.monotonic()
-        waiting = (now - max(self._idle_since, self._generation_started)
-                   if self._busy_since is None else 0.0)
+        waiting = _waiting_s(self, now)
         active = consumer._active_partitions  # noqa: SLF001 - Faust's fetch set
         paused = consumer._paused_partitions  # noqa: SLF001 - paused for recovery
         for atp, end in ends.items():
@@ -524,6 +527,22 @@ class StreamsWorker:
             consumer._buffered_partitions.discard(tp)  # noqa: SLF001
             active.add(tp)
             self.refetched += 1
+
+    def check_commits(self, stall_s: float) -> None:
+        """Log a partition whose commit stopped behind records read (see commit_watch),
+        only while the readings agent waits: a catch-up batch holds commits as it runs."""
+        app = self.app
+        if app.rebalancing or app.in_recovery:
+            return
+        now = time.monotonic()
+        if _waiting_s(self, now) < stall_s:
+            return
+        try:
+            self.commit_watch.check(
+                app.consumer, [*READINGS_TOPICS, self.topics["district"].get_topic_name()],
+                stall_s, now)
+        except Exception:  # noqa: BLE001 - a diagnostic must never break the worker
+            log.exception("commit watch failed")
 
     # -- rule status for operators ----------------------------------------------------------
     async def publish_rule_status(self) -> None:
@@ -578,7 +597,7 @@ class StreamsWorker:
             "write_retries_total": w.retries, "write_batch_ms": w.last_batch_ms,
             "agent_batch_ms": st.batch_ms,
             **{f"agent_{k}_s_total": v for k, v in st.phase_s.items()},
-            "lag_records": _lag(self.app),
+            "lag_records": _lag(self.app, self.log_end),
         }
         if self.windows is not None:
             ws = self.windows.stats
@@ -595,6 +614,13 @@ class StreamsWorker:
                             **{f"sent_{k}_total": v for k, v in out.sent.items()}},
                            _now_ms()))
         await self.writer.write(points, rp=PIPELINE)
+
+
+def _waiting_s(worker: Any, now: float) -> float:
+    """How long the readings agent has been waiting for records (0 while a batch runs)."""
+    if worker._busy_since is not None:  # noqa: SLF001
+        return 0.0
+    return now - max(worker._idle_since, worker._generation_started)  # noqa: SLF001
 
 
 def _caught_up(app: Any, topic: str, partition: int, processed: int | None,
@@ -626,21 +652,10 @@ def _caught_up(app: Any, topic: str, partition: int, processed: int | None,
         return False
 
 
-def _lag(app: Any) -> float | None:
+def _lag(app: Any, log_end: Mapping[tuple[str, int], int]) -> float | None:
     """Records of the readings topics not yet read by this worker (queue depth)."""
-    try:
-        consumer = app.consumer
-        total = 0
-        for tp in consumer.assignment():
-            if tp.topic not in READINGS_TOPICS:
-                continue
-            hw = consumer.highwater(tp)
-            read = consumer._read_offset.get(tp)  # noqa: SLF001 - no public accessor
-            if hw is not None:
-                total += max(0, hw - (read + 1 if read is not None else 0))
-        return float(total)
-    except Exception:  # noqa: BLE001 - metrics must never break the worker
-        return None
+    by_partition = lag_by_partition(app, log_end)
+    return None if by_partition is None else float(sum(by_partition.values()))
 
 
 def _now_ms() -> int:

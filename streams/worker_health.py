@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from types import SimpleNamespace
+from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -31,19 +32,23 @@ from urbanbrain.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def lag_by_partition(app: faust.App) -> dict[tuple[str, str], float] | None:
-    """Records of readings.* not yet read by this worker, per (topic, partition)."""
+def lag_by_partition(app: faust.App, log_end: Mapping[tuple[str, int], int] | None = None
+                     ) -> dict[tuple[str, str], float] | None:
+    """Records of readings.* not yet read by this worker, per (topic, partition).
+    ``log_end``: the end offsets the broker last reported (StreamsWorker.check_fetching);
+    aiokafka's highwater is only the last fetch's, frozen while a partition is not fetched,
+    so alone it shows no lag exactly when a partition stopped being read."""
+    log_end = log_end or {}
     try:
         consumer = app.consumer
         out: dict[tuple[str, str], float] = {}
         for tp in consumer.assignment():
             if tp.topic not in READINGS_TOPICS:
                 continue
-            hw = consumer.highwater(tp)
+            hw = max(consumer.highwater(tp) or 0, log_end.get((tp.topic, tp.partition), 0))
             read = consumer._read_offset.get(tp)  # noqa: SLF001 - no public accessor
-            if hw is not None:
-                out[(tp.topic, str(tp.partition))] = float(
-                    max(0, hw - (read + 1 if read is not None else 0)))
+            out[(tp.topic, str(tp.partition))] = float(
+                max(0, hw - (read + 1 if read is not None else 0)))
         return out
     except Exception:  # noqa: BLE001 - before the consumer exists
         return None
@@ -85,9 +90,10 @@ def _district_lag(alerting: Any) -> dict[tuple[str, ...], float]:
 
 
 def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
-                   stage: Any, alerting: Any, fence: Any = None) -> Metrics:
+                   stage: Any, alerting: Any, fence: Any = None, worker: Any = None) -> Metrics:
     """Register the worker's families on ``metrics`` (values read at scrape time).
-    ``stage``: the window stage, None when windows are off (alerting-only replicas)."""
+    ``stage``: the window stage, None when windows are off (alerting-only replicas);
+    ``worker``: the StreamsWorker (broker end offsets, commit watch), when there is one."""
     m = metrics
     windows = stage if stage is not None else SimpleNamespace(
         stats=SimpleNamespace(late=0, windows=0, replayed=0), open_panes=0)
@@ -101,7 +107,15 @@ def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
               lambda: {("late",): windows.stats.late, ("sink_refused",): stats.refused,
                        ("malformed",): stats.bad_records}, labels=("reason",))
     m.gauge("kafka_lag_records", "records of readings.* not yet read, per partition",
-            lambda: lag_by_partition(app), labels=("topic", "partition"))
+            lambda: lag_by_partition(app, getattr(worker, "log_end", None)),
+            labels=("topic", "partition"))
+    if worker is not None:
+        m.counter("kafka_commit_stalls", "partitions whose committed offset stopped behind "
+                  "records already read, a record never acknowledged holding it (the log "
+                  "says which: 'commit of ... stalled')", lambda: worker.commit_watch.stalls)
+        m.counter("kafka_partitions_refetched", "partitions put back into the fetch set "
+                  "after they stopped being fetched with records left",
+                  lambda: worker.refetched)
     m.gauge("kafka_partitions_assigned", "partitions of readings.* assigned to this worker",
             lambda: len([tp for tp in app.consumer.assignment()
                          if tp.topic in READINGS_TOPICS]))
@@ -141,12 +155,14 @@ def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
 
 def observe_worker(app: faust.App, settings: Settings, *, writer: Any, stats: Any,
                    stage: Any, alerting: Any, worker_id: str,
-                   health: HealthServer | None = None, fence: Any = None) -> Metrics:
+                   health: HealthServer | None = None, fence: Any = None,
+                   worker: Any = None) -> Metrics:
     """Metrics, Kafka readiness and pipeline rules for this worker (see the module doc)."""
     from urbanbrain.rules.pipeline_watch import load_watch
 
     metrics = worker_metrics(app, Metrics(stage="streams", worker=worker_id), writer=writer,
-                             stats=stats, stage=stage, alerting=alerting, fence=fence)
+                             stats=stats, stage=stage, alerting=alerting, fence=fence,
+                             worker=worker)
     lognoise.quiet()
     metrics.counter("log_lines_suppressed", "by-design log lines counted instead of printed",
                     lambda: {(k,): v for k, v in lognoise.SUPPRESSED.items()}, labels=("what",))
