@@ -223,7 +223,7 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
     @app.timer(ss.streams_fetch_stall_s / 6)
     async def check_fetching() -> None:
         await worker.check_fetching(stall_s=ss.streams_fetch_stall_s)
-        worker.check_commits(stall_s=ss.streams_fetch_stall_s)
+        await worker.check_commits(stall_s=ss.streams_fetch_stall_s)
 
     @app.timer(alerting.cfg.status_interval_s)
     async def publish_rule_status() -> None:

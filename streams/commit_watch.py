@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +30,12 @@ class CommitWatch:
     stalls: int = 0
 
     def check(self, consumer: Any, topics: Iterable[str], stall_s: float,
-              now: float | None = None) -> list[str]:
+              now: float | None = None, broker: Mapping[Any, int | None] | None = None
+              ) -> list[str]:
         """Reports (and returns) one line per partition of ``topics`` whose commit has
-        not moved for ``stall_s`` although records past it were read."""
+        not moved for ``stall_s`` although records past it were read, or whose offset
+        committed at the broker (``broker``, when asked) is behind what Faust believes it
+        committed: Faust ignores acks below its belief, so such a commit never moves."""
         now = time.monotonic() if now is None else now
         topics = set(topics)
         lines = []
@@ -46,14 +49,18 @@ class CommitWatch:
             if committed != last or key not in self.seen:
                 self.seen[key] = (committed, now)
                 continue
-            if now - since < stall_s or read is None or not _read_past(consumer, tp,
-                                                                       committed or 0, read):
+            at_broker = (broker or {}).get(tp, committed)
+            behind_belief = committed is not None and (at_broker or 0) < committed
+            if now - since < stall_s or read is None or not (
+                    behind_belief or _read_past(consumer, tp, committed or 0, read)):
                 continue
             if (*key, committed) in self.reported:
                 continue
             self.reported.add((*key, committed))
             self.stalls += 1
             line = describe(consumer, tp, committed, read, now - since)
+            if behind_belief:
+                line += f"; the broker has it committed at {at_broker} only"
             log.warning("%s", line)
             lines.append(line)
         return lines

@@ -528,19 +528,24 @@ class StreamsWorker:
             active.add(tp)
             self.refetched += 1
 
-    def check_commits(self, stall_s: float) -> None:
-        """Log a partition whose commit stopped behind records read (see commit_watch),
-        only while the readings agent waits: a catch-up batch holds commits as it runs."""
+    async def check_commits(self, stall_s: float) -> None:
+        """Log a partition whose commit stopped behind records read, or behind what Faust
+        believes it committed (see commit_watch), only while the readings agent waits: a
+        catch-up batch holds commits as it runs."""
         app = self.app
         if app.rebalancing or app.in_recovery:
             return
         now = time.monotonic()
         if _waiting_s(self, now) < stall_s:
             return
+        topics = [*READINGS_TOPICS, self.topics["district"].get_topic_name()]
         try:
-            self.commit_watch.check(
-                app.consumer, [*READINGS_TOPICS, self.topics["district"].get_topic_name()],
-                stall_s, now)
+            consumer = app.consumer
+            tps = [tp for tp in consumer.assignment() if tp.topic in topics]
+            broker = await _broker_committed(consumer, tps)
+            if app.rebalancing or app.in_recovery:
+                return
+            self.commit_watch.check(consumer, topics, stall_s, now, broker)
         except Exception:  # noqa: BLE001 - a diagnostic must never break the worker
             log.exception("commit watch failed")
 
@@ -614,6 +619,29 @@ class StreamsWorker:
                             **{f"sent_{k}_total": v for k, v in out.sent.items()}},
                            _now_ms()))
         await self.writer.write(points, rp=PIPELINE)
+
+
+async def _broker_committed(consumer: Any, tps: Sequence[Any]) -> dict[Any, int | None]:
+    """The group's committed offsets of ``tps`` as the broker has them (one OffsetFetch,
+    run on Faust's consumer thread, which owns the aiokafka client)."""
+    from aiokafka.structs import TopicPartition as ATP
+
+    if not tps:
+        return {}
+    thread = consumer._thread  # noqa: SLF001 - Faust's aiokafka consumer thread
+
+    async def fetch() -> dict[Any, Any]:
+        coordinator = thread._ensure_consumer()._coordinator  # noqa: SLF001
+        # bounded: this runs in the queue that also carries the rebalance callbacks
+        return await asyncio.wait_for(
+            coordinator.fetch_committed_offsets([ATP(*tp) for tp in tps]), 5.0)
+
+    got = await thread.call_thread(fetch)
+    out: dict[Any, int | None] = {}
+    for tp in tps:
+        meta = got.get(ATP(*tp))
+        out[tp] = meta.offset if meta is not None and meta.offset >= 0 else None
+    return out
 
 
 def _waiting_s(worker: Any, now: float) -> float:

@@ -54,3 +54,18 @@ def test_reports_the_partition_held_by_an_unacked_record_once(caplog) -> None:
     lines = w.check(c, topics, stall_s=30, now=130.0)
     assert len(lines) == 1 and "readings.traffic[0] stalled at offset 44" in lines[0]
     assert w.stalls == 2
+
+
+def test_reports_a_partition_the_broker_has_committed_behind_faust_belief() -> None:
+    """Faust ignores acks of offsets below what it believes committed: if the broker holds
+    less (a commit that failed in a rebalance), that partition's commit never moves."""
+    c, w = _consumer(), CommitWatch()
+    c._committed_offset[HELD] = 100  # believed; everything up to 99 was read and acked
+    c._read_offset[MOVING] = 10  # a quiet partition, sought to its commit
+    c._unacked_messages = []
+    topics = ["readings.traffic"]
+    agree = {HELD: 100, MOVING: 10}
+    assert w.check(c, topics, 30, 0.0, agree) == []
+    assert w.check(c, topics, 30, 40.0, agree) == []  # read == committed: nothing held
+    lines = w.check(c, topics, 30, 41.0, {HELD: 60, MOVING: 10})
+    assert len(lines) == 1 and "broker has it committed at 60 only" in lines[0]
