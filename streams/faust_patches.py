@@ -31,7 +31,24 @@ Kafka records that were in Kafka but never stored.
    wait is bounded (``WAIT_EMPTY_S``), and what is still unacked is simply not committed:
    the partition's next owner reads it again (duplicates in InfluxDB are upserts).
 
-All three are applied once, by :func:`apply`, and only to faust-streaming 0.15.3 whose
+4. **A commit that failed in a rebalance outlives the next assignment** (found by the CI
+   kill test hanging: every reading stored, a partition never committed). At revocation
+   Faust forgets what it believed committed, then commits what the agents ack while it
+   waits; when the member has already been expelled (a revocation that outlasts the session
+   timeout) that commit fails, but ``Consumer._commit_offsets`` records its offsets as
+   committed anyway (upstream #316, fixed on master by PR #692, after 0.15.3). On the next assignment ``perform_seek`` overwrites that belief only
+   for partitions the broker has a commit for. A partition with none is read again from
+   its start while Faust believes it committed further on: it ignores every ack below that
+   belief (``Consumer.ack``), so the commit never moves, and the partition's next owner
+   reads it all again. Patched: after the seek, what Faust believes committed is what the
+   broker has, for every partition sought (None when it has none), and the acks counted
+   before the seek are dropped: they were counted against the old position; the records
+   from the new one are read, processed and acked again. Fixed at the seek rather than by
+   back-porting PR #692: the seek after a rebalance is where the belief must match the
+   broker whatever made them differ, and a failed commit is always followed by one here
+   (it fails only with "already rebalanced"; any other error crashes the worker).
+
+All four are applied once, by :func:`apply`, and only to faust-streaming 0.15.3 whose
 replaced methods still have the source they were written against (the sha256 of each is
 checked at every start): any other release refuses to start with one line (exit 78),
 because running unpatched loses data on a restart.
@@ -61,6 +78,8 @@ UPSTREAM_SHA256: dict[tuple[str, str, str], str] = {
         "1d2c7ea89a7ad4f1a216c1d51936e569162cd66bd56f889e13fd29c910b58eb0",
     ("faust.transport.consumer", "Consumer", "wait_empty"):
         "e4662fe24f094819add590b2d75f233840e77823b432aea6504539768572102f",
+    ("faust.transport.consumer", "Consumer", "perform_seek"):
+        "0e8c130ff4b0afd82c0be9c5fd831316e10febc62c94032833911096e156d7c6",
 }
 _applied = False
 _originals: dict[tuple[str, str, str], Any] = {}  # the upstream methods, once replaced
@@ -116,6 +135,7 @@ def apply() -> bool:
     Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     Consumer.wait_empty = _wait_empty_bounded  # type: ignore[method-assign]
+    Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
     _applied = True
     return True
 
@@ -198,6 +218,22 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     acked[: len(batch)] = []
     self._acked_index[tp].difference_update(batch)
     return batch[-1] + 1
+
+
+async def _perform_seek(self: Any) -> None:
+    """faust 0.15.3 ``Consumer.perform_seek``, taking the broker's committed offset as the
+    truth for every partition sought, also one without a commit (see the module docstring,
+    4.), and forgetting the acks counted before the seek."""
+    from faust.types import TP
+
+    committed = await self.seek_to_committed()
+    for atp, offset in committed.items():
+        tp = TP(atp.topic, atp.partition)
+        self._read_offset[tp] = offset if offset is not None and offset >= 0 else None
+        self._committed_offset[tp] = offset if offset else None  # upstream's: 0 is None
+        self._acked.pop(tp, None)
+        self._acked_index.pop(tp, None)
+        self._gap.pop(tp, None)
 
 
 #: how long a revocation waits for in-flight messages to be acked (see the module doc, 3.)
