@@ -199,7 +199,7 @@ class StreamsWorker:
         self._generation_started = time.monotonic()
         #: partitions put back into Faust's fetch set by check_fetching (metrics, tests)
         self.refetched = 0
-        #: partitions whose commit stopped behind what was read (check_fetching reports)
+        #: partitions whose commit stopped behind what was read (check_commits reports)
         self.commit_watch = CommitWatch()
         #: monotonic start of the readings batch running now (None: the agent waits)
         self._busy_since: float | None = None

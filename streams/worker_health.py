@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from types import SimpleNamespace
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import faust
