@@ -213,9 +213,15 @@ class Evaluator:
         wm = self.watermark
         for r in readings:
             sid = r["sensor_id"]
+            ts = int(r["ts"])
+            # the input's event time moves with every reading it delivers, also one no rule
+            # here uses: a source partition of sensors that only district rules read must
+            # still carry its watermark to the district clock (a traffic-only rule file
+            # once evaluated no district rule at all, while the full set did)
+            if wm is None or ts > wm:
+                wm = ts
             if sid in self._ignored:
                 continue
-            ts = int(r["ts"])
             st = self._sensors.get(sid)
             if st is None:
                 attrs = self.registry.get(sid)
@@ -289,8 +295,6 @@ class Evaluator:
                     seasonal.add(b, ts, x, clk, alpha)
             self._dirty.add("s|" + sid)
             used += 1
-            if wm is None or ts > wm:
-                wm = ts
         if wm != self.watermark:
             self.watermark = wm
             self._dirty.add(META_KEY)
