@@ -36,8 +36,9 @@ Kafka records that were in Kafka but never stored.
    Faust forgets what it believed committed, then commits what the agents ack while it
    waits; when the member has already been expelled (a revocation that outlasts the session
    timeout) that commit fails, but ``Consumer._commit_offsets`` records its offsets as
-   committed anyway (upstream #316, fixed on master by PR #692, after 0.15.3). On the next assignment ``perform_seek`` overwrites that belief only
-   for partitions the broker has a commit for. A partition with none is read again from
+   committed anyway (upstream #316, fixed on master by PR #692, after 0.15.3). On the
+   next assignment ``perform_seek`` overwrites that belief only for partitions the broker
+   has a commit for. A partition with none is read again from
    its start while Faust believes it committed further on: it ignores every ack below that
    belief (``Consumer.ack``), so the commit never moves, and the partition's next owner
    reads it all again. Patched: after the seek, what Faust believes committed is what the
