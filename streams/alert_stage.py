@@ -180,9 +180,18 @@ class SensorRules(_Evaluators):
         super().__init__(*args, **kwargs)
         self.lateness_ms = lateness_ms
         self.idle_s = idle_s
-        self.started = time.time()
         #: (topic, partition) -> source -> ingestion time of its latest reading
         self.src_wall: dict[tuple[str, int], dict[int, float]] = {}
+        #: (topic, partition) -> ingestion time of the first record this worker processed
+        #: of it in this generation: what a source not heard from since is measured from
+        self.src_since: dict[tuple[str, int], float] = {}
+
+    def reset(self, generation: Any) -> None:
+        super().reset(generation)
+        # another worker may have read the partition meanwhile: what this one last heard
+        # from its sources says nothing about them any more
+        self.src_wall.clear()
+        self.src_since.clear()
 
     def _idle(self, key: tuple[str, int], now_wall: float | None):  # noqa: ANN202
         """Whether a source (device, gateway) went quiet, by ingestion time: ``now_wall``
@@ -195,12 +204,21 @@ class SensorRules(_Evaluators):
         its own clock every source not in the current run looked idle, the partition's
         watermark ran past readings still to come in the same batch, and the district
         clocks met them late. Records carry when ingest wrote them, so whether a source
-        was quiet is the same however fast or late the worker reads."""
+        was quiet is the same however fast or late the worker reads.
+
+        A source not heard from since this worker took the partition (its last records
+        were another worker's, or before a restart) is measured from the first record
+        this worker processed of it: it is idle once ``idle_s`` of ingestion time passed
+        from there without a word from it. Measured from the worker's start, as before,
+        every such source looked idle at once to a worker that had run for longer than
+        ``idle_s``, and its sensors' absence fired before their next readings were
+        read."""
         if now_wall is None:
             return None
         walls = self.src_wall.setdefault(key, {})
-        started, idle_s = self.started, self.idle_s
-        return lambda src: now_wall - walls.get(src, started) >= idle_s
+        since = self.src_since.setdefault(key, now_wall)
+        idle_s = self.idle_s
+        return lambda src: now_wall - walls.get(src, since) >= idle_s
 
     def watermark(self, source: str, partition: int) -> int | None:
         """Event time every input of the partition has reached: max seen − lateness, and
