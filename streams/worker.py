@@ -293,7 +293,7 @@ class StreamsWorker:
             out_.raw.start()
             await asyncio.sleep(0)  # let the request start before the CPU-bound part
             dead.add(Record(_sink_dead_letter(r, why)) for r, why in bad)
-        await self._warm_fresh(by_tp)
+        await self._warm_fresh(by_tp, token)
         t1 = time.perf_counter()
         # 2. windows, indices, sensor rules, district forwards per source partition
         outs: list[SourceOutput] = []
@@ -360,7 +360,8 @@ class StreamsWorker:
         ph["influx_wait"] += t5 - t4
         ph["marks"] += t6 - t5
 
-    async def _warm_fresh(self, by_tp: Mapping[tuple[str, int], list[tuple[int, list]]]) -> None:
+    async def _warm_fresh(self, by_tp: Mapping[tuple[str, int], list[tuple[int, list]]],
+                          token: Any) -> None:
         """Partitions with no rule state at all (a new deploy) get their history from
         InfluxDB before their first batch is evaluated (streams/warmup.py)."""
         sensors, warm = self.alerting.sensors, self.warm_start
@@ -379,6 +380,7 @@ class StreamsWorker:
             domain = topic.split(".", 1)[1]
             history = (await warm.history(rs, domain, set(parts), until)
                        if warm is not None else {p: [] for p in parts})
+            self.fence.check(token, "before its warm start")  # forwards history onwards
             for partition, readings in history.items():
                 sensors.warm(topic, partition, readings)
                 if readings and self.alerting.interest.any(rs):
