@@ -554,9 +554,7 @@ class StreamsWorker:
             tp = TP(atp.topic, atp.partition)  # the fetch set takes Faust's type only
             key = (tp.topic, tp.partition)
             self.log_end[key] = end
-            done = self.processed.get(key)
-            start = (done + 1 if done is not None
-                     else consumer._committed_offset.get(tp) or 0)  # noqa: SLF001
+            start = _reading_start(consumer, tp, self.processed.get(key))
             if (start >= end or waiting < stall_s or active is None or tp in active
                     or tp in paused):
                 continue
@@ -711,12 +709,17 @@ def _caught_up(app: Any, topic: str, partition: int, processed: int | None,
 
         tp = TP(topic, partition)
         hw = max(app.consumer.highwater(tp) or 0, log_end)
-        if processed is not None:
-            return hw <= processed + 1
-        start = app.consumer._committed_offset.get(tp)  # noqa: SLF001 - no public accessor
-        return hw <= (start or 0)
+        return hw <= _reading_start(app.consumer, tp, processed)
     except Exception:  # noqa: BLE001 - unknown: not caught up
         return False
+
+
+def _reading_start(consumer: Any, tp: Any, processed: int | None) -> int:
+    """The next offset this worker will process of ``tp``: after the last one it
+    processed in this generation, else the committed offset, where Faust seeks to."""
+    if processed is not None:
+        return processed + 1
+    return consumer._committed_offset.get(tp) or 0  # noqa: SLF001 - no public accessor
 
 
 def _lag(app: Any, log_end: Mapping[tuple[str, int], int]) -> float | None:
