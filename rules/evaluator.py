@@ -288,11 +288,11 @@ class Evaluator:
                     windows.ewma_update(st.ewma.setdefault(key, []), x, ts, hl)
                 if name in plan.weekly:
                     st.weekly_add(name, ts, x)
-                for key, clk, alpha in plan.tod.get(name, ()):
+                for key, clk, alpha, lay in plan.tod.get(name, ()):
                     b = st.tod.get(key)
                     if b is None:
-                        b = st.tod[key] = seasonal.new_state()
-                    seasonal.add(b, ts, x, clk, alpha)
+                        b = st.tod[key] = seasonal.new_state(lay)
+                    seasonal.add(b, ts, x, clk, alpha, lay)
             self._dirty.add("s|" + sid)
             used += 1
         if wm != self.watermark:

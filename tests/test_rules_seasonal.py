@@ -141,7 +141,7 @@ def test_a_state_saved_before_the_previous_day_block_is_upgraded():
     for t in range(0, 2 * DAY, 10 * M):
         seasonal.add(st, t, 2.0, clk, a)
     # the layout of 2026-11: Thursday folded, Friday current, no previous-day block
-    seasonal._fold(st, seasonal.PREV_DAY, seasonal.PREV, a)
+    seasonal._fold(st, seasonal.PREV_DAY, seasonal.PREV, a, seasonal.HOURLY)
     old = st[:seasonal.PREV_DAY]
     from urbanbrain.rules.state import SensorState
 
@@ -149,6 +149,136 @@ def test_a_state_saved_before_the_previous_day_block_is_upgraded():
     assert len(back) == seasonal.SIZE
     seasonal.add(back, 2 * DAY + 5 * M, 2.0, clk, a)
     assert seasonal.baseline(back, 4 * DAY + 12 * H, clk, a)[:2] == (12, 2.0)
+
+
+def test_finer_buckets_follow_a_steep_onset():
+    """An evening rush that sets in at 17:30: an hourly bucket mixes the quiet and the
+    busy half hour (mean 2, std 1), so a collapse right after the onset hides in that
+    spread; 15-min buckets hold the usual of each quarter hour."""
+    clk = seasonal.clock("UTC")
+    a = seasonal.alpha_for(2 * DAY)
+
+    def rush(t: int) -> float:
+        return 3.0 if (t % DAY) >= 17 * H + 30 * M else 1.0
+
+    lay = seasonal.Layout(15 * M)
+    hourly, quarter = seasonal.new_state(), seasonal.new_state(lay)
+    assert len(quarter) == 12 * 96 + 2
+    for t in range(0, 2 * DAY, 5 * M):  # Thursday, Friday
+        seasonal.add(hourly, t, rush(t), clk, a)
+        seasonal.add(quarter, t, rush(t), clk, a, lay)
+    t = DAY + 17 * H + 37 * M + 30_000  # Friday 17:37:30, mid quarter
+    n, m, sd = seasonal.baseline(hourly, t, clk, a)
+    assert m == pytest.approx(2.125) and sd > 0.9  # 7/8 of 17:00-18:00, 1/8 of 18:00-19:00
+    n, m, sd = seasonal.baseline(quarter, t, clk, a, lay)
+    assert (n, m, sd) == (3, 3.0, 0.0)
+    # both layouts fold a day into their buckets the same way: Monday sees Thu + Fri
+    seasonal.add(quarter, 4 * DAY, 1.0, clk, a, lay)
+    assert seasonal.baseline(quarter, 4 * DAY + 17 * H + 37 * M + 30_000, clk, a,
+                             lay)[:2] == (6, 3.0)
+
+
+def test_a_day_type_of_its_own_keeps_a_different_friday_out_of_the_other_days():
+    """Friday evenings start earlier: with working days in one type, a Friday 16:00 at
+    3.0 is judged against Monday to Thursday at 1.0; with Friday a type of its own,
+    against the Fridays before."""
+    clk = seasonal.clock("UTC")
+    a = seasonal.alpha_for(2 * DAY)
+    lay = seasonal.Layout(day_type=seasonal.parse_day_types(["mon-thu", "fri", "sat-sun"]))
+    assert lay.types == 3 and len(seasonal.new_state(lay)) == 2 + 6 * 24 + 9 * 24
+
+    def value(t: int) -> float:
+        friday = (t // DAY + 3) % 7 == 4
+        return 3.0 if friday and (t % DAY) >= 16 * H else 1.0
+
+    one, three = seasonal.new_state(), seasonal.new_state(lay)
+    for t in range(DAY, 15 * DAY, 10 * M):  # Friday of week 1 to Thursday of week 3
+        seasonal.add(one, t, value(t), clk, a)
+        seasonal.add(three, t, value(t), clk, a, lay)
+    friday = 15 * DAY + 16 * H + 30 * M  # the third Friday
+    assert seasonal.baseline(one, friday, clk, a)[1] < 1.5  # Mon-Thu dominate
+    n, m, _ = seasonal.baseline(three, friday, clk, a, lay)
+    assert (n, m) == (12, 3.0)  # two Fridays, six samples of the hour each
+    # Monday to Thursday keep their own usual
+    assert seasonal.baseline(three, 14 * DAY + 16 * H + 30 * M, clk, a, lay)[1] == 1.0
+
+
+@pytest.mark.parametrize("groups, error", [
+    (["mon-fri"], "missing: sat, sun"),
+    (["mon-fri", "fri-sun"], "fri is in two day types"),
+    (["weekdays"], "not a weekday"),
+    (["fri-mon", "tue-thu"], "a range runs from Monday to Sunday"),
+])
+def test_day_types_cover_each_weekday_once(groups, error):
+    with pytest.raises(seasonal.BadDayTypes, match=error):
+        seasonal.parse_day_types(groups)
+    src = rules(f"""
+- alert: Unusual
+  selector: {{domain: traffic}}
+  kind: anomaly
+  metric: speed_kmh
+  condition: {{threshold: 5, seasonal: time_of_day, day_types: {json.dumps(groups)}}}
+""")
+    with pytest.raises(RuleFileError, match="bad day_types: .*" + error):
+        loads(src)
+
+
+def test_day_types_parse_ranges_and_lists():
+    assert seasonal.parse_day_types(["mon-thu", "fri", "sat-sun"]) == (0, 0, 0, 0, 1, 2, 2)
+    assert seasonal.parse_day_types(["mon,wed,fri", "tue,thu", "sat", "sun"]) == \
+        (0, 1, 0, 1, 0, 2, 3)
+
+
+@pytest.mark.parametrize("res, error", [
+    ("7m", "resolution must divide a day"),
+    ("1m", "resolution must divide a day"),
+    ("12h", "resolution must divide a day"),
+])
+def test_resolution_must_divide_a_day(res, error):
+    src = rules(f"""
+- alert: Unusual
+  selector: {{domain: traffic}}
+  kind: anomaly
+  metric: speed_kmh
+  condition: {{threshold: 5, seasonal: time_of_day, resolution: {res}}}
+""")
+    with pytest.raises(RuleFileError, match=error):
+        loads(src)
+
+
+def test_resolution_needs_time_of_day():
+    src = rules("""
+- alert: Unusual
+  selector: {domain: traffic}
+  kind: anomaly
+  metric: speed_kmh
+  condition: {threshold: 5, resolution: 15m}
+""")
+    with pytest.raises(RuleFileError, match="resolution is used by seasonal: time_of_day only"):
+        loads(src)
+
+
+def test_rules_of_different_resolutions_keep_separate_baselines():
+    src = rules("""
+- alert: Hourly
+  selector: {domain: traffic}
+  kind: anomaly
+  metric: speed_kmh
+  condition: {threshold: 5, seasonal: time_of_day}
+- alert: Quarterly
+  selector: {domain: traffic}
+  kind: anomaly
+  metric: speed_kmh
+  condition: {threshold: 5, seasonal: time_of_day, resolution: 15m}
+""")
+    ev = Evaluator(loads(src), {"tl-1": {"domain": "traffic", "kind": "loop"}})
+    ev.observe([{"sensor_id": "tl-1", "ts": DAY + 8 * H, "metrics": {"speed_kmh": 40.0}}])
+    tod = ev.sensor("tl-1").tod
+    # the hourly key is the one saved before the option existed: old states still match
+    assert {k: len(v) for k, v in tod.items()} == {
+        f"speed_kmh|UTC|{2 * DAY}": seasonal.SIZE,
+        f"speed_kmh|UTC|{2 * DAY}|{15 * M}|0000011": 12 * 96 + 2,
+    }
 
 
 # ------------------------------------------------------------------ in rules

@@ -26,6 +26,8 @@ _ANOMALY_PROPS: dict[str, Any] = {
     "halflife": {"$ref": "#/$defs/duration"},
     "seasonal": {"$ref": "#/$defs/seasonal"},
     "timezone": {"$ref": "#/$defs/timezone"},
+    "resolution": {"$ref": "#/$defs/duration"},
+    "day_types": {"$ref": "#/$defs/day_types"},
     "relative_to": {"$ref": "#/$defs/relative_to"},
     "threshold": {"type": "number", "exclusiveMinimum": 0},
     "clear": {"type": "number", "minimum": 0},
@@ -33,6 +35,10 @@ _ANOMALY_PROPS: dict[str, Any] = {
     "min_samples": {"type": "integer", "minimum": 2},
     "min_std": {"type": "number", "minimum": 0},
 }
+
+
+# (the field ``seasonal`` hides the module in the class body)
+_HOUR_MS, _WORKDAY_WEEKEND, _HOURLY = seasonal.HOUR_MS, seasonal.WORKDAY_WEEKEND, seasonal.HOURLY
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,8 @@ class AnomalyCond:
     min_samples: int = 10
     min_std: float = 1e-9
     timezone: str = "UTC"  # time_of_day: local time (hour, working day / weekend)
+    resolution_ms: int = _HOUR_MS  # time_of_day: width of a time-of-day bucket
+    day_types: tuple[int, ...] = _WORKDAY_WEEKEND  # time_of_day: type of each weekday
     # state key of the time-of-day baseline (shared by rules with equal settings); set
     # once here because the evaluator reads it for every sensor at every tick
     tod_key: str = field(init=False, default="", compare=False)
@@ -55,9 +63,14 @@ class AnomalyCond:
     z_key: str = field(init=False, default="", compare=False)
     # weight of one day in the time-of-day baseline (a lookup folds unfolded days with it)
     alpha: float = field(init=False, default=0.0, compare=False)
+    layout: seasonal.Layout = field(init=False, default=_HOURLY, compare=False)
 
     def __post_init__(self) -> None:
         tod = f"{self.probe.metric}|{self.timezone}|{self.halflife_ms}"
+        lay = seasonal.Layout(self.resolution_ms, self.day_types)
+        if lay != seasonal.HOURLY:  # the keys of hourly working-day/weekend states predate it
+            tod += f"|{self.resolution_ms}|{''.join(map(str, self.day_types))}"
+        object.__setattr__(self, "layout", lay)
         object.__setattr__(self, "tod_key", tod)
         object.__setattr__(self, "alpha", seasonal.alpha_for(self.halflife_ms))
         p = self.probe
@@ -85,9 +98,9 @@ class _ZMemo:
 
 
 @functools.lru_cache(maxsize=64)
-def _positions(tz: str, now: int) -> tuple[int, int, float, int]:
+def _positions(tz: str, lay: seasonal.Layout, now: int) -> seasonal.Position:
     """seasonal.positions for a tick (the same for every sensor)."""
-    return seasonal.positions(now, seasonal.clock(tz))
+    return seasonal.positions(now, seasonal.clock(tz), lay)
 
 
 def _tod_z(ev: Engine, c: AnomalyCond, sid: str, st: SensorState,
@@ -99,7 +112,7 @@ def _tod_z(ev: Engine, c: AnomalyCond, sid: str, st: SensorState,
     b = st.tod.get(c.tod_key)
     if b is None:
         return None, 0.0
-    base = seasonal.baseline_at(b, _positions(c.timezone, now), c.alpha)
+    base = seasonal.baseline_at(b, _positions(c.timezone, c.layout, now), c.alpha)
     if base is None or base[0] < c.min_samples:
         return None, 0.0
     p = c.probe
@@ -131,8 +144,15 @@ class Anomaly(RuleKind):
             "additionalProperties": False,
             "properties": _ANOMALY_PROPS,
         },
+        "day_types": {
+            "description": "time_of_day: groups of weekdays that share buckets, e.g. [mon-thu, fri, sat-sun]; default [mon-fri, sat-sun]",
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 7,
+            "items": {"type": "string"},
+        },
         "seasonal": {
-            "description": "baseline: the window before the observation (none), the same hour one week earlier, or the usual value at this local time of day (24 hourly buckets for working days and 24 for weekends, weighted across days by halflife, default 2d)",
+            "description": "baseline: the window before the observation (none), the same hour one week earlier, or the usual value at this local time of day (buckets of `resolution`, default 1h, for working days and for weekends, weighted across days by halflife, default 2d)",
             "enum": ["none", "same_hour_last_week", "time_of_day"],
         },
         "anomaly_part": {
@@ -197,6 +217,24 @@ class Anomaly(RuleKind):
                 ctx.err(cp + ("timezone",), f"unknown time zone {tz!r} (use an IANA name, e.g. Europe/Paris)")
         if "relative_to" in cond_obj and seas != "time_of_day":
             ctx.err(cp + ("relative_to",), "relative_to is used by seasonal: time_of_day only")
+        resolution = ctx.duration(cond_obj, "resolution", cp, seasonal.HOUR_MS)
+        if "resolution" in cond_obj:
+            if seas != "time_of_day":
+                ctx.err(cp + ("resolution",), "resolution is used by seasonal: time_of_day only")
+            elif (resolution < seasonal.MIN_SLOT_MS or resolution > 6 * seasonal.HOUR_MS
+                  or seasonal.DAY_MS % resolution):
+                ctx.err(cp + ("resolution",),
+                        "resolution must divide a day and lie between 5m and 6h (e.g. 15m, 30m, 1h)")
+                resolution = seasonal.HOUR_MS
+        day_types = seasonal.WORKDAY_WEEKEND
+        if "day_types" in cond_obj:
+            if seas != "time_of_day":
+                ctx.err(cp + ("day_types",), "day_types is used by seasonal: time_of_day only")
+            else:
+                try:
+                    day_types = seasonal.parse_day_types(list(cond_obj["day_types"]))
+                except (seasonal.BadDayTypes, TypeError) as exc:
+                    ctx.err(cp + ("day_types",), f"bad day_types: {exc}")
         if pr is None:
             return None
         return AnomalyCond(
@@ -211,6 +249,8 @@ class Anomaly(RuleKind):
             int(cond_obj.get("min_samples", 10)),
             float(cond_obj.get("min_std", 1e-9)),
             tz,
+            resolution,
+            day_types,
         )
 
     # --- what the engine keeps -------------------------------------------------------------
@@ -233,8 +273,8 @@ class Anomaly(RuleKind):
             plan.weekly.add(m)
         if c.seasonal == "time_of_day":
             tod = plan.tod.setdefault(m, [])
-            if all(k != c.tod_key for k, _, _ in tod):
-                tod.append((c.tod_key, seasonal.clock(c.timezone), c.alpha))
+            if all(k != c.tod_key for k, *_ in tod):
+                tod.append((c.tod_key, seasonal.clock(c.timezone), c.alpha, c.layout))
 
     # --- evaluation -----------------------------------------------------------------------
     def evaluate(self, ev: Engine, c: AnomalyCond, sid: str, st: SensorState, now: int,
@@ -302,7 +342,7 @@ class Anomaly(RuleKind):
             b = st.tod.get(c.tod_key)
             if b is None:
                 return True
-            base = seasonal.baseline_at(b, _positions(c.timezone, now), c.alpha)
+            base = seasonal.baseline_at(b, _positions(c.timezone, c.layout, now), c.alpha)
             return base is None or base[0] < c.min_samples
         if c.seasonal == "same_hour_last_week":
             base = st.weekly_baseline(c.probe.metric, now)
