@@ -29,7 +29,7 @@ Monday to Thursday, an incident every week.
 
 State: one flat list of floats per (metric, timezone, halflife, layout), laid out by
 :class:`Layout` (hourly working-day/weekend: :data:`SIZE` = 290 numbers, ~2.6 kB of
-JSON; 30-minute slots and three day types: 722). The previous-day block was appended in
+JSON; 30-minute slots: 578, ~5.2 kB; and three day types: 722). The previous-day block was appended in
 December 2026; :func:`upgrade` extends an older (hourly) state.
 """
 
