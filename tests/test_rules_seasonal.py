@@ -229,35 +229,6 @@ def test_day_types_parse_ranges_and_lists():
         (0, 1, 0, 1, 0, 2, 3)
 
 
-@pytest.mark.parametrize("res, error", [
-    ("7m", "resolution must divide a day"),
-    ("1m", "resolution must divide a day"),
-    ("12h", "resolution must divide a day"),
-])
-def test_resolution_must_divide_a_day(res, error):
-    src = rules(f"""
-- alert: Unusual
-  selector: {{domain: traffic}}
-  kind: anomaly
-  metric: speed_kmh
-  condition: {{threshold: 5, seasonal: time_of_day, resolution: {res}}}
-""")
-    with pytest.raises(RuleFileError, match=error):
-        loads(src)
-
-
-def test_resolution_needs_time_of_day():
-    src = rules("""
-- alert: Unusual
-  selector: {domain: traffic}
-  kind: anomaly
-  metric: speed_kmh
-  condition: {threshold: 5, resolution: 15m}
-""")
-    with pytest.raises(RuleFileError, match="resolution is used by seasonal: time_of_day only"):
-        loads(src)
-
-
 def test_rules_of_different_resolutions_keep_separate_baselines():
     src = rules("""
 - alert: Hourly
@@ -444,6 +415,11 @@ def test_offset_reads_an_earlier_window():
         ("{seasonal: time_of_day, halflife: 0, threshold: 3}", "halflife must be > 0"),
         ("{seasonal: hour_of_moon, threshold: 3}", "is not one of"),
         ("{relative_to: {attr: free_flow_kmh}, threshold: 3}", "relative_to is used by"),
+        ("{seasonal: time_of_day, resolution: 7m, threshold: 3}", "resolution must divide a day"),
+        ("{seasonal: time_of_day, resolution: 1m, threshold: 3}", "lie between 5m and 6h"),
+        ("{seasonal: time_of_day, resolution: 12h, threshold: 3}", "lie between 5m and 6h"),
+        ("{resolution: 15m, threshold: 3}", "resolution is used by seasonal: time_of_day only"),
+        ("{day_types: [mon-fri, sat-sun], threshold: 3}", "day_types is used by seasonal"),
     ],
 )
 def test_check_reports_bad_seasonal_settings(cond, message):
