@@ -10,7 +10,7 @@ after a rebalance recover exactly that state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 import logging
 from typing import Any
 import weakref
@@ -148,74 +148,11 @@ class GenerationFence:
         live = [e for e in events if e.message.generation_id in (None, gen)]
         if len(live) != len(events):
             stale = [e for e in events if e.message.generation_id not in (None, gen)]
-            leave_unacked(stale)
+            for e in stale:
+                e.message.acked = True  # see the class docstring: never Consumer.ack
             self.dropped += len(stale)
             logging.getLogger(__name__).info(
                 "dropped %d events of consumer generation %s (now %s): the partitions' "
                 "current owners re-read them from the committed offsets", len(stale),
                 stale[0].message.generation_id, gen)
         return live
-
-
-def leave_unacked(events: Sequence[Any]) -> None:
-    """Let Faust forget events without acknowledging them: marked acked on the message
-    only, so ``Consumer.wait_empty`` no longer waits for them and the stream's own ack
-    after the batch is a no-op, while ``Consumer.ack``'s offset bookkeeping never sees
-    them and the commit stays before them (their partitions' owners read them again)."""
-    for e in events:
-        e.message.acked = True
-
-
-class BatchAbandoned(Exception):
-    """A rebalance began while a batch was being processed (see :class:`RebalanceFence`)."""
-
-
-class RebalanceFence:
-    """Stops a batch that a rebalance overtook before it writes outputs or state.
-
-    Why: Kafka fences no producer of ours. A worker whose revocation outlasts the session
-    timeout (it waits for the batch in hand) is expelled, and the group gives its
-    partitions to another worker, which recovers their tables from the changelogs while
-    the expelled one is still finishing that batch. The expelled worker then writes its
-    rule state and window marks *after* the new owner's: its older view of a sensor
-    becomes the newest entry in the changelog, and whoever recovers the partition next
-    rebuilds from it. The CI kill test caught one: a sensor's state set back to its first
-    live reading, and ``SensorSilent`` fired live at that reading + 10 min, where the
-    backtest saw readings every 5 min.
-
-    The batch checks the fence before it sends anything and before each state write
-    (:meth:`check`, synchronous up to the writes, so no revocation can start in
-    between). Once the rebalance has begun, or the generation moved on, the batch is
-    abandoned: nothing more is written, its records stay unacknowledged (the commit stays
-    before them; whoever owns the partitions next reads them again from the state the
-    changelog holds), and the revocation no longer waits for it, which also keeps the
-    worker in the group. Abandoning a batch is always safe; a worker that writes after
-    its partitions moved never is.
-
-    Not covered: a worker frozen (SIGSTOP, a VM pause) between a check and its writes
-    reaching Kafka, which no client-side check can see; only a fence kept by the broker
-    (transactional producers) would.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.abandoned = 0  # batches abandoned (metric urbanbrain_batches_abandoned_total)
-
-    def token(self) -> Any:
-        """The consumer generation a batch starts in."""
-        return self.app.consumer_generation_id
-
-    def check(self, token: Any, where: str) -> None:
-        """Raise :class:`BatchAbandoned` if a rebalance began since ``token``."""
-        app = self.app
-        if app.rebalancing or app.consumer_generation_id != token:
-            raise BatchAbandoned(where)
-
-    def abandon(self, events: Sequence[Any], what: str, where: str) -> None:
-        leave_unacked(events)
-        self.abandoned += 1
-        logging.getLogger(__name__).info(
-            "%s abandoned %s: a rebalance began (generation %s)%s", what, where,
-            self.app.consumer_generation_id,
-            f"; its {len(events)} records are left unacknowledged for the partitions' "
-            "owners to read again" if events else "")

@@ -216,29 +216,6 @@ def test_generation_fence_drops_old_generation_unacked():
     assert fence(live) == [live[1]] and fence.dropped == 3
 
 
-def test_rebalance_fence_stops_a_batch_a_rebalance_overtook():
-    """An expelled worker finishing its batch must not write state after the partitions'
-    new owner (streams/state.py RebalanceFence): the check raises once the rebalance has
-    begun or the generation moved, and the abandoned events are left unacknowledged."""
-    from urbanbrain.streams.state import BatchAbandoned, RebalanceFence
-
-    app = SimpleNamespace(consumer_generation_id=3, rebalancing=False)
-    fence = RebalanceFence(app)
-    token = fence.token()
-    fence.check(token, "before its outputs")  # nothing happened: goes on
-    app.rebalancing = True  # the revocation began while the batch ran
-    with pytest.raises(BatchAbandoned, match="before its state"):
-        fence.check(token, "before its state")
-    app.rebalancing = False
-    app.consumer_generation_id = 4  # or the whole rebalance passed meanwhile
-    with pytest.raises(BatchAbandoned):
-        fence.check(token, "before its state")
-    fence.check(fence.token(), "before its outputs")  # a batch of the new generation runs
-    events = [_event(3), _event(3)]
-    fence.abandon(events, "readings batch", "before its state")
-    assert all(e.message.acked for e in events) and fence.abandoned == 1
-
-
 # -- log noise ----------------------------------------------------------------------------------
 def test_noisy_lines_are_counted_and_one_passes(caplog):
     from urbanbrain import lognoise
