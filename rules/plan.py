@@ -18,8 +18,7 @@ class SensorPlan:
     last: set[str] = field(default_factory=set)  # metrics whose last-seen time is needed
     ewma: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # metric -> [(key, halflife)]
     weekly: set[str] = field(default_factory=set)
-    # metric -> [(state key, local clock, across-days weight)] of time-of-day baselines
-    # metric -> (state key, local clock, weight of a day, layout of the state)
+    # metric -> [(state key, local clock, across-days weight, layout)] of time-of-day baselines
     tod: dict[str, list[tuple[str, seasonal.LocalClock, float, seasonal.Layout]]] = field(
         default_factory=dict)
     # metric ("" = any reading) -> longest silent_for of the absence rules on it

@@ -29,8 +29,8 @@ Monday to Thursday, an incident every week.
 
 State: one flat list of floats per (metric, timezone, halflife, layout), laid out by
 :class:`Layout` (hourly working-day/weekend: :data:`SIZE` = 290 numbers, ~2.6 kB of
-JSON; 30-minute slots: 578, ~5.2 kB; and three day types: 722). The previous-day block was appended in
-December 2026; :func:`upgrade` extends an older (hourly) state.
+JSON; 30-minute slots: 578, ~5.2 kB; and three day types: 722). The previous-day block
+was appended in December 2026; :func:`upgrade` extends an older (hourly) state.
 """
 
 from __future__ import annotations
@@ -171,11 +171,6 @@ def valid_timezone(tz: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError, TypeError):
         return False
     return True
-
-
-def weekend(day: int) -> int:
-    """1 for Saturday/Sunday of a day number counted from 1970-01-01 (a Thursday)."""
-    return HOURLY.type_of(day)
 
 
 def alpha_for(halflife_ms: int) -> float:

@@ -76,8 +76,8 @@ def test_local_time_decides_hour_and_weekend():
     # 2026-01-09 23:30 UTC = Saturday 00:30 in Paris: a weekend day, hour 0
     t = 1768001400000
     day, hour, frac = clk.local(t)
-    assert hour == 0 and frac == pytest.approx(0.5) and seasonal.weekend(day) == 1
-    assert seasonal.weekend(seasonal.clock("UTC").local(t)[0]) == 0  # still Friday in UTC
+    assert hour == 0 and frac == pytest.approx(0.5) and seasonal.HOURLY.type_of(day) == 1
+    assert seasonal.HOURLY.type_of(seasonal.clock("UTC").local(t)[0]) == 0  # still Friday in UTC
     # summer time: 12:00 UTC is 14:00 in Paris
     assert clk.local(1783425600000)[1] == 14  # 2026-07-07
     assert not seasonal.valid_timezone("Mars/Olympus_Mons")
