@@ -162,17 +162,16 @@ class Rule:
     schedule: Schedule | None = None
     # the kind object of ``kind`` (rules/kinds): the evaluator asks it, never the name
     spec: RuleKind = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+    #: state key of the rule: group name + alert name (a field, not a property: the
+    #: evaluator looks it up several times per reading)
+    id: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.spec is None:
             from urbanbrain.rules.kinds import kind_of
 
             object.__setattr__(self, "spec", kind_of(self.kind))
-
-    @property
-    def id(self) -> str:
-        """State key of the rule: group name + alert name."""
-        return f"{self.group}/{self.alert}"
+        object.__setattr__(self, "id", f"{self.group}/{self.alert}")
 
     def probes(self) -> list[Probe]:
         return list(self.spec.probes(self.condition))
