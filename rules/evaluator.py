@@ -173,7 +173,7 @@ class Evaluator:
                 r.spec.plan(r.condition, plan)
         if self.scope != "district":
             plan.absence = {}  # last-seen per metric: the district clock's need only
-        return plan
+        return plan.finish()
 
     def _plan_for(self, sid: str, attrs: Mapping[str, Any]) -> SensorPlan:
         p = self._plans.get(sid)
@@ -265,9 +265,11 @@ class Evaluator:
                 for m in plan.absence:
                     if not m or m in mets:
                         st.seen_at(m, ts, floor)
+            wants = plan.metrics
+            last = st.last
             for name, v in (r.get("metrics") or {}).items():
-                ret = plan.samples.get(name)
-                if ret is None and name not in plan.last:
+                mp = wants.get(name)
+                if mp is None:
                     continue
                 try:
                     x = float(v)
@@ -277,18 +279,18 @@ class Evaluator:
                     continue
                 # newer than this metric's last sample: a record read again after a crash
                 # (or a late one) fills its window slot but never counts twice in a baseline
-                newer = ts > st.last.get(name, -1)
+                newer = ts > last.get(name, -1)
                 if newer:
-                    st.last[name] = ts
-                if ret is not None:
-                    st.add(name, ts, x, ret, self._keep_behind)
+                    last[name] = ts
+                if mp.retention_ms is not None:
+                    st.add(name, ts, x, mp.retention_ms, self._keep_behind)
                 if not newer:
                     continue
-                for key, hl in plan.ewma.get(name, ()):
+                for key, hl in mp.ewma:
                     windows.ewma_update(st.ewma.setdefault(key, []), x, ts, hl)
-                if name in plan.weekly:
+                if mp.weekly:
                     st.weekly_add(name, ts, x)
-                for key, clk, alpha, lay in plan.tod.get(name, ()):
+                for key, clk, alpha, lay in mp.tod:
                     b = st.tod.get(key)
                     if b is None:
                         b = st.tod[key] = seasonal.new_state(lay)
