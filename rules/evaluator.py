@@ -24,13 +24,13 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from urbanbrain.rules import seasonal, windows
 from urbanbrain.rules.alerts import AlertEvent, fingerprint
 from urbanbrain.rules.kinds.base import NO_EXTRA, Hit
-from urbanbrain.rules.model import Probe, Rule, RuleSet
+from urbanbrain.rules.model import Group, Probe, Rule, RuleSet
 from urbanbrain.rules.names import INDEX_METRICS
 from urbanbrain.rules.plan import SensorPlan
 from urbanbrain.rules.silences import Silence, SilenceStore
@@ -48,6 +48,17 @@ META_KEY = "meta"
 INDEX_CLOCK = "~"  # prefix of the evaluation-time keys of index-driven rules
 
 log = logging.getLogger(__name__)
+
+
+class _Bound(NamedTuple):
+    """A sensor-scope rule as the per-reading loops need it."""
+
+    rule: Rule
+    rid: str
+    index: bool  # reads only derived indices: evaluated at index-sample times
+    group: Group  # its group (evaluation interval)
+    gkey: str  # its evaluation-time key in SensorState.evald
+    timer: bool  # timer-driven (absence)
 
 
 def _alert_key(rule_id: str, inst: str) -> str:
@@ -149,6 +160,9 @@ class Evaluator:
                                     default=0)
         self._group_of = {r.id: g for g in ruleset.groups for r in g.rules}
         self._sensor_rules: dict[str, tuple[Rule, ...]] = {}
+        #: sid -> its sensor-scope rules with what the per-reading loops ask of each
+        #: (:meth:`_bound_for`), so that a reading costs no lookups per rule beyond these
+        self._bound: dict[str, tuple[_Bound, ...]] = {}
         # sensor-scope rules that read only derived indices: evaluated at the index
         # samples' times (see _evaluate_sensor)
         self._index_rules = {
@@ -615,6 +629,7 @@ class Evaluator:
                     del self._alerts[rule_id]
             del self._sensors[sid]
             self._sensor_rules.pop(sid, None)
+            self._bound.pop(sid, None)
             self._plans.pop(sid, None)
             self._dirty.add("s|" + sid)  # take_changes hands out a delete
             gone += 1
@@ -698,6 +713,15 @@ class Evaluator:
                 r for r in self._rules if r.scope == "sensor" and r.selector.matches(sid, attrs))
         return got
 
+    def _bound_for(self, sid: str) -> tuple[_Bound, ...]:
+        got = self._bound.get(sid)
+        if got is None:
+            got = self._bound[sid] = tuple(
+                _Bound(r, r.id, r.id in self._index_rules, self._group_of[r.id],
+                       self._evald_key(r), r.spec.timer_driven)
+                for r in self._rules_for(sid))
+        return got
+
     def _evald_key(self, rule: Rule) -> str:
         """Evaluation-time key of a rule's group for one sensor: index-driven rules keep
         their own (they run at index-sample times, the others at reading times)."""
@@ -718,28 +742,27 @@ class Evaluator:
         events: list[AlertEvent] = []
         district = None
         due_groups: dict[str, bool] = {}
-        index_rules = self._index_rules
-        for rule in self._rules_for(sid):
-            if (rule.id in index_rules) != index:
+        evald = st.evald
+        for b in self._bound_for(sid):
+            if b.index != index:
                 continue
-            g = self._group_of[rule.id]
-            gkey = INDEX_CLOCK + g.name if index else g.name
+            rule, gkey = b.rule, b.gkey
             ok_group = due_groups.get(gkey)
             if ok_group is None:
-                last = st.evald.get(gkey)
-                ok_group = last is None or (t >= last and (not g.interval_ms
-                                                           or t >= last + g.interval_ms))
+                last = evald.get(gkey)
+                iv = b.group.interval_ms
+                ok_group = last is None or (t >= last and (not iv or t >= last + iv))
                 due_groups[gkey] = ok_group
                 if ok_group:
-                    st.evald[gkey] = t
+                    evald[gkey] = t
             if not ok_group:
                 continue
             if district is None:
                 district = self.attrs(sid).get("district") or ""
-            states = self._alerts.get(rule.id)
+            states = self._alerts.get(b.rid)
             active = states is not None and sid in states
-            if rule.spec.timer_driven:
-                if (rule.id, sid) not in self._armed:
+            if b.timer:
+                if (b.rid, sid) not in self._armed:
                     self._arm(rule, sid)
                 if active:  # it reported: the absence ends (keep_firing_for permitting)
                     events += self._advance_one(rule, sid, t, self._timer_hit(rule, sid, t))
@@ -758,13 +781,14 @@ class Evaluator:
         readings after it. The sensor's own next reading proves that nothing of it
         arrived in between, so its timers can run now, in event-time order."""
         events: list[AlertEvent] = []
-        index_rules = self._index_rules
-        for rule in self._rules_for(sid):
-            timer = rule.spec.timer_driven
-            if (rule.id in index_rules) != index or (timer and index):
+        armed = self._armed
+        for b in self._bound_for(sid):
+            timer = b.timer
+            if b.index != index or (timer and index):
                 continue  # a sample runs the index rules' entries, a reading the others'
-            if (rule.id, sid) not in self._armed and not timer:
+            if not timer and (b.rid, sid) not in armed:
                 continue  # nothing due: no active alert (parked absences count too)
+            rule = b.rule
             due = self._due(rule, sid)
             while due is not None and due < t:
                 events += self._fire_due(rule, sid, due)
@@ -1169,6 +1193,7 @@ class Evaluator:
         self._div_cache.clear()
         self._ignored.clear()
         self._sensor_rules.clear()
+        self._bound.clear()
         if self._streaming:
             self._rebuild_timers()
 
