@@ -122,30 +122,37 @@ def flatten(records: Sequence[tuple[int, Sequence[Mapping]]], pane_ms: int) -> F
     """One row per metric value; non-numeric or non-finite values are left out (the raw
     path dead-letters them already). A metric of :data:`WEIGHTED_BY` gets the value of its
     weight in the same reading (NaN when absent or not a finite number ≥ 0)."""
-    offs: list[int] = []
+    rec_offsets: list[int] = []
+    rec_rows: list[int] = []  # rows (metric values) per record
     sens: list[str] = []
     mets: list[str] = []
-    tss: list[int] = []
+    read_ts: list[int] = []
+    read_rows: list[int] = []  # rows per reading
     vals: list[object] = []
     wrows: list[int] = []
     wvals: list[object] = []
     weighted = WEIGHTED_BY.items()
     for offset, readings in records:
+        before = len(vals)
         for r in readings:
-            sid = r["sensor_id"]
-            ts = r["ts"]
             m = r["metrics"]
+            k = len(m)
+            if not k:
+                continue
             base = len(vals)
-            for name, v in m.items():
-                offs.append(offset)
-                sens.append(sid)
-                mets.append(name)
-                tss.append(ts)
-                vals.append(v)
+            mets += m
+            vals += m.values()
+            sens += [r["sensor_id"]] * k
+            read_ts.append(r["ts"])
+            read_rows.append(k)
             for wm, wby in weighted:
                 if wm in m:
                     wrows.append(base + list(m).index(wm))
                     wvals.append(m.get(wby))
+        rec_offsets.append(offset)
+        rec_rows.append(len(vals) - before)
+    tss = np.repeat(np.asarray(read_ts, dtype=np.int64), read_rows)
+    offs = np.repeat(np.asarray(rec_offsets, dtype=np.int64), rec_rows)
     try:
         value = np.asarray(vals, dtype=np.float64)
     except (TypeError, ValueError):
