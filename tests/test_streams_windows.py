@@ -212,3 +212,32 @@ def test_forward_records_promise_no_more_than_the_readings_still_to_come() -> No
     assert forward_records(Forward("s|0", None, [], warm=True), 2) == []
     assert [p.wm for p in forward_records(Forward("s|0", None, [r(1), r(2), r(3)]), 2)] \
         == [None, None]
+
+
+def test_window_lines_text_weighted_mean_and_refused_windows() -> None:
+    """The exact line of a closed window (the dashboards' queries read these fields), a
+    speed over no vehicle (no mean field, not an error) and a window with a non-finite
+    value (refused with a reason, the other sensors' lines still written)."""
+    from urbanbrain.streams.aggregates import Stats
+    from urbanbrain.streams.sinks.lines import window_lines
+
+    rows = {
+        "tl 1": {"vehicle_count": Stats(2, 7.0, 25.0, 3.0, 4.0, T0 + 5, 4.0),
+                 "speed_kmh": Stats(2, 90.0, 4100.0, 40.0, 50.0, T0 + 5, 50.0,
+                                    wsum=170.0, wn=7.0, nw=0)},
+        "tl-2": {"speed_kmh": Stats(1, 30.0, 900.0, 30.0, 30.0, T0, 30.0,
+                                    wsum=0.0, wn=0.0, nw=0)},
+        "tl-3": {"speed_kmh": Stats(1, 30.0, 900.0, float("inf"), 30.0, T0, 30.0)},
+    }
+    meta = {"tl 1": ("north,a", "loop"), "tl-2": ("north", "loop")}
+    lines, bad = window_lines("traffic", "1m", T0, rows, meta, [])
+    assert lines == [
+        "agg_sensor_1m,district=north\\,a,domain=traffic,kind=loop,sensor=tl\\ 1 "
+        "speed_kmh_count=2.0,speed_kmh_mean=24.285714285714285,speed_kmh_min=40.0,"
+        "speed_kmh_max=50.0,speed_kmh_last=50.0,vehicle_count_count=2.0,"
+        "vehicle_count_mean=3.5,vehicle_count_min=3.0,vehicle_count_max=4.0,"
+        f"vehicle_count_last=4.0,vehicle_count_sum=7.0 {T0}",
+        "agg_sensor_1m,district=north,domain=traffic,kind=loop,sensor=tl-2 "
+        f"speed_kmh_count=1.0,speed_kmh_min=30.0,speed_kmh_max=30.0,speed_kmh_last=30.0 {T0}",
+    ]
+    assert [s for s, _ in bad] == ["tl-3"] and "non-finite" in bad[0][1]
