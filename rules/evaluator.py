@@ -20,6 +20,7 @@ changelog-backed table; :meth:`state_dict` / :meth:`from_state` snapshot everyth
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 import logging
 import math
 from collections import defaultdict
@@ -32,7 +33,7 @@ from urbanbrain.rules.alerts import AlertEvent, fingerprint
 from urbanbrain.rules.kinds.base import NO_EXTRA, Hit
 from urbanbrain.rules.model import Group, Probe, Rule, RuleSet
 from urbanbrain.rules.names import INDEX_METRICS
-from urbanbrain.rules.plan import SensorPlan
+from urbanbrain.rules.plan import MetricPlan, SensorPlan
 from urbanbrain.rules.silences import Silence, SilenceStore
 from urbanbrain.rules.state import SensorState
 
@@ -59,6 +60,20 @@ class _Bound(NamedTuple):
     group: Group  # its group (evaluation interval)
     gkey: str  # its evaluation-time key in SensorState.evald
     timer: bool  # timer-driven (absence)
+
+
+def _fold(st: SensorState, mp: MetricPlan, name: str, ts: int, x: float) -> None:
+    """One sample into the baselines of its metric (time-of-day, weekly, EWMA)."""
+    for key, hl in mp.ewma:
+        windows.ewma_update(st.ewma.setdefault(key, []), x, ts, hl)
+    if mp.weekly:
+        st.weekly_add(name, ts, x)
+    for key, clk, alpha, lay in mp.tod:
+        b = st.tod.get(key)
+        if b is None:
+            b = st.tod[key] = seasonal.new_state(lay)
+        seasonal.add(b, ts, x, clk, alpha, lay)
+    st.based[name] = ts
 
 
 def _alert_key(rule_id: str, inst: str) -> str:
@@ -138,6 +153,18 @@ class Evaluator:
         # one (SensorState.add): a source far ahead of the clock must not push out what
         # the clock's windows still need. Before the first tick: everything is kept.
         self._keep_behind: int | None = -(2**62) if scope == "district" else None
+        #: district scope: sensors with samples not yet folded into their baselines
+        #: (time-of-day, weekly, EWMA). Why deferred: a district partition folds in the
+        #: readings of every source as they come, and one source may run hours ahead of
+        #: the district clock (a catch-up). Folded into the baselines at once, those
+        #: readings moved the baseline a grid point was judged against, by as much as
+        #: that source happened to be ahead: live and in process, the same incident
+        #: started 5 min apart. Now a baseline at ``t`` holds exactly the samples up to
+        #: ``t`` (:meth:`_fold_baselines`, at every tick), whatever the arrival order.
+        #: A due-time queue: (time of the sensor's oldest waiting sample, sensor), and
+        #: sensor -> that time (entries of the heap that disagree are stale).
+        self._unbased: list[tuple[int, str]] = []
+        self._unbased_at: dict[str, int] = {}
         self._seq = 0
         self._next_sweep: int | None = None
         self.forgotten = 0  # sensors forgotten (FORGET_UNREGISTERED_MS), for the metrics
@@ -218,13 +245,18 @@ class Evaluator:
         return got  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ observe
-    def observe(self, readings: Iterable[Mapping[str, Any]]) -> int:
+    def observe(self, readings: Iterable[Mapping[str, Any]], *, history: bool = False) -> int:
         """Feed normalised readings, or index samples (reading-shaped, ``"sample": True``,
         ``{"sensor_id", "ts", "metrics": {"aqi_us": 153}}``): a sample fills its metric's
         window but is no sign of life of the sensor (absence ignores it). Returns how
-        many were used."""
+        many were used.
+
+        District scope: a reading's baseline updates wait for the tick that reaches its
+        time (see ``_unbased``), unless ``history`` (a warm start: readings older than
+        anything this evaluator will judge, folded in at once)."""
         used = 0
         wm = self.watermark
+        defer = self.scope == "district" and not history
         for r in readings:
             sid = r["sensor_id"]
             ts = int(r["ts"])
@@ -291,24 +323,18 @@ class Evaluator:
                     continue
                 if not math.isfinite(x):
                     continue
-                # newer than this metric's last sample: a record read again after a crash
-                # (or a late one) fills its window slot but never counts twice in a baseline
-                newer = ts > last.get(name, -1)
-                if newer:
+                if ts > last.get(name, -1):
                     last[name] = ts
                 if mp.retention_ms is not None:
                     st.add(name, ts, x, mp.retention_ms, self._keep_behind)
-                if not newer:
+                # a record read again after a crash (or a late one) fills its window slot
+                # but never counts twice in a baseline
+                if not mp.baselines or ts <= st.based.get(name, -1):
                     continue
-                for key, hl in mp.ewma:
-                    windows.ewma_update(st.ewma.setdefault(key, []), x, ts, hl)
-                if mp.weekly:
-                    st.weekly_add(name, ts, x)
-                for key, clk, alpha, lay in mp.tod:
-                    b = st.tod.get(key)
-                    if b is None:
-                        b = st.tod[key] = seasonal.new_state(lay)
-                    seasonal.add(b, ts, x, clk, alpha, lay)
+                if defer and mp.retention_ms is not None:
+                    self._wait_for_clock(sid, ts)  # its window keeps it until then
+                else:
+                    _fold(st, mp, name, ts, x)
             self._dirty.add("s|" + sid)
             used += 1
         if wm != self.watermark:
@@ -957,12 +983,47 @@ class Evaluator:
                     self._mark_alert(rule_id, inst)
         return events
 
+    def _wait_for_clock(self, sid: str, ts: int) -> None:
+        at = self._unbased_at.get(sid)
+        if at is None or ts < at:
+            self._unbased_at[sid] = ts
+            heapq.heappush(self._unbased, (ts, sid))
+
+    def _fold_baselines(self, now: int) -> None:
+        """Fold the samples up to ``now`` that wait for it into their sensors' baselines,
+        in event-time order (see ``_unbased``)."""
+        heap, at = self._unbased, self._unbased_at
+        while heap and heap[0][0] <= now:
+            ts, sid = heapq.heappop(heap)
+            if at.get(sid) != ts:
+                continue  # stale: an older sample of it was queued later
+            del at[sid]
+            st = self._sensors.get(sid)
+            if st is None:  # forgotten meanwhile
+                continue
+            nxt: int | None = None
+            for name, mp in self._plan_for(sid, self.attrs(sid)).metrics.items():
+                series = st.series.get(name)
+                if not mp.baselines or not series:
+                    continue
+                tsl, vl = series
+                i = bisect_right(tsl, st.based.get(name, -1))
+                j = bisect_right(tsl, now)
+                for k in range(i, j):
+                    _fold(st, mp, name, tsl[k], vl[k])
+                if j < len(tsl) and (nxt is None or tsl[j] < nxt):
+                    nxt = tsl[j]
+            if nxt is not None:
+                self._wait_for_clock(sid, nxt)
+            self._dirty.add("s|" + sid)
+
     def tick(self, now_ms: int | None = None) -> list[AlertEvent]:
         """Evaluate every group due at ``now_ms`` (event time; default: the watermark)
         and return the transitions (firing / resolved), each exactly once."""
         now = self.watermark if now_ms is None else int(now_ms)
         if now is None:
             return []
+        self._fold_baselines(now)
         if self._absence_horizon:
             self._seen_floor = now - self._absence_horizon
         if self.scope == "district":
@@ -1184,6 +1245,9 @@ class Evaluator:
                         self._load_alert(a)
             elif key.startswith("s|"):
                 self._sensors[key[2:]] = SensorState.from_dict(val)
+                if self.scope == "district":
+                    # samples of it may wait for the clock: the next tick looks
+                    self._wait_for_clock(key[2:], -(2**62))
                 for a in (val.get("al") or {}).values():
                     self._load_alert(a)
             elif key.startswith("a|"):

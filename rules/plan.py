@@ -20,6 +20,7 @@ class MetricPlan:
     ewma: tuple[tuple[str, int], ...]  # (key, halflife)
     weekly: bool
     tod: tuple[tuple[str, seasonal.LocalClock, float, seasonal.Layout], ...]
+    baselines: bool  # feeds any of the three (a district evaluator folds those in order)
 
 
 @dataclass(slots=True)
@@ -44,9 +45,11 @@ class SensorPlan:
     def finish(self) -> SensorPlan:
         """Index the plan by metric, once the rules have added to it."""
         names = set(self.samples) | self.last  # a metric in neither is not observed at all
-        self.metrics = {m: MetricPlan(self.samples.get(m), tuple(self.ewma.get(m, ())),
-                                      m in self.weekly, tuple(self.tod.get(m, ())))
-                        for m in names}
+        self.metrics = {
+            m: MetricPlan(self.samples.get(m), tuple(self.ewma.get(m, ())), m in self.weekly,
+                          tuple(self.tod.get(m, ())),
+                          bool(self.ewma.get(m) or m in self.weekly or self.tod.get(m)))
+            for m in names}
         return self
 
     def keep_samples(self, retention: dict[str, int]) -> None:

@@ -19,8 +19,8 @@ WEEK_MS = 168 * HOUR_MS
 class SensorState:
     """Everything the engine remembers about one sensor."""
 
-    __slots__ = ("attrs", "evald", "ewma", "last", "seen", "series", "src", "times", "tod",
-                 "weekly")
+    __slots__ = ("attrs", "based", "evald", "ewma", "last", "seen", "series", "src", "times",
+                 "tod", "weekly")
 
     def __init__(self) -> None:
         self.seen: int | None = None  # event time of the newest reading
@@ -29,6 +29,9 @@ class SensorState:
         # lists of Python ints and floats): windows of minutes × thousands of sensors
         self.series: dict[str, list[array]] = {}
         self.last: dict[str, int] = {}  # metric -> newest sample time
+        # metric -> time of the newest sample folded into its baselines (ewma, weekly,
+        # tod): never folded twice; a district evaluator folds up to its clock only
+        self.based: dict[str, int] = {}
         self.ewma: dict[str, list] = {}  # "metric|halflife" -> windows.ewma_update state
         self.weekly: dict[str, dict[str, list]] = {}  # metric -> hour-of-week -> bucket
         self.tod: dict[str, list] = {}  # "metric|tz|halflife" -> seasonal.py state
@@ -148,6 +151,7 @@ class SensorState:
             "seen": self.seen,
             "m": {k: [list(v[0]), list(v[1])] for k, v in self.series.items()},
             "ls": dict(self.last),
+            "bs": dict(self.based),
         }
         if self.attrs:
             d["attrs"] = dict(self.attrs)
@@ -172,6 +176,8 @@ class SensorState:
         st.attrs = dict(d["attrs"]) if d.get("attrs") else None
         st.series = {k: [array("q", v[0]), array("d", v[1])] for k, v in (d.get("m") or {}).items()}
         st.last = dict(d.get("ls") or {})
+        # before "bs" existed every sample was folded into the baselines on arrival
+        st.based = dict(d["bs"]) if "bs" in d else dict(st.last)
         st.ewma = {k: list(v) for k, v in (d.get("e") or {}).items()}
         st.weekly = {m: {h: list(b) for h, b in bs.items()} for m, bs in (d.get("w") or {}).items()}
         st.tod = {k: seasonal.upgrade(list(v)) for k, v in (d.get("t") or {}).items()}

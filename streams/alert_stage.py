@@ -135,7 +135,7 @@ class _Evaluators:
         for the past). Returns the readings used."""
         ev, _ = self.get(source, partition)
         self.fresh.discard((source, partition))
-        return ev.observe(readings) if readings else 0
+        return ev.observe(readings, history=True) if readings else 0
 
     def persist(self, source: str, partition: int, *, force: bool = False) -> int:
         """Write changed state: alert lifecycle entries and the stage's own state always
@@ -390,7 +390,8 @@ class DistrictRules(_Evaluators):
     """District-scope rules per district partition (see the module docstring).
 
     Forwarded readings are folded into the evaluator as they come (sensor windows are
-    bounded by event time, absence asks "last seen at or before t"), and the evaluator is
+    bounded by event time, absence asks "last seen at or before t", baselines take a
+    sample when the clock reaches it: ``Evaluator._unbased``), and the evaluator is
     ticked on a fixed grid of ``step_ms`` up to the district clock: at every grid point
     whose cell received data, every ``heartbeat`` points (absence of a whole district),
     and every point while a district alert is active."""
@@ -471,7 +472,7 @@ class DistrictRules(_Evaluators):
         last_tick = extra.get("tick")
         for f in forwards:
             if f.warm:
-                ev.observe(f.readings)
+                ev.observe(f.readings, history=True)
                 continue
             old = srcs.get(f.src)
             if f.wm is not None and (old is None or f.wm > old):
