@@ -20,9 +20,9 @@ changelog-backed table; :meth:`state_dict` / :meth:`from_state` snapshot everyth
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_right
 import logging
 import math
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -156,11 +156,12 @@ class Evaluator:
         #: district scope: sensors with samples not yet folded into their baselines
         #: (time-of-day, weekly, EWMA). Why deferred: a district partition folds in the
         #: readings of every source as they come, and one source may run hours ahead of
-        #: the district clock (a catch-up). Folded into the baselines at once, those
-        #: readings moved the baseline a grid point was judged against, by as much as
-        #: that source happened to be ahead: live and in process, the same incident
-        #: started 5 min apart. Now a baseline at ``t`` holds exactly the samples up to
-        #: ``t`` (:meth:`_fold_baselines`, at every tick), whatever the arrival order.
+        #: the district clock (a catch-up: 20 h in a live full-week replay). Folded into
+        #: the baselines at once, those readings could move the baseline a grid point was
+        #: judged against (the time-of-day state keeps two days apart, which covers a
+        #: source up to a day ahead, not more). Now a baseline at ``t`` holds exactly the
+        #: samples up to ``t`` (:meth:`_fold_baselines`, at every tick), whatever the
+        #: arrival order.
         #: A due-time queue: (time of the sensor's oldest waiting sample, sensor), and
         #: sensor -> that time (entries of the heap that disagree are stale).
         self._unbased: list[tuple[int, str]] = []
