@@ -62,7 +62,7 @@ class _Bound(NamedTuple):
     timer: bool  # timer-driven (absence)
 
 
-def _fold(st: SensorState, mp: MetricPlan, name: str, ts: int, x: float) -> None:
+def _to_baselines(st: SensorState, mp: MetricPlan, name: str, ts: int, x: float) -> None:
     """One sample into the baselines of its metric (time-of-day, weekly, EWMA)."""
     for key, hl in mp.ewma:
         windows.ewma_update(st.ewma.setdefault(key, []), x, ts, hl)
@@ -187,7 +187,6 @@ class Evaluator:
         self._absence_horizon = max((r.spec.horizon_ms(r.condition) for r in self._rules),
                                     default=0)
         self._group_of = {r.id: g for g in ruleset.groups for r in g.rules}
-        self._sensor_rules: dict[str, tuple[Rule, ...]] = {}
         #: sid -> its sensor-scope rules with what the per-reading loops ask of each
         #: (:meth:`_bound_for`), so that a reading costs no lookups per rule beyond these
         self._bound: dict[str, tuple[_Bound, ...]] = {}
@@ -335,7 +334,7 @@ class Evaluator:
                 if defer and mp.retention_ms is not None:
                     self._wait_for_clock(sid, ts)  # its window keeps it until then
                 else:
-                    _fold(st, mp, name, ts, x)
+                    _to_baselines(st, mp, name, ts, x)
             self._dirty.add("s|" + sid)
             used += 1
         if wm != self.watermark:
@@ -655,7 +654,6 @@ class Evaluator:
                 if not states:
                     del self._alerts[rule_id]
             del self._sensors[sid]
-            self._sensor_rules.pop(sid, None)
             self._bound.pop(sid, None)
             self._plans.pop(sid, None)
             self._dirty.add("s|" + sid)  # take_changes hands out a delete
@@ -731,22 +729,15 @@ class Evaluator:
                     if rule is not None and (rid, inst) not in self._armed:
                         self._arm(rule, inst)
 
-    def _rules_for(self, sid: str) -> tuple[Rule, ...]:
-        """Sensor-scope rules whose selector matches ``sid`` (cached per sensor)."""
-        got = self._sensor_rules.get(sid)
-        if got is None:
-            attrs = self.attrs(sid)
-            got = self._sensor_rules[sid] = tuple(
-                r for r in self._rules if r.scope == "sensor" and r.selector.matches(sid, attrs))
-        return got
-
     def _bound_for(self, sid: str) -> tuple[_Bound, ...]:
+        """Sensor-scope rules whose selector matches ``sid`` (cached per sensor)."""
         got = self._bound.get(sid)
         if got is None:
+            attrs = self.attrs(sid)
             got = self._bound[sid] = tuple(
                 _Bound(r, r.id, r.id in self._index_rules, self._group_of[r.id],
                        self._evald_key(r), r.spec.timer_driven)
-                for r in self._rules_for(sid))
+                for r in self._rules if r.scope == "sensor" and r.selector.matches(sid, attrs))
         return got
 
     def _evald_key(self, rule: Rule) -> str:
@@ -1011,7 +1002,7 @@ class Evaluator:
                 i = bisect_right(tsl, st.based.get(name, -1))
                 j = bisect_right(tsl, now)
                 for k in range(i, j):
-                    _fold(st, mp, name, tsl[k], vl[k])
+                    _to_baselines(st, mp, name, tsl[k], vl[k])
                 if j < len(tsl) and (nxt is None or tsl[j] < nxt):
                     nxt = tsl[j]
             if nxt is not None:
@@ -1257,7 +1248,6 @@ class Evaluator:
         self._plans.clear()
         self._div_cache.clear()
         self._ignored.clear()
-        self._sensor_rules.clear()
         self._bound.clear()
         if self._streaming:
             self._rebuild_timers()

@@ -151,8 +151,8 @@ def flatten(records: Sequence[tuple[int, Sequence[Mapping]]], pane_ms: int) -> F
                     wvals.append(m.get(wby))
         rec_offsets.append(offset)
         rec_rows.append(len(vals) - before)
-    tss = np.repeat(np.asarray(read_ts, dtype=np.int64), read_rows)
-    offs = np.repeat(np.asarray(rec_offsets, dtype=np.int64), rec_rows)
+    ts_arr = np.repeat(np.asarray(read_ts, dtype=np.int64), read_rows)
+    off_arr = np.repeat(np.asarray(rec_offsets, dtype=np.int64), rec_rows)
     try:
         value = np.asarray(vals, dtype=np.float64)
     except (TypeError, ValueError):
@@ -165,8 +165,6 @@ def flatten(records: Sequence[tuple[int, Sequence[Mapping]]], pane_ms: int) -> F
         except (TypeError, ValueError):
             w = np.asarray([_num(v) for v in wvals], dtype=np.float64)
         weight[np.asarray(wrows, dtype=np.int64)] = np.where(w >= 0, w, np.nan)
-    ts_arr = np.asarray(tss, dtype=np.int64)
-    off_arr = np.asarray(offs, dtype=np.int64)
     ok = np.isfinite(value)
     if not ok.all():
         idx = np.flatnonzero(ok)
