@@ -1,4 +1,4 @@
-"""Two fixes to faust-streaming 0.15 that "a restart loses nothing" depends on.
+"""Fixes to faust-streaming 0.15 that "a restart loses nothing" depends on.
 
 Found by the fault suite (tests/faults/test_fault_replay.py): a worker restarted while its
 partitions had waiting records lost 1–50 readings in about half the runs, always whole
@@ -49,7 +49,19 @@ Kafka records that were in Kafka but never stored.
    broker whatever made them differ, and a failed commit is always followed by one here
    (it fails only with "already rebalanced"; any other error crashes the worker).
 
-All four are applied once, by :func:`apply`, and only to faust-streaming 0.15.3 whose
+5. **A partition with no commit yet is committed over its gaps.** 2.'s check compares
+   the acked offsets with the committed one, and a partition without a commit (or
+   committed at 0, which Faust also stores as "none") has none to compare with: faust's
+   own ``_new_offset`` skips its check then too (``if committed_offset:``). A record left
+   unacknowledged there (``RebalanceFence`` abandons a batch a rebalance overtook) was
+   committed over, and never processed: the fence's first CI run stalled with 1,740 of
+   52,638 readings missing. Patched: the seek records each partition's floor, the offset
+   its reading starts from (the committed one, else the partition's first offset in the
+   log, asked of the broker: ``auto_offset_reset`` is ``earliest``), and a commit must
+   start there. The floor follows every offset ``_new_offset`` hands out, so it also
+   holds at a revocation, where Faust forgets what it committed before its last commit.
+
+All five are applied once, by :func:`apply`, and only to faust-streaming 0.15.3 whose
 replaced methods still have the source they were written against (the sha256 of each is
 checked at every start): any other release refuses to start with one line (exit 78),
 because running unpatched loses data on a restart.
@@ -213,21 +225,29 @@ def _new_offset(self: Any, tp: Any) -> int | None:
             gap_for_tp.chop(0, new_max_offset)
     acked.sort()
     committed = self._committed_offset[tp]
+    if committed is None:  # none yet, or forgotten at a revocation: where the run must start
+        committed = getattr(self, "_commit_floor", {}).get(tp)
     if committed is not None and min(acked) > committed:
         return None  # the next offset to commit over is not acked (in flight, or lost)
     batch = next(consecutive_numbers(acked))
     acked[: len(batch)] = []
     self._acked_index[tp].difference_update(batch)
+    floor = getattr(self, "_commit_floor", None)
+    if floor is not None:  # the next run starts here, also after a revocation forgot it
+        floor[tp] = batch[-1] + 1
     return batch[-1] + 1
 
 
 async def _perform_seek(self: Any) -> None:
     """faust 0.15.3 ``Consumer.perform_seek``, taking the broker's committed offset as the
     truth for every partition sought, also one without a commit (see the module docstring,
-    4.), and forgetting the acks counted before the seek."""
+    4.), forgetting the acks counted before the seek, and keeping each partition's commit
+    floor: the offset reading starts from (5.)."""
     from faust.types import TP
 
     committed = await self.seek_to_committed()
+    floor: dict[Any, int] = {}
+    unset = []
     for atp, offset in committed.items():
         tp = TP(atp.topic, atp.partition)
         self._read_offset[tp] = offset if offset is not None and offset >= 0 else None
@@ -235,6 +255,15 @@ async def _perform_seek(self: Any) -> None:
         self._acked.pop(tp, None)
         self._acked_index.pop(tp, None)
         self._gap.pop(tp, None)
+        if offset is not None and offset >= 0:
+            floor[tp] = offset
+        else:
+            unset.append(tp)
+    if unset:  # read from their first record (auto_offset_reset earliest): that is the floor
+        earliest = await self.earliest_offsets(*unset)
+        for atp, offset in earliest.items():
+            floor[TP(atp.topic, atp.partition)] = offset
+    self._commit_floor = floor
 
 
 #: how long a revocation waits for in-flight messages to be acked (see the module doc, 3.)

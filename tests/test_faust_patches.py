@@ -59,7 +59,10 @@ def _sought_consumer(broker: dict):  # noqa: ANN202
     async def seek_to_committed():  # noqa: ANN202 - aiokafka's answer, keyed by its type
         return {ATP(*tp): off for tp, off in broker.items()}
 
-    c = SimpleNamespace(seek_to_committed=seek_to_committed,
+    async def earliest_offsets(*tps):  # noqa: ANN202 - aiokafka's answer, its type
+        return {ATP(tp.topic, tp.partition): 7 for tp in tps}
+
+    c = SimpleNamespace(seek_to_committed=seek_to_committed, earliest_offsets=earliest_offsets,
                         _read_offset=defaultdict(lambda: None),
                         _committed_offset=defaultdict(lambda: None),
                         _acked=defaultdict(list), _acked_index=defaultdict(set),
@@ -93,3 +96,62 @@ def test_after_a_seek_faust_believes_what_the_broker_has_committed() -> None:
     assert c._read_offset[one] is None and c._read_offset[two] == 40
     assert one not in c._acked and one not in c._acked_index  # counted before the seek
     assert all(type(tp).__name__ == "TP" for tp in c._committed_offset)
+
+
+def _acking_consumer(committed: int | None, floor: dict | None, acked: range):  # noqa: ANN202
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    tp = TP("readings.traffic", 1)
+    c = SimpleNamespace(_acked={tp: list(acked)}, _acked_index={tp: set(acked)},
+                        _gap=defaultdict(list), _committed_offset=defaultdict(lambda: None))
+    c._committed_offset[tp] = committed
+    if floor is not None:
+        c._commit_floor = {tp: floor}
+    return c, tp
+
+
+def test_a_partition_without_a_commit_is_not_committed_over_a_gap() -> None:
+    """Patch 5: records 100-149 were read and left unacknowledged (a batch abandoned at a
+    rebalance), 150-199 acked. faust's own code commits 200 when the partition has no
+    commit yet, and 100-149 are never processed (the fence's first CI run lost 1,740
+    readings that way); with the floor the seek recorded, nothing is committed."""
+    from faust.transport.consumer import Consumer
+
+    key = ("faust.transport.consumer", "Consumer", "_new_offset")
+    upstream = faust_patches._originals.get(key) or Consumer._new_offset
+    c, tp = _acking_consumer(None, None, range(150, 200))
+    c._acked_index = {tp: set(range(150, 200))}
+    assert upstream(c, tp) == 200  # the bug
+    c, tp = _acking_consumer(None, 100, range(150, 200))
+    assert faust_patches._new_offset(c, tp) is None
+    c, tp = _acking_consumer(None, 100, range(100, 200))
+    assert faust_patches._new_offset(c, tp) == 200
+
+
+def test_the_floor_follows_the_commits_through_a_revocation() -> None:
+    """At a revocation Faust forgets what it committed, then commits what is acked while
+    it waits: the run must start where the last commit ended, not at the seek's floor."""
+    c, tp = _acking_consumer(None, 100, range(100, 150))
+    assert faust_patches._new_offset(c, tp) == 150 and c._commit_floor[tp] == 150
+    c._acked[tp] = list(range(170, 180))  # 150-169 abandoned
+    c._acked_index[tp] = set(range(170, 180))
+    assert faust_patches._new_offset(c, tp) is None
+    c._acked[tp] = list(range(150, 160)) + list(range(170, 180))
+    c._acked_index[tp] = set(c._acked[tp])
+    assert faust_patches._new_offset(c, tp) == 160 and c._commit_floor[tp] == 160
+
+
+def test_the_seek_records_where_reading_starts() -> None:
+    """The floor of a partition without a commit is its first offset in the log (7 here);
+    of one with a commit, the committed offset (also 0, which Faust stores as None)."""
+    import asyncio
+
+    c, one, two = _sought_consumer({("readings.power", 1): None, ("readings.power", 3): 40})
+    asyncio.run(faust_patches._perform_seek(c))
+    assert c._commit_floor == {one: 7, two: 40}
+    c, one, two = _sought_consumer({("readings.power", 1): 0, ("readings.power", 3): 40})
+    asyncio.run(faust_patches._perform_seek(c))
+    assert c._commit_floor == {one: 0, two: 40} and c._committed_offset[one] is None
