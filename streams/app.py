@@ -231,6 +231,7 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
 
     @app.on_partitions_assigned.connect
     async def log_assignment(sender: Any, assigned: set, **kwargs: Any) -> None:
+        worker.fence.assigned()  # batches of this generation are fenced from here on
         mine: dict[str, list[int]] = defaultdict(list)
         for tp in assigned:
             if tp.topic in READINGS_TOPICS:

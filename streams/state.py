@@ -10,7 +10,7 @@ after a rebalance recover exactly that state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 import logging
 from typing import Any
 import weakref
@@ -148,11 +148,97 @@ class GenerationFence:
         live = [e for e in events if e.message.generation_id in (None, gen)]
         if len(live) != len(events):
             stale = [e for e in events if e.message.generation_id not in (None, gen)]
-            for e in stale:
-                e.message.acked = True  # see the class docstring: never Consumer.ack
+            leave_unacked(stale)
             self.dropped += len(stale)
             logging.getLogger(__name__).info(
                 "dropped %d events of consumer generation %s (now %s): the partitions' "
                 "current owners re-read them from the committed offsets", len(stale),
                 stale[0].message.generation_id, gen)
         return live
+
+
+def leave_unacked(events: Sequence[Any]) -> None:
+    """Let Faust forget events without acknowledging them: marked acked on the message
+    only, so ``Consumer.wait_empty`` no longer waits for them and the stream's own ack
+    after the batch is a no-op, while ``Consumer.ack``'s offset bookkeeping never sees
+    them and the commit stays before them (their partitions' owners read them again)."""
+    for e in events:
+        e.message.acked = True
+
+
+class BatchAbandoned(Exception):
+    """A rebalance began while a batch was being processed (see :class:`RebalanceFence`)."""
+
+
+class RebalanceFence:
+    """Stops a batch that a rebalance overtook before it writes outputs or state.
+
+    Why: Kafka fences no producer of ours. A worker whose revocation outlasts the session
+    timeout (it waits for the batch in hand) is expelled, and the group gives its
+    partitions to another worker, which recovers their tables from the changelogs while
+    the expelled one is still finishing that batch. The expelled worker then writes its
+    rule state and window marks *after* the new owner's: its older view of a sensor
+    becomes the newest entry in the changelog, and whoever recovers the partition next
+    rebuilds from it. The CI kill test caught one: a sensor's state set back to its first
+    live reading, and ``SensorSilent`` fired live at that reading + 10 min, where the
+    backtest saw readings every 5 min.
+
+    The batch checks the fence before it sends anything and before each state write
+    (:meth:`check`, synchronous up to the writes). The fence is keyed on *rebalances*,
+    not on Faust's ``rebalancing`` flag: a token is the consumer generation and the
+    number of rebalances begun when that generation was assigned (``app.rebalancing_count``,
+    which aiokafka's listener bumps first thing when a revocation begins). A batch is
+    abandoned when a rebalance began after its generation's assignment, or the generation
+    moved on: it holds records fetched before the revocation that now runs, and the
+    assignment that ends it seeks every partition back to its committed offset, so
+    whoever owns a partition then reads those records again. Records fetched after that
+    seek are never abandoned: the flag stays set until recovery has ended, after the
+    seek, and a fence keyed on it abandoned such records, which no later seek read again
+    (stop 27's fault-replay failure).
+
+    An abandoned batch writes nothing more, its records stay unacknowledged (the commit
+    stays before them, also on a partition with no commit yet: faust patch 5), and the
+    revocation no longer waits for it, which also keeps the worker in the group.
+    Abandoning a batch costs a re-read; a worker that writes after its partitions moved
+    corrupts state.
+
+    Not covered: a worker frozen (SIGSTOP, a VM pause) between a check and its writes
+    reaching Kafka, which no client-side check can see; only a fence kept by the broker
+    (transactional producers) would.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.abandoned = 0  # batches abandoned (metric urbanbrain_batches_abandoned_total)
+        #: (generation, rebalances begun) when the current generation was assigned
+        self._assigned: tuple[Any, int] | None = None
+
+    def _now(self) -> tuple[Any, int]:
+        app = self.app
+        return app.consumer_generation_id, int(getattr(app, "rebalancing_count", 0))
+
+    def assigned(self) -> None:
+        """Call on every assignment (Faust's ``on_partitions_assigned`` signal)."""
+        self._assigned = self._now()
+
+    def token(self) -> tuple[Any, int]:
+        """What a batch's records belong to: the current generation, and the rebalances
+        begun when it was assigned (so a batch that starts while a revocation runs is
+        already overtaken)."""
+        now = self._now()
+        a = self._assigned
+        return a if a is not None and a[0] == now[0] else now
+
+    def check(self, token: tuple[Any, int], where: str) -> None:
+        """Raise :class:`BatchAbandoned` if a rebalance began since ``token``."""
+        if self._now() != token:
+            raise BatchAbandoned(where)
+
+    def abandon(self, events: Sequence[Any], what: str, where: str) -> None:
+        leave_unacked(events)
+        self.abandoned += 1
+        logging.getLogger(__name__).info(
+            "%s abandoned %s: a rebalance began (generation %s)%s", what, where,
+            self.app.consumer_generation_id,
+            f"; its {len(events)} records are left unacknowledged for the partitions' "
+            "owners to read again" if events else "")

@@ -43,7 +43,7 @@ from .processor import WindowStage
 from .rollup_stage import RollupStage, points_to_lines
 from .settings import StreamsSettings
 from .sinks.base import BatchingSink, InfluxSink, KafkaSink, Record, chunked
-from .state import flush_durably
+from .state import BatchAbandoned, RebalanceFence, flush_durably
 from .warmup import WarmStart
 from .worker_health import lag_by_partition
 
@@ -185,6 +185,8 @@ class StreamsWorker:
                            if span > 0 else None)
         self._generation: Any = object()
         self._rollup_generation: Any = object()
+        #: stops a batch a rebalance overtook before it writes (streams/state.py)
+        self.fence = RebalanceFence(app)
         #: (topic, partition) -> monotonic time of its last record (idle partitions)
         self.last_record: dict[tuple[str, int], float] = {}
         #: (topic, partition) -> offset of the last record this worker *processed*: a
@@ -218,10 +220,21 @@ class StreamsWorker:
             self.log_end.clear()  # asked again for the new assignment (check_fetching)
             self.processed.clear()  # partitions are re-read from their committed offsets
             self._taken_up.clear()
-            if self.windows is not None:
-                self.windows.reset(gen)
-            self.alerting.sensors.reset(gen)
-            self.alerting.districts.reset(gen)
+            self._reset_stages(gen)
+
+    def _reset_stages(self, gen: Any) -> None:
+        """Drop the stages' in-memory state: rebuilt from the tables when next used."""
+        if self.windows is not None:
+            self.windows.reset(gen)
+        self.alerting.sensors.reset(gen)
+        self.alerting.districts.reset(gen)
+
+    def _abandon(self, events: Sequence[Any], what: str, where: str) -> None:
+        """A batch the fence stopped: its in-memory effects are dropped too, so that
+        nothing (the revocation's checkpoint, the next batch) writes them after all."""
+        self.fence.abandon(events, what, where)
+        self._generation = object()  # the next batch resets the stages again
+        self._reset_stages(self._generation)
 
     # -- readings.* ------------------------------------------------------------------------
     async def readings_batch(self, events: Sequence[Any]) -> None:
@@ -231,6 +244,10 @@ class StreamsWorker:
                                self.settings.streams_batch_warn_s), self.lock:
                 try:
                     await self._readings_batch(events)
+                except BatchAbandoned as why:
+                    for sink in self.sinks.all:
+                        sink.discard()
+                    self._abandon(events, "readings batch", str(why))
                 except BaseException:
                     for sink in self.sinks.all:
                         sink.discard()
@@ -242,6 +259,7 @@ class StreamsWorker:
     async def _readings_batch(self, events: Sequence[Any]) -> None:
         t0 = time.perf_counter()
         self._new_generation()
+        fence, token = self.fence, self.fence.token()
         st, ss, out_ = self.stats, self.settings, self.sinks
         dead = out_.deadletters
         readings: list[Mapping[str, Any]] = []
@@ -275,7 +293,7 @@ class StreamsWorker:
             out_.raw.start()
             await asyncio.sleep(0)  # let the request start before the CPU-bound part
             dead.add(Record(_sink_dead_letter(r, why)) for r, why in bad)
-        await self._warm_fresh(by_tp)
+        await self._warm_fresh(by_tp, token)
         t1 = time.perf_counter()
         # 2. windows, indices, sensor rules, district forwards per source partition
         outs: list[SourceOutput] = []
@@ -297,6 +315,7 @@ class StreamsWorker:
                 outs.append(out)
                 await asyncio.sleep(0)  # timers, heartbeats and fetches between runs
         t2 = time.perf_counter()
+        fence.check(token, "before its outputs")
         for sink in out_.all:
             sink.start()
         for out in outs:
@@ -318,7 +337,12 @@ class StreamsWorker:
             await dead.done()
             await flush_durably(self.app)
         t5 = time.perf_counter()
-        for _ in self.pipeline.finish(outs):  # rule state durable before window marks
+        # rule state durable before window marks; neither written once a rebalance began
+        steps = self.pipeline.finish(outs)
+        while True:
+            fence.check(token, "before its state")
+            if next(steps, StopIteration) is StopIteration:
+                break
             await flush_durably(self.app)
         await flush_durably(self.app)
         for tp, recs in by_tp.items():
@@ -336,7 +360,8 @@ class StreamsWorker:
         ph["influx_wait"] += t5 - t4
         ph["marks"] += t6 - t5
 
-    async def _warm_fresh(self, by_tp: Mapping[tuple[str, int], list[tuple[int, list]]]) -> None:
+    async def _warm_fresh(self, by_tp: Mapping[tuple[str, int], list[tuple[int, list]]],
+                          token: Any) -> None:
         """Partitions with no rule state at all (a new deploy) get their history from
         InfluxDB before their first batch is evaluated (streams/warmup.py)."""
         sensors, warm = self.alerting.sensors, self.warm_start
@@ -355,6 +380,7 @@ class StreamsWorker:
             domain = topic.split(".", 1)[1]
             history = (await warm.history(rs, domain, set(parts), until)
                        if warm is not None else {p: [] for p in parts})
+            self.fence.check(token, "before its warm start")  # forwards history onwards
             for partition, readings in history.items():
                 sensors.warm(topic, partition, readings)
                 if readings and self.alerting.interest.any(rs):
@@ -373,10 +399,14 @@ class StreamsWorker:
     async def district_batch(self, events: Sequence[Any]) -> None:
         async with watched(f"district batch of {len(events)} forwards",
                            self.settings.streams_batch_warn_s), self.lock:
-            await self._district_batch(events)
+            try:
+                await self._district_batch(events)
+            except BatchAbandoned as why:
+                self._abandon(events, "district batch", str(why))
 
     async def _district_batch(self, events: Sequence[Any]) -> None:
         self._new_generation()
+        token = self.fence.token()
         by_part: dict[int, list[tuple[int, Forward]]] = defaultdict(list)
         for event in events:
             msg = event.message
@@ -386,6 +416,7 @@ class StreamsWorker:
                 log.warning("undecodable district forward at offset %d", msg.offset)
         now = time.monotonic()
         districts = self.alerting.districts
+        self.fence.check(token, "before its alerts")
         for partition, forwards in by_part.items():
             forwards.sort(key=lambda x: x[0])
             fresh = districts.unseen(partition, forwards)
@@ -395,6 +426,7 @@ class StreamsWorker:
                 await self.alerting.outputs.emit(districts.process(partition, run, now))
                 await asyncio.sleep(0)
         await flush_durably(self.app)
+        self.fence.check(token, "before its state")
         for partition in by_part:
             districts.persist(DISTRICT_SOURCE, partition)
 
@@ -404,17 +436,21 @@ class StreamsWorker:
         ``idle_s`` moves its rule watermark with the clock, so the absence of its sensors
         still fires when they all fall silent. Only live: a partition with lag is not idle."""
         async with watched("idle tick", self.settings.streams_batch_warn_s), self.lock:
-            await self._advance_idle()
+            try:
+                await self._advance_idle()
+            except BatchAbandoned as why:
+                self._abandon((), "idle tick", str(why))
 
     async def _advance_idle(self) -> None:
         if self.app.rebalancing or self.app.in_recovery:
             return
         self._new_generation()  # evaluators of partitions that moved away are dropped
+        token = self.fence.token()
         try:
             assigned = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
         except Exception:  # noqa: BLE001 - no consumer yet
             return
-        await self._take_up_quiet_partitions(assigned)
+        await self._take_up_quiet_partitions(assigned, token)
         idle_s = self.alerting.cfg.idle_s
         now = time.monotonic()
         sensors = self.alerting.sensors
@@ -443,10 +479,12 @@ class StreamsWorker:
             await self.alerting.outputs.emit(events)
         if advanced:
             await flush_durably(self.app)  # the events before the state that says so
+        self.fence.check(token, "before its state")
         for topic, partition in advanced:
             sensors.persist(topic, partition)
 
-    async def _take_up_quiet_partitions(self, assigned: set[tuple[str, int]]) -> None:
+    async def _take_up_quiet_partitions(self, assigned: set[tuple[str, int]],
+                                        token: Any) -> None:
         """Assigned readings partitions with nothing to process (no data, or taken over at
         their end) must still speak to the district clocks, which wait for every source
         (streams/alert_stage.py). Once per partition and generation: its rule state is
@@ -470,6 +508,7 @@ class StreamsWorker:
             if events:  # alerts of rules removed while nobody held the partition
                 await self.alerting.outputs.emit(events)
                 await flush_durably(self.app)
+                self.fence.check(token, "before its state")
                 sensors.persist(topic, partition)
             if ev.watermark is not None:
                 self.last_record.setdefault(tp, time.monotonic())

@@ -116,6 +116,10 @@ def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
         m.counter("kafka_partitions_refetched", "partitions put back into the fetch set "
                   "after they stopped being fetched with records left",
                   lambda: worker.refetched)
+        m.counter("batches_abandoned", "batches (readings, district, idle ticks) a "
+                  "rebalance overtook, stopped before they wrote outputs or state; their "
+                  "records are read again by the partitions' owners",
+                  lambda: worker.fence.abandoned)
     m.gauge("kafka_partitions_assigned", "partitions of readings.* assigned to this worker",
             lambda: len([tp for tp in app.consumer.assignment()
                          if tp.topic in READINGS_TOPICS]))

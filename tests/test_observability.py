@@ -216,6 +216,43 @@ def test_generation_fence_drops_old_generation_unacked():
     assert fence(live) == [live[1]] and fence.dropped == 3
 
 
+def test_rebalance_fence_stops_a_batch_a_rebalance_overtook():
+    """An expelled worker finishing its batch must not write state after the partitions'
+    new owner (streams/state.py RebalanceFence): the check raises once a rebalance has
+    begun since the batch's generation was assigned, and the abandoned events are left
+    unacknowledged. A batch of records fetched after the new assignment runs, although
+    Faust's ``rebalancing`` flag stays set until recovery has ended (stop 27's fence
+    abandoned those, and nothing read them again)."""
+    from urbanbrain.streams.state import BatchAbandoned, RebalanceFence
+
+    app = SimpleNamespace(consumer_generation_id=3, rebalancing=False, rebalancing_count=1)
+    fence = RebalanceFence(app)
+    fence.assigned()
+    token = fence.token()
+    fence.check(token, "before its outputs")  # nothing happened: goes on
+    app.rebalancing, app.rebalancing_count = True, 2  # a revocation began while it ran
+    with pytest.raises(BatchAbandoned, match="before its state"):
+        fence.check(token, "before its state")
+    # a batch that starts while that revocation runs holds records of generation 3,
+    # fetched before it: overtaken from its first check
+    with pytest.raises(BatchAbandoned):
+        fence.check(fence.token(), "before its outputs")
+    app.consumer_generation_id = 4  # the assignment; recovery still running
+    fence.assigned()
+    assert app.rebalancing
+    fence.check(fence.token(), "before its outputs")  # records fetched after the seek run
+    with pytest.raises(BatchAbandoned):
+        fence.check(token, "before its state")  # the old batch's token stays stale
+    app.rebalancing = False
+    token = fence.token()
+    app.consumer_generation_id = 5  # a whole rebalance passed meanwhile (expelled, rejoined)
+    with pytest.raises(BatchAbandoned):
+        fence.check(token, "before its state")
+    events = [_event(3), _event(3)]
+    fence.abandon(events, "readings batch", "before its state")
+    assert all(e.message.acked for e in events) and fence.abandoned == 1
+
+
 # -- log noise ----------------------------------------------------------------------------------
 def test_noisy_lines_are_counted_and_one_passes(caplog):
     from urbanbrain import lognoise
