@@ -183,8 +183,9 @@ class RebalanceFence:
     live reading, and ``SensorSilent`` fired live at that reading + 10 min, where the
     backtest saw readings every 5 min.
 
-    The batch checks the fence before it sends anything and before each state write
-    (:meth:`check`, synchronous up to the writes). The fence is keyed on *rebalances*,
+    The batch checks the fence between its runs (a revocation waits for it, so it stops
+    early), before it sends anything and before each state write (:meth:`check`,
+    synchronous up to the writes). The fence is keyed on *rebalances*,
     not on Faust's ``rebalancing`` flag: a token is the consumer generation and the
     number of rebalances begun when that generation was assigned (``app.rebalancing_count``,
     which aiokafka's listener bumps first thing when a revocation begins). A batch is

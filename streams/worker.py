@@ -314,6 +314,8 @@ class StreamsWorker:
                                   for p in out.rendered.partials)
                 outs.append(out)
                 await asyncio.sleep(0)  # timers, heartbeats and fetches between runs
+                # a revocation that began meanwhile waits for this batch: stop at once
+                fence.check(token, "in its stages")
         t2 = time.perf_counter()
         fence.check(token, "before its outputs")
         for sink in out_.all:
@@ -425,6 +427,7 @@ class StreamsWorker:
                             lambda f: len(f.readings) or 1):
                 await self.alerting.outputs.emit(districts.process(partition, run, now))
                 await asyncio.sleep(0)
+                self.fence.check(token, "in its runs")  # a revocation waits for us
         await flush_durably(self.app)
         self.fence.check(token, "before its state")
         for partition in by_part:
