@@ -122,7 +122,8 @@ class WindowStage:
                                          pw.meta)
             if not outputs:
                 continue
-            lines, bad = window_lines(domain, w.size, w.start, rows, pw.meta, points)
+            lines, bad = window_lines(domain, w.size, w.start, rows, pw.meta, points,
+                                      sensors=self._stores_sensors(w.start, w.end, w.size))
             out.lines += lines
             out.refused += bad
             if self._aggregates(w.size):
@@ -140,6 +141,13 @@ class WindowStage:
         self.stats.windows += len(res.windows)
         self.stats.partials += len(out.partials)
         return out
+
+    def _stores_sensors(self, start: int, end: int, size: str) -> bool:
+        """Whether a window's per-sensor point is stored (streams_sensor_hops): every
+        1-min window; a hop always, or only when it starts on a multiple of its length."""
+        if size == "1m" or self.settings.streams_sensor_hops == "all":
+            return True
+        return start % (end - start) == 0
 
     def _aggregates(self, size: str) -> bool:
         """Whether windows of ``size`` go to the ``aggregates`` topic (streams_aggregates)."""

@@ -84,7 +84,8 @@ def window_stats(kept, eu, partitions, sensor, metric, start, end):
 
 def test_windows_indices_rollups_exact(private_stack, run_id, components, tmp_path):
     env = component_env(private_stack, run_id, URBANBRAIN_STREAMS_LATENESS_S="120",
-                        URBANBRAIN_STREAMS_ROLLUP_GRACE_S="1")
+                        URBANBRAIN_STREAMS_ROLLUP_GRACE_S="1",
+                        URBANBRAIN_STREAMS_SENSOR_HOPS="all")  # every hop's exact stats
     worker = Component("streams", ["streams", "worker", "-l", "info"], env,
                        tmp_path / "streams.log").start()
     components.append(worker)

@@ -29,7 +29,8 @@ def test_two_workers_split_and_fail_over(private_stack, run_id, components, tmp_
     # Own servers: a rebalance must not wait behind other tests' backlog of readings.
     stack = private_stack
     env = component_env(stack, run_id, URBANBRAIN_STREAMS_LATENESS_S="60",
-                        URBANBRAIN_STREAMS_ROLLUP_GRACE_S="1")
+                        URBANBRAIN_STREAMS_ROLLUP_GRACE_S="1",
+                        URBANBRAIN_STREAMS_SENSOR_HOPS="all")  # every hop, counted
     a = Component("streams-a", ["streams", "worker", "-l", "info"], env, tmp_path / "a.log").start()
     components.append(a)
     a.wait_for_log("Ready", timeout=60)

@@ -153,6 +153,32 @@ def test_which_windows_go_to_the_aggregates_topic(which: str, sizes: set[str]) -
     assert {"agg_sensor_1m", "agg_sensor_5m"} <= {ln.split(",", 1)[0] for ln in out.lines}
 
 
+def test_aligned_hops_store_one_sensor_point_per_window_length_and_every_index_point():
+    """streams_sensor_hops=aligned: agg_sensor_5m only for hops that start on a multiple
+    of 5 min (what the dashboards' 5-min buckets read); every 1-min window, every hop's
+    index points and every aggregates record stay."""
+    def render(which: str):
+        s = StreamsSettings(streams_lateness_s=0, streams_sensor_hops=which)
+        st = WindowStage(s, DictStore(), IndexCalculator(None, default_road_class="arterial"))
+        recs = [(i, [rd("a", T0 + i * MIN + 1, speed_kmh=40.0 + i, vehicle_count=5.0,
+                        occupancy_pct=10.0)]) for i in range(16)]
+        return st.render("readings.traffic", 0, st.process("readings.traffic", 0, recs))
+
+    def times(out, prefix: str, window: str | None = None) -> list[int]:
+        return sorted(int(ln.rsplit(" ", 1)[1]) for ln in out.lines if ln.startswith(prefix)
+                      and (window is None or f"window={window}" in ln))
+
+    every, aligned = render("all"), render("aligned")
+    hops = times(every, "agg_sensor_5m,")
+    assert len(hops) >= 8  # one a minute
+    assert times(aligned, "agg_sensor_5m,") == [t for t in hops if t % (5 * MIN) == 0] != []
+    assert times(aligned, "agg_sensor_1m,") == times(every, "agg_sensor_1m,")
+    assert (times(aligned, "traffic_index,", "5m") == times(every, "traffic_index,", "5m")
+            and len(times(every, "traffic_index,", "5m")) == len(hops))
+    assert len(aligned.records) == len(every.records)
+    assert len(aligned.lines) < len(every.lines)
+
+
 def test_a_sink_writes_in_the_background_and_forgets_a_failed_batch() -> None:
     import asyncio
 

@@ -90,13 +90,14 @@ def sensor_fields(metrics: Mapping[str, Stats]) -> str:
 
 
 def window_lines(domain: str, size: str, start: int, rows: Mapping[str, Mapping[str, Stats]],
-                 meta: Mapping[str, tuple[str, str]], points: Iterable[IndexPoint]
-                 ) -> tuple[list[str], list[tuple[str, str]]]:
-    """Lines of one closed window of one partition, and (sensor, why) for refused ones."""
+                 meta: Mapping[str, tuple[str, str]], points: Iterable[IndexPoint], *,
+                 sensors: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
+    """Lines of one closed window of one partition, and (sensor, why) for refused ones.
+    ``sensors=False``: the index points only (a hop not stored per sensor)."""
     out: list[str] = []
     bad: list[tuple[str, str]] = []
     meas = f"agg_sensor_{size}"
-    for sensor, metrics in rows.items():
+    for sensor, metrics in (rows.items() if sensors else ()):
         district, kind = meta.get(sensor, ("", ""))
         try:
             head = _head(meas, {"sensor": sensor, "district": district, "domain": domain,
