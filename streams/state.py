@@ -228,7 +228,11 @@ class RebalanceFence:
         already overtaken)."""
         now = self._now()
         a = self._assigned
-        return a if a is not None and a[0] == now[0] else now
+        if a is None or a[0] != now[0] or not self.app.rebalancing:
+            # no revocation running: the records are the current assignment's (also if
+            # an assignment's signal never came, which must not stop every batch after)
+            return now
+        return a
 
     def check(self, token: tuple[Any, int], where: str) -> None:
         """Raise :class:`BatchAbandoned` if a rebalance began since ``token``."""

@@ -248,6 +248,12 @@ def test_rebalance_fence_stops_a_batch_a_rebalance_overtook():
     app.consumer_generation_id = 5  # a whole rebalance passed meanwhile (expelled, rejoined)
     with pytest.raises(BatchAbandoned):
         fence.check(token, "before its state")
+    # an assignment whose signal never came, in the same generation: once no rebalance
+    # runs, batches go on instead of being abandoned forever
+    app.consumer_generation_id, app.rebalancing_count = 4, 5
+    fence.assigned()
+    app.rebalancing_count = 6  # rebalance 6 ended without the signal
+    fence.check(fence.token(), "before its outputs")
     events = [_event(3), _event(3)]
     fence.abandon(events, "readings batch", "before its state")
     assert all(e.message.acked for e in events) and fence.abandoned == 1
