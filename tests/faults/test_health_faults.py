@@ -106,7 +106,11 @@ def test_health_metrics_and_pipeline_alerts(proxied_stack, run_id, components, t
     assert metric(page, "urbanbrain_influx_write_seconds") is not None
     assert metric(page, "urbanbrain_influx_write_retries_total") == 0
     assert metric(page, "urbanbrain_influx_auth_failures_total") == 0
-    assert metric(page, "urbanbrain_rule_evaluations_total") > 0
+    # the pipeline's own rules evaluate on a 5-s processing-time timer (rules/pipeline_watch.py),
+    # which a fast worker may not have reached when the first readings are stored
+    wait_until(lambda: (metric(scrape("worker"), "urbanbrain_rule_evaluations_total") or 0) > 0,
+               15, what="the worker's pipeline rules evaluated once")
+    page = scrape("worker")
     assert metric(page, "urbanbrain_alerts", state="firing") is not None
     assert metric(page, "urbanbrain_ready") == 1
 
