@@ -139,6 +139,7 @@ def fields_per_reading(hops: str, interval_s: int, size: int = 2000,
     from urbanbrain.rules.model import RuleSet
     from urbanbrain.simulators.city import City
     from urbanbrain.simulators.engine import Simulation
+    from urbanbrain.simulators.record import frame_readings
     from urbanbrain.streams.inprocess import InProcessWorker
     from urbanbrain.streams.settings import StreamsSettings
 
@@ -153,7 +154,6 @@ def fields_per_reading(hops: str, interval_s: int, size: int = 2000,
         shutil.rmtree(tmp, ignore_errors=True)
     start = (int(time.time() * 1000) - 3 * 3_600_000) // 3_600_000 * 3_600_000
     sim = Simulation(city, 7, start_ms=start, interval_s=interval_s)
-    attrs = {s.sensor_id: (s.domain, s.kind, s.district) for s in city.sensors}
     encoder = ReadingLineEncoder()
     fields: dict[str, int] = {}
     readings, tick, next_tick = 0, [], start + 60_000
@@ -172,10 +172,7 @@ def fields_per_reading(hops: str, interval_s: int, size: int = 2000,
             worker.events.clear()
             worker.samples.clear()
             tick, next_tick = [], next_tick + 60_000
-        for sid, ts, metrics in frame.readings(city):
-            d, k, dist = attrs[sid]
-            tick.append({"sensor_id": sid, "ts": ts, "recv": ts, "domain": d, "kind": k,
-                         "district": dist, "metrics": metrics})
+        tick.extend(frame_readings(city, frame))
     total = sum(fields.values())
     row = {"hops": hops, "interval_s": interval_s, "sensors": len(city.sensors),
            "readings": readings, "fields_per_reading": round(total / readings, 2),
