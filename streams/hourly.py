@@ -13,21 +13,34 @@ last) merge exactly (streams/aggregates.py). Each closed 1-min window is merged 
 hour's *accumulator*; the hour closes when the partition's watermark has closed its last
 minute (``emitted_until`` reaches the hour's end), which is event time only, like the minutes.
 
-Durability: the accumulator is a changelog-backed table entry (the window-state table,
-key ``<topic>|<partition>|h|<hour>``), written before the minute's outputs and marks, with
-the set of minutes it holds. A replayed minute is recognised and not merged twice; an hour
-whose outputs were written but whose tombstone was not is closed again with the same values
-(same points, same timestamps: InfluxDB overwrites them).
+Durability: the accumulator is kept in :data:`SHARDS` changelog-backed table entries (the
+window-state table, key ``<topic>|<partition>|h|<hour>|<shard>``; a sensor's shard is the
+CRC-32 of its id), written before the minute's outputs and marks, each with the set of
+minutes it holds. A replayed minute is recognised per shard and not merged twice; an hour
+whose outputs were written but whose tombstones were not is closed again with the same
+values (same points, same timestamps: InfluxDB overwrites them).
+
+Why shards: the hour holds one row per sensor and metric of the whole partition (~370 bytes
+a sensor) and is rewritten every minute. As one entry it grew with the city: at 16,700
+loops a partition it was a 6.2 MB Kafka record, over the producer's 4 MB request limit,
+and the worker crashed (the 100,000-sensor soak, 2026-12-07). Sixteen shards keep each
+record under 4 MB up to ~180,000 sensors a partition (more partitions long before then);
+each is written whole, since every sensor closes a minute every minute. An entry of the
+unsharded layout (``…|h|<hour>``, before 2026-12-07) is read and split on recovery, and
+deleted when its hour closes.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+import numpy as np
 
 from .aggregates import Frame, by_sensor, decode_delta, encode_delta, merge
 from .derive import IndexCalculator
@@ -42,6 +55,32 @@ log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 SIZE = "1h"
+#: changelog entries per (partition, hour): see the module docstring
+SHARDS = 16
+_SHARD_OF: dict[str, int] = {}
+
+
+def shard_of(sensor: str) -> int:
+    """The accumulator shard of a sensor: stable across processes (not ``hash()``)."""
+    k = _SHARD_OF.get(sensor)
+    if k is None:
+        k = zlib.crc32(sensor.encode("utf-8")) % SHARDS
+        if len(_SHARD_OF) < 2_000_000:
+            _SHARD_OF[sensor] = k
+    return k
+
+
+def split(frame: Frame) -> dict[int, Frame]:
+    """Rows of ``frame`` by the shard of their sensor (shards without rows left out)."""
+    if not len(frame):
+        return {}
+    shards = np.fromiter((shard_of(s) for s in frame["sensor"].tolist()), dtype=np.int64,
+                         count=len(frame))
+    out: dict[int, Frame] = {}
+    for k in np.unique(shards).tolist():
+        mask = shards == k
+        out[int(k)] = Frame({c: v[mask] for c, v in frame.cols.items()})
+    return out
 
 
 @dataclass
@@ -72,11 +111,12 @@ class HourlyStats:
 
 
 class HourlyStage:
-    """Accumulators of the partitions this worker holds (lazily rebuilt after a rebalance)."""
+    """Accumulators of the partitions this worker holds (lazily rebuilt after a rebalance):
+    per partition, ``(hour, shard) -> Accumulator``."""
 
     def __init__(self, store: Store, calc: IndexCalculator, *, hour_ms: int = HOUR_MS) -> None:
         self.store, self.calc, self.hour_ms = store, calc, hour_ms
-        self.accs: dict[tuple[str, int], dict[int, Accumulator]] = {}
+        self.accs: dict[tuple[str, int], dict[tuple[int, int], Accumulator]] = {}
         self.stats = HourlyStats()
 
     @staticmethod
@@ -87,15 +127,31 @@ class HourlyStage:
         """Forget memory after a rebalance; the table is the truth."""
         self.accs.clear()
 
-    def _part(self, topic: str, partition: int) -> dict[int, Accumulator]:
+    def _part(self, topic: str, partition: int) -> dict[tuple[int, int], Accumulator]:
         accs = self.accs.get((topic, partition))
         if accs is None:
             accs = {}
+            legacy: dict[int, Accumulator] = {}
             prefix = self.prefix(topic, partition)
             for key, value in self.store.items():
-                if value is not None and key.startswith(prefix):
-                    accs[int(key[len(prefix):])] = Accumulator.decode(value)
-                    self.stats.recovered += 1
+                if value is None or not key.startswith(prefix):
+                    continue
+                hour, _, shard = key[len(prefix):].partition("|")
+                if shard:
+                    accs[(int(hour), int(shard))] = Accumulator.decode(value)
+                else:
+                    legacy[int(hour)] = Accumulator.decode(value)
+                self.stats.recovered += 1
+            for hour, acc in legacy.items():
+                # the unsharded layout: its rows by shard, each with the hour's minutes; a
+                # shard already written in the new layout is newer (the split was written
+                # and the old entry is deleted only when the hour closes)
+                for k, part in split(acc.frame).items():
+                    if (hour, k) not in accs:
+                        accs[(hour, k)] = Accumulator(
+                            part, set(acc.panes),
+                            {s: acc.meta[s] for s in set(part["sensor"].tolist())
+                             if s in acc.meta})
             self.accs[(topic, partition)] = accs
         return accs
 
@@ -106,35 +162,41 @@ class HourlyStage:
         partials into ``out.partials``, their tombstones into ``res.deletes`` (applied once
         the outputs are stored)."""
         accs = self._part(topic, partition)
-        touched: set[int] = set()
+        touched: set[tuple[int, int]] = set()
+        meta = pw.meta
         for w in res.windows:
             if w.size != "1m" or not len(w.frame):
                 continue
             hour = w.start // self.hour_ms * self.hour_ms
-            acc = accs.get(hour)
-            if acc is None:
-                acc = accs[hour] = Accumulator(Frame.empty())
-            if w.start in acc.panes:
-                self.stats.replayed_minutes += 1
-                continue
-            acc.frame = merge([acc.frame, w.frame])
-            acc.panes.add(w.start)
-            meta = pw.meta
-            for s in set(w.frame["sensor"].tolist()):
-                if s in meta:
-                    acc.meta[s] = meta[s]
-            touched.add(hour)
+            for k, part in split(w.frame).items():
+                acc = accs.get((hour, k))
+                if acc is None:
+                    acc = accs[(hour, k)] = Accumulator(Frame.empty())
+                if w.start in acc.panes:
+                    self.stats.replayed_minutes += 1
+                    continue
+                acc.frame = merge([acc.frame, part])
+                acc.panes.add(w.start)
+                for s in set(part["sensor"].tolist()):
+                    if s in meta:
+                        acc.meta[s] = meta[s]
+                touched.add((hour, k))
         prefix = self.prefix(topic, partition)
-        for hour in sorted(touched):
-            self.store.put(partition, f"{prefix}{hour}", accs[hour].encode())
+        for hour, k in sorted(touched):
+            self.store.put(partition, f"{prefix}{hour}|{k}", accs[(hour, k)].encode())
         eu = pw.emitted_until
         if eu is None:
             return
         domain = topic.split(".", 1)[-1]
-        for hour in sorted(h for h in accs if h + self.hour_ms <= eu):
-            acc = accs.pop(hour)
-            self._close(domain, f"{topic}|{partition}", hour, acc, out)
-            res.deletes.append(f"{prefix}{hour}")
+        for hour in sorted({h for h, _ in accs if h + self.hour_ms <= eu}):
+            shards = sorted(k for h, k in accs if h == hour)
+            parts = [accs.pop((hour, k)) for k in shards]
+            whole = Accumulator(merge([a.frame for a in parts]),
+                                set().union(*(a.panes for a in parts)),
+                                {s: m for a in parts for s, m in a.meta.items()})
+            self._close(domain, f"{topic}|{partition}", hour, whole, out)
+            res.deletes += [f"{prefix}{hour}|{k}" for k in shards]
+            res.deletes.append(f"{prefix}{hour}")  # the unsharded layout's, if any
 
     def _close(self, domain: str, src: str, hour: int, acc: Accumulator, out: Rendered) -> None:
         rows = by_sensor(acc.frame)
@@ -153,7 +215,7 @@ class HourlyStage:
 
     @property
     def open_hours(self) -> int:
-        return sum(len(a) for a in self.accs.values())
+        return sum(len({h for h, _ in a}) for a in self.accs.values())
 
 
 def size_of(part: Mapping[str, Any]) -> str:

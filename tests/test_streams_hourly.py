@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from urbanbrain.streams.derive import IndexCalculator
+from urbanbrain.streams.hourly import SHARDS, Accumulator, shard_of
 from urbanbrain.streams.processor import WindowStage
 from urbanbrain.streams.rollup_stage import RollupStage, points_to_lines
 from urbanbrain.streams.settings import StreamsSettings
@@ -92,9 +93,11 @@ def test_an_hour_is_exactly_the_readings_of_its_hour_and_closes_on_event_time():
     assert float(f0["flow_vph"]) == pytest.approx(
         sum(r["metrics"]["vehicle_count"] for r in first) * 3)
     assert [p["start"] for p in partials] == [H0 - HOUR, H0, H0 + HOUR]
-    # closed hours leave no accumulator behind; the open one is in the table
-    keys = [k for k in stage.store.data if "|h|" in k]
-    assert keys == [f"{TOPIC}|0|h|{H0 + 2 * HOUR}"]
+    # closed hours leave no accumulator behind; the open one is in the table, one entry
+    # per shard its sensors fall in
+    keys = sorted(k for k in stage.store.data if "|h|" in k)
+    assert keys == sorted(f"{TOPIC}|0|h|{H0 + 2 * HOUR}|{k}"
+                          for k in {shard_of(s) for s in ("a", "b", "c")})
 
 
 def test_a_crash_replays_to_the_same_hour():
@@ -119,6 +122,57 @@ def test_a_crash_replays_to_the_same_hour():
     assert got == ref
     assert w2.hourly.stats.replayed_minutes > 0
     assert not [k for k in store.data if k.startswith(f"{TOPIC}|0|h|{H0}")]
+
+
+def test_a_big_partition_writes_its_hour_in_bounded_entries():
+    """An hour of a partition with many sensors: no changelog entry holds the whole
+    partition (one did, and at 16,700 loops it outgrew Kafka's request limit and crashed
+    the worker); the hour's statistics are those of one entry."""
+    sensors = [f"tl-{i:05d}" for i in range(800)]
+    rs = readings(sensors, H0, H0 + 3 * 60_000, seed=5)
+    store = DictStore()
+    stage = WindowStage(settings(), store, IndexCalculator(None))
+    run(stage, records(rs, per=400))
+    entries = {k: v for k, v in store.data.items() if f"|h|{H0}|" in k}
+    assert len(entries) == SHARDS  # 800 sensors fill every shard
+    total = sum(len(v) for v in entries.values())
+    assert max(len(v) for v in entries.values()) < 2.5 * total / SHARDS
+    # the shards hold every sensor exactly once, with the minutes closed so far
+    accs = [Accumulator.decode(v) for v in entries.values()]
+    held = [s for a in accs for s in set(a.frame["sensor"].tolist())]
+    assert sorted(held) == sensors
+    assert H0 in accs[0].panes and all(a.panes == accs[0].panes for a in accs)
+
+
+def test_an_hour_of_the_unsharded_layout_is_recovered_and_deleted():
+    """A table written before the hour was sharded (one entry per partition and hour):
+    a worker of this version takes it over mid-hour and closes the same hour as one that
+    ran throughout, and leaves no entry of either layout behind."""
+    sensors = ["a", "b", "c", "d", "e"]
+    rs = readings(sensors, H0, H0 + HOUR + 5 * 60_000, seed=7)
+    recs = records(rs, per=10)
+    ref_lines, _ = run(WindowStage(settings(), DictStore(), IndexCalculator(None)), recs)
+    ref = {(m, tuple(sorted(t.items())), ts): f for m, t, f, ts in map(parse, ref_lines)}
+
+    store = DictStore()
+    w1 = WindowStage(settings(), store, IndexCalculator(None))
+    cut = len(recs) // 2
+    run(w1, recs[:cut])
+    # rewrite the open hour's shards as the old single entry
+    prefix = f"{TOPIC}|0|h|"
+    shards = [k for k in store.data if k.startswith(f"{prefix}{H0}|")]
+    accs = [Accumulator.decode(store.data.pop(k)) for k in shards]
+    from urbanbrain.streams.aggregates import merge
+    old = Accumulator(merge([a.frame for a in accs]), set().union(*(a.panes for a in accs)),
+                      {s: m for a in accs for s, m in a.meta.items()})
+    store.put(0, f"{prefix}{H0}", old.encode())
+
+    w2 = WindowStage(settings(), store, IndexCalculator(None))
+    lines, _ = run(w2, recs[cut - 3:])
+    got = {(m, tuple(sorted(t.items())), ts): f for m, t, f, ts in map(parse, lines)}
+    hour = {k: v for k, v in ref.items() if k[2] == H0}
+    assert hour and {k: v for k, v in got.items() if k[2] == H0} == hour
+    assert not [k for k in store.data if k.startswith(f"{prefix}{H0}")]
 
 
 def test_hourly_district_and_city_rollups_from_two_partitions():
