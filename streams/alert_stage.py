@@ -137,19 +137,29 @@ class _Evaluators:
         self.fresh.discard((source, partition))
         return ev.observe(readings, history=True) if readings else 0
 
-    def persist(self, source: str, partition: int, *, force: bool = False) -> int:
-        """Write changed state: alert lifecycle entries and the stage's own state always
-        (a restart neither re-sends nor forgets a transition), per-sensor sample entries
-        every ``checkpoint_s`` (0: every batch)."""
+    def due(self, source: str, partition: int) -> bool:
+        """Whether the partition's state is written at this batch: every ``checkpoint_s``
+        (0: every batch). Between two writes the state lives in memory only, and the
+        worker commits the partition's input no further than the last write (Kafka
+        Streams' commit interval): a crash re-reads what the state does not hold."""
+        if self.checkpoint_s <= 0:
+            return True
+        now = time.monotonic()
+        # the interval starts with the partition's first batch (its state came from the table)
+        return now - self._checkpointed.setdefault((source, partition), now) >= self.checkpoint_s
+
+    def persist(self, source: str, partition: int, *, force: bool = False) -> int | None:
+        """Write every entry changed since the last write (alert lifecycle, sensors, the
+        stage's own state) when :meth:`due` or ``force``; None when not due (nothing
+        written). Returns the entries written."""
         key = (source, partition)
         ev = self.live.get(key)
         if ev is None:
             return 0
-        now = time.monotonic()
-        full = force or now - self._checkpointed.get(key, 0.0) >= self.checkpoint_s
-        if full:
-            self._checkpointed[key] = now
-        changes = ev.take_changes(sensors=full)
+        if not (force or self.due(source, partition)):
+            return None
+        self._checkpointed[key] = time.monotonic()
+        changes = ev.take_changes()
         prefix = f"{source}|{partition}|"
         for k, v in changes.items():
             if v is None:
@@ -162,8 +172,8 @@ class _Evaluators:
         return len(changes)
 
     def persist_all(self) -> int:
-        """Full write of every live evaluator (partitions revoked, worker stopping)."""
-        return sum(self.persist(src, part, force=True) for src, part in list(self.live))
+        """Write every live evaluator now (benchmarks and tests that read the tables)."""
+        return sum(self.persist(src, part, force=True) or 0 for src, part in list(self.live))
 
     def reload(self, rs: RuleSet) -> list[tuple[str, int, list[AlertEvent]]]:
         return [(src, part, ev.replace_ruleset(rs, ev.watermark))

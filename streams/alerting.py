@@ -70,9 +70,12 @@ class AlertSettings(BaseSettings):
     )
     reload_interval_s: float = Field(5.0, gt=0, description="rule file poll interval")
     state_checkpoint_s: float = Field(
-        0.0, ge=0, description="write per-sensor rule state at most this often (0: every "
-        "batch, so that a restart resumes exactly where the acknowledged records end)"
-    )
+        0.0, ge=0, description="write a partition's rule state (and its window marks) at "
+        "most this often, and commit its input no further than the last write: Kafka "
+        "Streams' commit interval. A crash, a stop or a rebalance re-reads up to this much "
+        "of the input and sends its alerts again (same fingerprints and starts); in "
+        "exchange a sensor's state entry is written once per interval instead of once per "
+        "reading (docs/PERFORMANCE.md). 0: every batch")
     warmup_s: float = Field(
         7200.0, ge=0, description="warm start: a source partition with no rule state at all "
         "(a new deploy) first folds in this much of its sensors' raw history from InfluxDB "
@@ -162,16 +165,6 @@ class Alerting:
             for source, partition, events in stage.reload(self.watcher.ruleset):
                 await self.outputs.emit(events)
                 stage.persist(source, partition)
-
-    def checkpoint(self) -> int:
-        """Full write of every live evaluator (partitions revoked, worker stopping) when
-        sensor state is checkpointed less often than every batch; with the default (every
-        batch) the tables already hold everything, and a burst of writes in the middle of
-        a rebalance only races the next owner's recovery."""
-        if self.cfg.state_checkpoint_s <= 0:
-            return 0
-        return self.sensors.persist_all() + self.districts.persist_all()
-
 
 def main() -> None:
     """``python -m urbanbrain.streams.alerting``: a worker that only evaluates rules

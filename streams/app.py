@@ -53,7 +53,7 @@ from .processor import WindowStage
 from .rollup_stage import RollupStage
 from .settings import StreamsSettings
 from .silence_feed import SilenceFeed
-from .state import GenerationFence, TableStore, flush_durably
+from .state import GenerationFence, TableStore
 from .worker import StreamsWorker
 from .worker_health import observe_worker
 
@@ -239,14 +239,6 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
         log.info("ASSIGNMENT %s", orjson.dumps(
             {"worker": worker_id, "partitions": {t: sorted(p) for t, p in sorted(mine.items())}}
         ).decode())
-
-    @app.on_partitions_revoked.connect
-    async def checkpoint_on_revoke(sender: Any, revoked: set, **kwargs: Any) -> None:
-        # The next owner of these partitions starts from the tables: give it everything.
-        n_keys = alerting.checkpoint()
-        if n_keys:
-            await flush_durably(app)
-            log.info("alert state checkpointed on revocation: %d entries", n_keys)
 
     health = serve_health(app, ss) if ss.metrics_port is not None else None
     observe_worker(app, ss, writer=writer, stats=worker.stats, stage=windows,

@@ -61,7 +61,17 @@ Kafka records that were in Kafka but never stored.
    start there. The floor follows every offset ``_new_offset`` hands out, so it also
    holds at a revocation, where Faust forgets what it committed before its last commit.
 
-All five are applied once, by :func:`apply`, and only to faust-streaming 0.15.3 whose
+6. **Commits follow the state checkpoints (not a fix: the hook the worker's checkpointed
+   state needs).** With ``URBANBRAIN_ALERT_STATE_CHECKPOINT_S`` > 0 the worker writes its
+   rule state and window marks of a partition only every so often (Kafka Streams'
+   commit interval), so a record acked since the last checkpoint is not in the durable
+   state yet and must be read again after a crash. The worker keeps, per partition, the
+   first offset whose state is not durable (:func:`set_commit_ceiling`); ``_new_offset``
+   never commits past it. The seek after an assignment clears the ceilings, with the
+   acks (4.): from there the partition is read again from its committed offset, which
+   the ceilings held at or below what the state holds.
+
+All six are applied once, by :func:`apply`, and only to faust-streaming 0.15.3 whose
 replaced methods still have the source they were written against (the sha256 of each is
 checked at every start): any other release refuses to start with one line (exit 78),
 because running unpatched loses data on a restart.
@@ -230,6 +240,11 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     if committed is not None and min(acked) > committed:
         return None  # the next offset to commit over is not acked (in flight, or lost)
     batch = next(consecutive_numbers(acked))
+    ceiling = getattr(self, "_commit_ceiling", {}).get(tp)
+    if ceiling is not None and batch[-1] >= ceiling:  # 6.: not in the durable state yet
+        batch = [o for o in batch if o < ceiling]
+        if not batch:
+            return None
     acked[: len(batch)] = []
     self._acked_index[tp].difference_update(batch)
     floor = getattr(self, "_commit_floor", None)
@@ -264,6 +279,28 @@ async def _perform_seek(self: Any) -> None:
         for atp, offset in earliest.items():
             floor[TP(atp.topic, atp.partition)] = offset
     self._commit_floor = floor
+    self._commit_ceiling = {}  # 6.: read again from the committed offset, all durable
+
+
+def set_commit_ceiling(consumer: Any, topic: str, partition: int, offset: int | None) -> None:
+    """Commit ``topic[partition]`` no further than ``offset`` (the first record whose
+    state is not durable yet); None lifts it (everything processed is durable)."""
+    from faust.types import TP
+
+    ceilings = getattr(consumer, "_commit_ceiling", None)
+    if ceilings is None:
+        ceilings = consumer._commit_ceiling = {}
+    if offset is None:
+        ceilings.pop(TP(topic, partition), None)
+    else:
+        ceilings.setdefault(TP(topic, partition), offset)  # the first undurable one stays
+
+
+def commit_held(consumer: Any, topic: str, partition: int) -> bool:
+    """Whether a ceiling holds ``topic[partition]``'s commit (:func:`set_commit_ceiling`)."""
+    from faust.types import TP
+
+    return TP(topic, partition) in (getattr(consumer, "_commit_ceiling", None) or {})
 
 
 #: how long a revocation waits for in-flight messages to be acked (see the module doc, 3.)

@@ -25,7 +25,7 @@ from urbanbrain.kafka import readings_topic
 from urbanbrain.reading import Partitioner
 from urbanbrain.registry import Registry
 
-from .alert_stage import DistrictInterest, DistrictRules, Forward, SensorRules
+from .alert_stage import DISTRICT_SOURCE, DistrictInterest, DistrictRules, Forward, SensorRules
 from .alerting import AlertSettings
 from .derive import IndexCalculator
 from .pipeline import SourceOutput, SourcePipeline
@@ -53,9 +53,10 @@ class InProcessWorker:
                  stores: Stores | None = None) -> None:
         """``outputs``: render every window's lines, records and partials as the worker
         does (benchmarks); off, only the windows the rules' index samples come from.
-        ``checkpoint_s``: how often sensor rule state is written (the worker's
-        ``URBANBRAIN_ALERT_STATE_CHECKPOINT_S``, 0 there); never by default, since nothing
-        restarts in process. ``stores``: another instance's stores, to start from the state
+        ``checkpoint_s``: how often rule state is written (the worker's
+        ``URBANBRAIN_ALERT_STATE_CHECKPOINT_S``; 0: every batch, with the window marks
+        after it, as a worker writes them); never by default, since nothing restarts in
+        process. ``stores``: another instance's stores, to start from the state
         it left (a restart, tests/test_pipeline_crash_order.py)."""
         ss = settings or StreamsSettings()
         cfg = alert_settings or AlertSettings()
@@ -83,7 +84,8 @@ class InProcessWorker:
                                        checkpoint_s=checkpoint_s)
         self.interest = DistrictInterest(self.n)
         self.pipeline = SourcePipeline(self.windows, self.sensors, self.interest, rules,
-                                       outputs=outputs)
+                                       outputs=outputs,
+                                       deferred_marks=0 < checkpoint_s < float("inf"))
         self.ruleset = ruleset
         self.part = Partitioner(self.n)
         self.offsets: dict[tuple[str, int], int] = defaultdict(int)
@@ -128,6 +130,7 @@ class InProcessWorker:
                 forwards[p].append(f)
         for p in sorted(forwards):
             events += self.districts.process(p, forwards[p])
+            self.districts.persist(DISTRICT_SOURCE, p)  # as the worker's district batch
         self.events += events
         return events
 

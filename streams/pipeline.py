@@ -12,6 +12,14 @@ this object, so a backtest score is the live pipeline's score.
 
 The caller stores the outputs (in the order the worker's durability needs), then runs
 :meth:`SourcePipeline.finish`: the rule state, a barrier, then window marks and tombstones.
+With checkpointed state (``URBANBRAIN_ALERT_STATE_CHECKPOINT_S`` > 0, the worker's
+``deferred_marks``) a partition's rule state is written only when due, and its window
+deltas and marks wait for that write (deltas with the rule state, marks after it): the
+table then holds the partition exactly as of its last checkpoint, and a restart that
+reads the input again from there repeats what the worker did (with the deltas written
+early, the recovered windows closed everything up to the newest delta at once, and the
+index samples of all those windows moved the district clocks ahead of the readings
+being read again).
 """
 
 from __future__ import annotations
@@ -51,11 +59,20 @@ class SourceOutput:
 class SourcePipeline:
     def __init__(self, windows: WindowStage | None, rules: SensorRules,
                  interest: DistrictInterest, ruleset: Callable[[], RuleSet], *,
-                 outputs: bool = True) -> None:
+                 outputs: bool = True, deferred_marks: bool = False) -> None:
         """``outputs=False`` (the backtest): windows only where the rules need an index
         sample of them, and no lines, records or partials. The alerts are the same: rules
-        see nothing of a window but its index samples."""
+        see nothing of a window but its index samples. ``deferred_marks``: window deltas,
+        marks and tombstones of a partition wait for its next rule state write (a worker
+        with checkpointed state); off, they are written at every batch."""
         self.windows = windows
+        self.deferred_marks = deferred_marks
+        if windows is not None:
+            windows.defer_deltas = deferred_marks
+        #: (topic, partition) -> window results waiting for the partition's checkpoint
+        self._waiting: dict[tuple[str, int], list[BatchResult]] = {}
+        #: the partitions whose rule state the last :meth:`finish` wrote
+        self.checkpointed: list[tuple[str, int]] = []
         self.rules = rules
         self.interest = interest
         self.ruleset = ruleset
@@ -120,11 +137,49 @@ class SourcePipeline:
         second time hours later (tests/test_pipeline_crash_order.py). Killed the other way
         round, the windows emit those samples again, and the rules fold them in again
         without evaluating anything (a sample is observed only, idempotently)."""
-        for out in outs:
-            self.rules.persist(out.topic, out.partition)
+        self.checkpointed = []
+        if self.deferred_marks:
+            for out in outs:
+                if out.window_result is not None:
+                    self._waiting.setdefault((out.topic, out.partition), []).append(
+                        out.window_result)
+        for topic, partition in dict.fromkeys((o.topic, o.partition) for o in outs):
+            if self.rules.persist(topic, partition) is not None:
+                self.checkpointed.append((topic, partition))
         if self.windows is None:
             return
+        self.write_deltas(self.checkpointed)
         yield
-        for out in outs:
-            if out.window_result is not None:
-                self.windows.finish(out.partition, out.window_result)
+        if not self.deferred_marks:
+            for out in outs:
+                if out.window_result is not None:
+                    self.windows.finish(out.partition, out.window_result)
+        self.apply_marks(self.checkpointed)
+
+    def write_deltas(self, keys: Sequence[tuple[str, int]]) -> None:
+        """The waiting window deltas of these partitions, with their rule state (both
+        before the marks: a mark never outlives the deltas of the panes it keeps open)."""
+        if self.windows is None:
+            return
+        for key in keys:
+            for res in self._waiting.get(key, ()):
+                self.windows.write_deltas(key[1], res)
+
+    def apply_marks(self, keys: Sequence[tuple[str, int]]) -> int:
+        """Write the waiting window marks and tombstones of these partitions, whose rule
+        state and deltas were just written (the caller made them durable first). Returns
+        how many batches' marks were written."""
+        n = 0
+        if self.windows is None:
+            return n
+        for key in keys:
+            for res in self._waiting.pop(key, ()):
+                self.windows.finish(key[1], res)
+                n += 1
+        return n
+
+    def reset(self) -> None:
+        """Drop what waits with the stages' memory (a rebalance, an abandoned batch): the
+        partitions are read again from their committed offsets, which never passed the
+        last checkpoint, and the windows are rebuilt from the table as of that."""
+        self._waiting.clear()

@@ -63,6 +63,9 @@ class WindowStage:
         self.parts: dict[tuple[str, int], PartitionWindows] = {}
         self.stats = StageStats()
         self.generation: object = None
+        #: deltas wait for the partition's rule state checkpoint (streams/pipeline.py)
+        #: instead of being written at once
+        self.defer_deltas = False
         #: hourly windows folded from the closed minutes (same table: co-partitioned)
         self.hourly = HourlyStage(store, calc)
 
@@ -93,11 +96,12 @@ class WindowStage:
     def process(self, topic: str, partition: int,
                 records: Sequence[tuple[int, Sequence[Mapping]]],
                 caps: Sequence[int | None] | None = None) -> BatchResult:
-        """Fold the records in and write their deltas to the table (before any output);
+        """Fold the records in and write their deltas to the table (before any output;
+        with ``defer_deltas``, the caller writes them with :meth:`write_deltas`);
         ``caps``: see :meth:`PartitionWindows.process`."""
         res = self.part(topic, partition).process(records, caps)
-        for key, value in res.delta_puts.items():
-            self.store.put(partition, key, value)
+        if not self.defer_deltas:
+            self.write_deltas(partition, res)
         self.stats.late += len(res.late)
         self.stats.replayed += res.replayed
         return res
@@ -153,6 +157,11 @@ class WindowStage:
         """Whether windows of ``size`` go to the ``aggregates`` topic (streams_aggregates)."""
         which = self.settings.streams_aggregates
         return which == "all" or which == size
+
+    def write_deltas(self, partition: int, res: BatchResult) -> None:
+        """The batch's deltas (keyed by record offset: a replay rewrites the same keys)."""
+        for key, value in res.delta_puts.items():
+            self.store.put(partition, key, value)
 
     def finish(self, partition: int, res: BatchResult) -> None:
         """After the outputs are stored: the emitted mark and tombstones of spent panes."""

@@ -43,6 +43,7 @@ from .processor import WindowStage
 from .rollup_stage import RollupStage, points_to_lines
 from .settings import StreamsSettings
 from .sinks.base import BatchingSink, InfluxSink, KafkaSink, Record, chunked
+from .faust_patches import commit_held, set_commit_ceiling
 from .state import BatchAbandoned, RebalanceFence, flush_durably
 from .warmup import WarmStart
 from .worker_health import lag_by_partition
@@ -179,7 +180,8 @@ class StreamsWorker:
         self.sinks = WorkerSinks.of(writer, topics)
         self.stats = StreamsStats()
         self.pipeline = SourcePipeline(windows, alerting.sensors, alerting.interest,
-                                       lambda: alerting.watcher.ruleset)
+                                       lambda: alerting.watcher.ruleset,
+                                       deferred_marks=alerting.cfg.state_checkpoint_s > 0)
         span = int(alerting.cfg.warmup_s * 1000)
         self.warm_start = (WarmStart(writer, settings.kafka_partitions, span)
                            if span > 0 else None)
@@ -193,6 +195,9 @@ class StreamsWorker:
         #: partition is idle only when that reaches its end, not when Faust has merely read
         #: its records into the agent's buffer (a catch-up keeps them there for seconds)
         self.processed: dict[tuple[str, int], int] = {}
+        #: partitions whose commit waits for their state's next write -> the stages'
+        #: generation when the hold began (see _hold_commit)
+        self._held: dict[tuple[str, int], Any] = {}
         #: quiet partitions taken up for the district clocks (once per generation)
         self._taken_up: set[tuple[str, int]] = set()
         #: (topic, partition) -> log end offset the broker reported (check_fetching): the
@@ -226,6 +231,7 @@ class StreamsWorker:
         """Drop the stages' in-memory state: rebuilt from the tables when next used."""
         if self.windows is not None:
             self.windows.reset(gen)
+        self.pipeline.reset()
         self.alerting.sensors.reset(gen)
         self.alerting.districts.reset(gen)
 
@@ -347,6 +353,12 @@ class StreamsWorker:
                 break
             await flush_durably(self.app)
         await flush_durably(self.app)
+        # commits: a partition whose state was just written may be committed up to here;
+        # another no further than its first record since its last write (faust patch 6)
+        written = set(self.pipeline.checkpointed)
+        for (topic, partition), recs in by_tp.items():
+            self._hold_commit((topic, partition), None if (topic, partition) in written
+                              else recs[0][0])
         for tp, recs in by_tp.items():
             self.processed[tp] = max(self.processed.get(tp, -1), recs[-1][0])
         st.records += len(events)
@@ -410,6 +422,7 @@ class StreamsWorker:
         self._new_generation()
         token = self.fence.token()
         by_part: dict[int, list[tuple[int, Forward]]] = defaultdict(list)
+        topic = self.topics["district"].get_topic_name()
         for event in events:
             msg = event.message
             try:
@@ -430,8 +443,14 @@ class StreamsWorker:
                 self.fence.check(token, "in its runs")  # a revocation waits for us
         await flush_durably(self.app)
         self.fence.check(token, "before its state")
-        for partition in by_part:
-            districts.persist(DISTRICT_SOURCE, partition)
+        ceilings: dict[int, int | None] = {}
+        for partition, forwards in by_part.items():
+            written = districts.persist(DISTRICT_SOURCE, partition)
+            ceilings[partition] = None if written is not None else forwards[0][0]
+        if self.pipeline.deferred_marks and any(v is None for v in ceilings.values()):
+            await flush_durably(self.app)  # durable before its commit may pass it
+        for partition, offset in ceilings.items():
+            self._hold_commit((topic, partition), offset)
 
     # -- idle partitions -----------------------------------------------------------------------
     async def advance_idle(self) -> None:
@@ -485,6 +504,48 @@ class StreamsWorker:
         self.fence.check(token, "before its state")
         for topic, partition in advanced:
             sensors.persist(topic, partition)
+        await self._checkpoint_quiet(token)
+
+    # -- checkpointed state (URBANBRAIN_ALERT_STATE_CHECKPOINT_S > 0) --------------------------
+    def _hold_commit(self, tp: tuple[str, int], offset: int | None) -> None:
+        """Commit ``tp`` no further than ``offset``, its first record whose state is not
+        written yet (None: all of it is). Remembered with the stages' generation: a hold
+        set before the stages were dropped is never lifted by a write of their rebuilt
+        state, which lacks what was dropped (the seek of the next assignment clears it)."""
+        consumer = self.app.consumer
+        new = tp not in self._held or not commit_held(consumer, *tp)
+        set_commit_ceiling(consumer, tp[0], tp[1], offset)
+        if offset is None:
+            self._held.pop(tp, None)
+        elif new:  # a hold the last seek cleared is a new one
+            self._held[tp] = self._generation
+
+    async def _checkpoint_quiet(self, token: Any) -> None:
+        """Write the state of partitions whose last batch left it in memory and that got
+        no batch since, once due: their commits then need no next record, and the commit
+        watch sees no partition held behind what it read."""
+        held = [tp for tp, gen in self._held.items() if gen is self._generation]
+        if not held:
+            return
+        district = self.topics["district"].get_topic_name()
+        written: list[tuple[str, int]] = []
+        self.fence.check(token, "before its state")
+        for topic, partition in held:
+            stage, source = ((self.alerting.sensors, topic) if topic in READINGS_TOPICS
+                             else (self.alerting.districts, DISTRICT_SOURCE)
+                             if topic == district else (None, ""))
+            if (stage is not None and (source, partition) in stage.live
+                    and stage.persist(source, partition) is not None):
+                written.append((topic, partition))
+        if not written:
+            return
+        self.pipeline.write_deltas(written)
+        await flush_durably(self.app)
+        self.fence.check(token, "before its marks")
+        if self.pipeline.apply_marks(written):
+            await flush_durably(self.app)
+        for tp in written:
+            self._hold_commit(tp, None)
 
     async def _take_up_quiet_partitions(self, assigned: set[tuple[str, int]],
                                         token: Any) -> None:

@@ -155,3 +155,28 @@ def test_the_seek_records_where_reading_starts() -> None:
     c, one, two = _sought_consumer({("readings.power", 1): 0, ("readings.power", 3): 40})
     asyncio.run(faust_patches._perform_seek(c))
     assert c._commit_floor == {one: 0, two: 40} and c._committed_offset[one] is None
+
+
+def test_a_commit_stops_at_the_first_record_whose_state_is_not_written() -> None:
+    """Patch 6: with checkpointed state, records 100-199 are acked but the state holds
+    only 100-149 (the batch of 150-199 left it in memory): the commit stops at 150 and
+    the acks above it wait, committed once the state is written (the ceiling lifted)."""
+    import asyncio
+
+    c, tp = _acking_consumer(100, 100, range(100, 200))
+    faust_patches.set_commit_ceiling(c, tp.topic, tp.partition, 150)
+    faust_patches.set_commit_ceiling(c, tp.topic, tp.partition, 180)  # a later batch: kept
+    assert faust_patches.commit_held(c, tp.topic, tp.partition)
+    assert faust_patches._new_offset(c, tp) == 150
+    assert c._acked[tp] == list(range(150, 200))  # not dropped: committed later
+    c._committed_offset[tp] = 150
+    assert faust_patches._new_offset(c, tp) is None  # still held at 150
+    faust_patches.set_commit_ceiling(c, tp.topic, tp.partition, None)  # state written
+    assert not faust_patches.commit_held(c, tp.topic, tp.partition)
+    assert faust_patches._new_offset(c, tp) == 200
+
+    # the seek of the next assignment clears the ceilings with the acks
+    s, one, _ = _sought_consumer({("readings.power", 1): 5, ("readings.power", 3): 40})
+    faust_patches.set_commit_ceiling(s, one.topic, one.partition, 3)
+    asyncio.run(faust_patches._perform_seek(s))
+    assert not faust_patches.commit_held(s, one.topic, one.partition)
