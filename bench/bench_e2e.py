@@ -41,7 +41,7 @@ from bench_limits import proc_cpu_s  # noqa: E402 - bench/ is the script's own f
 from harness import Component  # noqa: E402
 
 from urbanbrain import latency  # noqa: E402
-from urbanbrain.influxql import InfluxQL  # noqa: E402
+from urbanbrain.influxql import InfluxQL, QueryError  # noqa: E402
 from urbanbrain.localstack import LocalStack  # noqa: E402
 from urbanbrain.components import role_env  # noqa: E402
 from urbanbrain.settings import Settings  # noqa: E402
@@ -110,6 +110,7 @@ class E2EConfig:
     peer_flow: bool = False  # Node-RED's flow: raw points + its two threshold rules, no windows
     profile: bool = False
     label: str = ""
+    settle_s: float = 0.0  # paced mode: slopes are also reported from this many seconds on
 
     def city_size(self) -> str | int:
         """Paced runs size the city so one tick is ``tick_s`` of load: the simulator
@@ -205,6 +206,9 @@ class Pipeline:
                                              self.env, work / f"streams{i}.log"))
         self.influx = InfluxQL(self.env["URBANBRAIN_INFLUX_URL"], "bench",
                                *self.stack.influx_login("reader"))
+        #: counting scans millions of points on a busy server: a 10-s timeout undercounted
+        self.counter = InfluxQL(self.env["URBANBRAIN_INFLUX_URL"], "bench",
+                                *self.stack.influx_login("reader"), timeout=180.0)
 
     def start(self) -> None:
         for c in self.components:
@@ -236,8 +240,14 @@ class Pipeline:
                 out[name] = server.proc.pid
         return out
 
-    def stored(self) -> int:
-        return count_raw_points(self.influx)
+    def stored(self, last: int = -1) -> int:
+        """Raw readings stored; ``last`` (the previous answer) when InfluxDB did not
+        answer: an unanswered count is neither progress nor a loss."""
+        try:
+            return count_raw_points(self.counter, strict=True)
+        except QueryError as exc:
+            print(f"count of stored readings unanswered ({exc}); retrying", file=sys.stderr)
+            return last
 
     def dead_letters(self) -> int:
         """Readings ingest refused with a reason (``deadletters``): refused, not lost."""
@@ -287,10 +297,15 @@ def _quantiles(cum: np.ndarray) -> dict[str, float | None]:
                                   for k, v in zip(("p50_ms", "p95_ms", "p99_ms"), q)}}
 
 
-def _slope_per_min(ts: list[float], ys: list[float]) -> float | None:
-    if len(ts) < 3:
+def _slope_per_min(ts: list[float], ys: list[float], since_s: float = 0.0) -> float | None:
+    """Least-squares slope per minute of ``ys`` over the samples at ``ts >= since_s``: a
+    soak's memory is judged after its warm-up (the issue's 10 min), when every sensor has
+    reported and every rule window has filled once, not while state is being created."""
+    kept = [(t, y) for t, y in zip(ts, ys) if t >= since_s]
+    if len(kept) < 3:
         return None
-    return float(np.polyfit(np.asarray(ts) / 60.0, np.asarray(ys, dtype=float), 1)[0])
+    t, y = zip(*kept)
+    return float(np.polyfit(np.asarray(t) / 60.0, np.asarray(y, dtype=float), 1)[0])
 
 
 def run_throughput(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, Any]:
@@ -310,7 +325,7 @@ def run_throughput(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[st
     sent = result.progress.readings
     n, last_n, last_change = 0, -1, time.monotonic()
     while time.monotonic() - last_change < 60:
-        n = p.stored()
+        n = p.stored(n)
         if n >= sent:
             break
         if n != last_n:
@@ -377,7 +392,7 @@ def run_paced(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, An
     n, last_n, last_change = p.stored(), -1, time.monotonic()
     while n < sent and time.monotonic() - last_change < 60:  # lost = no progress for 60 s
         time.sleep(2)
-        n = p.stored()
+        n = p.stored(n)
         if n != last_n:
             last_n, last_change = n, time.monotonic()
     drain_s = time.monotonic() - last["t"]
@@ -401,6 +416,14 @@ def run_paced(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, An
         "worker_rss_mb_slope_per_min": _slope_per_min(ts, worker_rss),
         "lag_records_slope_per_min": _slope_per_min(ts, [r["lag_records"] for r in timeline]),
         "max_lag_records": max((r["lag_records"] for r in timeline), default=None),
+        **({"settled_from_s": cfg.settle_s,
+            "worker_rss_mb_settled_slope_per_min": _slope_per_min(ts, worker_rss, cfg.settle_s),
+            "worker_rss_mb_settled": {
+                "first": next((y for t, y in zip(ts, worker_rss) if t >= cfg.settle_s), None),
+                "last": worker_rss[-1] if worker_rss else None},
+            "lag_records_settled_slope_per_min": _slope_per_min(
+                ts, [r["lag_records"] for r in timeline], cfg.settle_s)}
+           if cfg.settle_s else {}),
         "timeline": timeline,
     }
 
@@ -439,12 +462,15 @@ def main() -> None:
                     help="raw points + the Node-RED peer's two thresholds, no windows")
     ap.add_argument("--profile", action="store_true", help="py-spy ingest and workers")
     ap.add_argument("--label", default="")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="paced: also report memory and lag slopes from this many seconds on "
+                         "(a soak's warm-up, e.g. 600)")
     args = ap.parse_args()
     cfg = E2EConfig(fmt=args.format, size=args.size, minutes=args.minutes,
                     interval_s=args.interval, rate=args.rate,
                     seconds=args.seconds, workers=args.workers, ingest=args.ingest,
                     rules=not args.no_rules, peer_flow=args.peer_flow,
-                    profile=args.profile, label=args.label)
+                    profile=args.profile, label=args.label, settle_s=args.settle)
     out = run_e2e(cfg)
     shown = {k: v for k, v in out.items() if k != "timeline"}
     print(json.dumps(shown, indent=2))

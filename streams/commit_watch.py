@@ -30,12 +30,14 @@ class CommitWatch:
     stalls: int = 0
 
     def check(self, consumer: Any, topics: Iterable[str], stall_s: float,
-              now: float | None = None, broker: Mapping[Any, int | None] | None = None
-              ) -> list[str]:
+              now: float | None = None, broker: Mapping[Any, int | None] | None = None,
+              hold_s: float = 0.0) -> list[str]:
         """Reports (and returns) one line per partition of ``topics`` whose commit has
         not moved for ``stall_s`` although records past it were read, or whose offset
         committed at the broker (``broker``, when asked) is behind what Faust believes it
-        committed: Faust ignores acks below its belief, so such a commit never moves."""
+        committed: Faust ignores acks below its belief, so such a commit never moves. A
+        commit held at the first record whose state is not written yet (checkpointed
+        state, faust patch 6) waits by design for up to ``hold_s`` more."""
         now = time.monotonic() if now is None else now
         topics = set(topics)
         lines = []
@@ -51,7 +53,9 @@ class CommitWatch:
                 continue
             at_broker = (broker or {}).get(tp, committed)
             behind_belief = committed is not None and (at_broker or 0) < committed
-            if now - since < stall_s or read is None or not (
+            ceiling = (getattr(consumer, "_commit_ceiling", None) or {}).get(tp)
+            held = ceiling is not None and (committed or 0) >= ceiling
+            if now - since < stall_s + (hold_s if held else 0.0) or read is None or not (
                     behind_belief or _read_past(consumer, tp, committed or 0, read)):
                 continue
             if (*key, committed) in self.reported:

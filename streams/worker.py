@@ -502,9 +502,9 @@ class StreamsWorker:
         if advanced:
             await flush_durably(self.app)  # the events before the state that says so
         self.fence.check(token, "before its state")
-        for topic, partition in advanced:
-            sensors.persist(topic, partition)
-        await self._checkpoint_quiet(token)
+        wrote = [(topic, partition) for topic, partition in advanced
+                 if sensors.persist(topic, partition) is not None]
+        await self._checkpoint_quiet(token, wrote)
 
     # -- checkpointed state (URBANBRAIN_ALERT_STATE_CHECKPOINT_S > 0) --------------------------
     def _hold_commit(self, tp: tuple[str, int], offset: int | None) -> None:
@@ -520,17 +520,19 @@ class StreamsWorker:
         elif new:  # a hold the last seek cleared is a new one
             self._held[tp] = self._generation
 
-    async def _checkpoint_quiet(self, token: Any) -> None:
+    async def _checkpoint_quiet(self, token: Any, wrote: Sequence[tuple[str, int]] = ()
+                                ) -> None:
         """Write the state of partitions whose last batch left it in memory and that got
-        no batch since, once due: their commits then need no next record, and the commit
+        no batch since, once due, and lift their commit holds (``wrote``: partitions the
+        idle tick just wrote): their commits then need no next record, and the commit
         watch sees no partition held behind what it read."""
-        held = [tp for tp, gen in self._held.items() if gen is self._generation]
+        held = {tp for tp, gen in self._held.items() if gen is self._generation}
         if not held:
             return
         district = self.topics["district"].get_topic_name()
-        written: list[tuple[str, int]] = []
+        written = [tp for tp in wrote if tp in held]
         self.fence.check(token, "before its state")
-        for topic, partition in held:
+        for topic, partition in sorted(held - set(written)):
             stage, source = ((self.alerting.sensors, topic) if topic in READINGS_TOPICS
                              else (self.alerting.districts, DISTRICT_SOURCE)
                              if topic == district else (None, ""))
@@ -646,7 +648,8 @@ class StreamsWorker:
             broker = await _broker_committed(consumer, tps)
             if app.rebalancing or app.in_recovery:
                 return
-            self.commit_watch.check(consumer, topics, stall_s, now, broker)
+            self.commit_watch.check(consumer, topics, stall_s, now, broker,
+                                    hold_s=2 * self.alerting.cfg.state_checkpoint_s)
         except Exception:  # noqa: BLE001 - a diagnostic must never break the worker
             log.exception("commit watch failed")
 
