@@ -136,7 +136,6 @@ class Evaluator:
         self._start: int | None = None
         self.watermark: int | None = None
         self._dirty: set[str] = set()
-        self._urgent: set[str] = set()  # entries holding a changed alert (written first)
         # streaming mode (:meth:`process`): per-key event time and a due-time queue
         self._streaming = False
         self._timers: list[tuple[int, int, str, str]] = []  # (due, seq, rule id, instance)
@@ -1137,7 +1136,6 @@ class Evaluator:
     def _mark_alert(self, rule_id: str, inst: str) -> None:
         home = self._home(rule_id, inst)
         self._dirty.add(home)
-        self._urgent.add(home)
 
     def _alerts_of(self, inst: str) -> dict[str, dict[str, Any]]:
         out = {}
@@ -1179,21 +1177,12 @@ class Evaluator:
         st = self._alerts.get(rule_id, {}).get(inst)
         return _copy_alert(st) if st else None
 
-    def take_changes(self, *, sensors: bool = True) -> dict[str, dict[str, Any] | None]:
+    def take_changes(self) -> dict[str, dict[str, Any] | None]:
         """State entries changed since the last call: key -> JSON dict (None = delete).
 
-        Write them to a changelog-backed table; :meth:`from_state` rebuilds from it.
-        ``sensors=False`` hands out alert lifecycle and meta entries only and keeps the
-        per-sensor sample entries (the big, frequently changing ones) for a later call, so
-        a caller can checkpoint those less often than it records alert transitions."""
-        if sensors:
-            keys = sorted(self._dirty)
-            self._dirty.clear()
-        else:
-            keys = sorted(k for k in self._dirty
-                          if not k.startswith("s|") or k in self._urgent)
-            self._dirty.difference_update(keys)
-        self._urgent.clear()
+        Write them to a changelog-backed table; :meth:`from_state` rebuilds from it."""
+        keys = sorted(self._dirty)
+        self._dirty.clear()
         return {k: self._value(k) for k in keys}
 
     def state_dict(self) -> dict[str, dict[str, Any]]:

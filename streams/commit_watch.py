@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .faust_patches import commit_ceiling
+
 log = logging.getLogger(__name__)
 
 
@@ -53,7 +55,7 @@ class CommitWatch:
                 continue
             at_broker = (broker or {}).get(tp, committed)
             behind_belief = committed is not None and (at_broker or 0) < committed
-            ceiling = (getattr(consumer, "_commit_ceiling", None) or {}).get(tp)
+            ceiling = commit_ceiling(consumer, tp.topic, tp.partition)
             held = ceiling is not None and (committed or 0) >= ceiling
             if now - since < stall_s + (hold_s if held else 0.0) or read is None or not (
                     behind_belief or _read_past(consumer, tp, committed or 0, read)):

@@ -240,7 +240,7 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     if committed is not None and min(acked) > committed:
         return None  # the next offset to commit over is not acked (in flight, or lost)
     batch = next(consecutive_numbers(acked))
-    ceiling = getattr(self, "_commit_ceiling", {}).get(tp)
+    ceiling = _ceilings(self).get(tp)
     if ceiling is not None and batch[-1] >= ceiling:  # 6.: not in the durable state yet
         batch = [o for o in batch if o < ceiling]
         if not batch:
@@ -282,25 +282,30 @@ async def _perform_seek(self: Any) -> None:
     self._commit_ceiling = {}  # 6.: read again from the committed offset, all durable
 
 
+def _ceilings(consumer: Any) -> dict[Any, int]:
+    """TP -> the first offset whose state is not durable (patch 6); created on first use."""
+    ceilings = getattr(consumer, "_commit_ceiling", None)
+    if ceilings is None:
+        ceilings = consumer._commit_ceiling = {}
+    return ceilings
+
+
 def set_commit_ceiling(consumer: Any, topic: str, partition: int, offset: int | None) -> None:
     """Commit ``topic[partition]`` no further than ``offset`` (the first record whose
     state is not durable yet); None lifts it (everything processed is durable)."""
     from faust.types import TP
 
-    ceilings = getattr(consumer, "_commit_ceiling", None)
-    if ceilings is None:
-        ceilings = consumer._commit_ceiling = {}
     if offset is None:
-        ceilings.pop(TP(topic, partition), None)
-    else:
-        ceilings.setdefault(TP(topic, partition), offset)  # the first undurable one stays
+        _ceilings(consumer).pop(TP(topic, partition), None)
+    else:  # the first undurable one stays
+        _ceilings(consumer).setdefault(TP(topic, partition), offset)
 
 
-def commit_held(consumer: Any, topic: str, partition: int) -> bool:
-    """Whether a ceiling holds ``topic[partition]``'s commit (:func:`set_commit_ceiling`)."""
+def commit_ceiling(consumer: Any, topic: str, partition: int) -> int | None:
+    """The offset ``topic[partition]``'s commit is held at (None: not held)."""
     from faust.types import TP
 
-    return TP(topic, partition) in (getattr(consumer, "_commit_ceiling", None) or {})
+    return _ceilings(consumer).get(TP(topic, partition))
 
 
 #: how long a revocation waits for in-flight messages to be acked (see the module doc, 3.)

@@ -106,7 +106,7 @@ class Accumulator:
 @dataclass
 class HourlyStats:
     hours: int = 0  # hours closed and written
-    replayed_minutes: int = 0  # minutes seen again after a replay, not merged twice
+    replayed_minutes: int = 0  # (minute, shard)s seen again after a replay, not merged twice
     recovered: int = 0  # accumulators loaded from the table
 
 

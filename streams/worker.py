@@ -43,7 +43,7 @@ from .processor import WindowStage
 from .rollup_stage import RollupStage, points_to_lines
 from .settings import StreamsSettings
 from .sinks.base import BatchingSink, InfluxSink, KafkaSink, Record, chunked
-from .faust_patches import commit_held, set_commit_ceiling
+from .faust_patches import commit_ceiling, set_commit_ceiling
 from .state import BatchAbandoned, RebalanceFence, flush_durably
 from .warmup import WarmStart
 from .worker_health import lag_by_partition
@@ -513,7 +513,7 @@ class StreamsWorker:
         set before the stages were dropped is never lifted by a write of their rebuilt
         state, which lacks what was dropped (the seek of the next assignment clears it)."""
         consumer = self.app.consumer
-        new = tp not in self._held or not commit_held(consumer, *tp)
+        new = tp not in self._held or commit_ceiling(consumer, *tp) is None
         set_commit_ceiling(consumer, tp[0], tp[1], offset)
         if offset is None:
             self._held.pop(tp, None)

@@ -166,17 +166,17 @@ def test_a_commit_stops_at_the_first_record_whose_state_is_not_written() -> None
     c, tp = _acking_consumer(100, 100, range(100, 200))
     faust_patches.set_commit_ceiling(c, tp.topic, tp.partition, 150)
     faust_patches.set_commit_ceiling(c, tp.topic, tp.partition, 180)  # a later batch: kept
-    assert faust_patches.commit_held(c, tp.topic, tp.partition)
+    assert faust_patches.commit_ceiling(c, tp.topic, tp.partition) == 150
     assert faust_patches._new_offset(c, tp) == 150
     assert c._acked[tp] == list(range(150, 200))  # not dropped: committed later
     c._committed_offset[tp] = 150
     assert faust_patches._new_offset(c, tp) is None  # still held at 150
     faust_patches.set_commit_ceiling(c, tp.topic, tp.partition, None)  # state written
-    assert not faust_patches.commit_held(c, tp.topic, tp.partition)
+    assert faust_patches.commit_ceiling(c, tp.topic, tp.partition) is None
     assert faust_patches._new_offset(c, tp) == 200
 
     # the seek of the next assignment clears the ceilings with the acks
     s, one, _ = _sought_consumer({("readings.power", 1): 5, ("readings.power", 3): 40})
     faust_patches.set_commit_ceiling(s, one.topic, one.partition, 3)
     asyncio.run(faust_patches._perform_seek(s))
-    assert not faust_patches.commit_held(s, one.topic, one.partition)
+    assert faust_patches.commit_ceiling(s, one.topic, one.partition) is None
