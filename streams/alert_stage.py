@@ -51,6 +51,15 @@ log = logging.getLogger(__name__)
 
 DISTRICT_SOURCE = "district"
 META = "stage"  # per-partition stage state next to the evaluator's entries
+#: transitions sent since the partition's last checkpoint (checkpointed state only)
+SENT = "sent"
+
+
+def _identity(e: AlertEvent) -> str:
+    """What makes a transition the same one again: consumers deduplicate by fingerprint,
+    status and start; the silence flag is part of it because a silenced firing is
+    notified again, with the same start, once its silence ends."""
+    return f"{e.fingerprint}|{e.status}|{e.starts_at}|{int(e.silenced)}"
 
 
 def domain_of(topic: str) -> str | None:
@@ -83,13 +92,47 @@ class _Evaluators:
         #: worker warms them up from history (streams/warmup.py) before the first batch
         self.fresh: set[tuple[str, int]] = set()
         self._checkpointed: dict[tuple[str, int], float] = {}
+        #: checkpointed state: identities of the transitions sent since the partition's
+        #: last checkpoint, written at every batch that sent one (see :meth:`once`)
+        self.sent: dict[tuple[str, int], set[str]] = {}
+        self._sent_dirty: set[tuple[str, int]] = set()
+        #: transitions a replay produced again and :meth:`once` did not send twice
+        self.resends_suppressed = 0
         self.generation: Any = object()
 
     def reset(self, generation: Any) -> None:
         """A new consumer generation: partitions may have moved, rebuild lazily."""
         self.live.clear()
         self.extra.clear()
+        self.sent.clear()
+        self._sent_dirty.clear()
         self.generation = generation
+
+    def once(self, key: tuple[str, int], events: list[AlertEvent]) -> list[AlertEvent]:
+        """The events not sent yet since the partition's last checkpoint.
+
+        Why: with checkpointed state (``checkpoint_s`` > 0) a crash restarts a partition
+        from its last checkpoint, up to ``checkpoint_s`` behind, and the replay produces
+        that span's transitions again: the same ones, as evaluation depends on event
+        time only. Their identities are written at every batch that sent one, after the
+        send is durable (:meth:`persist`), and cleared at the checkpoint whose state
+        holds them; so the replay sends only what had not been sent, and the span a crash
+        can send twice is back to one batch, as with state written at every batch.
+        Every batch writes state at 0, so nothing is kept then."""
+        if self.checkpoint_s <= 0 or not events:
+            return events
+        sent = self.sent.setdefault(key, set())
+        out = []
+        for e in events:
+            i = _identity(e)
+            if i in sent:
+                self.resends_suppressed += 1
+                continue
+            sent.add(i)
+            out.append(e)
+        if out:
+            self._sent_dirty.add(key)
+        return out
 
     def _registry_for(self, source: str, partition: int) -> dict[str, Mapping[str, Any]]:
         if self.scope == "district":
@@ -115,6 +158,8 @@ class _Evaluators:
             name = k[len(prefix):]
             if name == META:
                 extra = orjson.loads(v)
+            elif name == SENT:
+                self.sent[key] = set(orjson.loads(v))
             else:
                 items.append((name, orjson.loads(v)))
         rs = self.ruleset()
@@ -156,11 +201,14 @@ class _Evaluators:
         ev = self.live.get(key)
         if ev is None:
             return 0
+        prefix = f"{source}|{partition}|"
         if not (force or self.due(source, partition)):
+            if key in self._sent_dirty:  # the batch's sends are durable: say so
+                self._sent_dirty.discard(key)
+                self.store.put(partition, prefix + SENT, orjson.dumps(sorted(self.sent[key])))
             return None
         self._checkpointed[key] = time.monotonic()
         changes = ev.take_changes()
-        prefix = f"{source}|{partition}|"
         for k, v in changes.items():
             if v is None:
                 self.store.delete(partition, prefix + k)
@@ -169,6 +217,10 @@ class _Evaluators:
         extra = self.extra.get(key)
         if extra:
             self.store.put(partition, prefix + META, orjson.dumps(extra))
+        # after the state that holds them (one changelog partition keeps the order)
+        self._sent_dirty.discard(key)
+        if self.sent.pop(key, None) is not None:
+            self.store.delete(partition, prefix + SENT)
         return len(changes)
 
     def persist_all(self) -> int:
@@ -176,7 +228,7 @@ class _Evaluators:
         return sum(self.persist(src, part, force=True) or 0 for src, part in list(self.live))
 
     def reload(self, rs: RuleSet) -> list[tuple[str, int, list[AlertEvent]]]:
-        return [(src, part, ev.replace_ruleset(rs, ev.watermark))
+        return [(src, part, self.once((src, part), ev.replace_ruleset(rs, ev.watermark)))
                 for (src, part), ev in self.live.items()]
 
 
@@ -280,16 +332,16 @@ class SensorRules(_Evaluators):
                 if src is not None:
                     walls[src] = now_wall
         wm = None if hi is None else hi - self.lateness_ms
-        return events + ev.process(readings, watermark=wm, samples=samples,
-                                   idle=self._idle(key, now_wall))
+        return self.once(key, events + ev.process(readings, watermark=wm, samples=samples,
+                                                  idle=self._idle(key, now_wall)))
 
     def advance(self, source: str, partition: int, watermark: int,
                 now_wall: float | None = None) -> list[AlertEvent]:
         """Move an idle partition's watermark (processing-time tick of a caught-up
         partition that receives nothing): its sensors' absence still fires."""
         ev, events = self.get(source, partition)
-        return events + ev.process((), watermark=watermark,
-                                   idle=self._idle((source, partition), now_wall))
+        return self.once((source, partition), events + ev.process(
+            (), watermark=watermark, idle=self._idle((source, partition), now_wall)))
 
 
 @dataclass(slots=True)
@@ -523,4 +575,4 @@ class DistrictRules(_Evaluators):
                 g += step
         extra["tick"] = last_tick
         extra["cells"] = sorted(cells)
-        return events
+        return self.once(key, events)
