@@ -34,6 +34,7 @@ behind, the districts wait for it, and results depend on event time only.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -118,8 +119,9 @@ class _Evaluators:
         send is durable (:meth:`persist`), and cleared at the checkpoint whose state
         holds them; so the replay sends only what had not been sent, and the span a crash
         can send twice is back to one batch, as with state written at every batch.
-        Every batch writes state at 0, so nothing is kept then."""
-        if self.checkpoint_s <= 0 or not events:
+        Nothing is kept when every batch writes state (0), nor when none does (the
+        backtest's in-process worker, never restarted)."""
+        if not events or not 0 < self.checkpoint_s < math.inf:
             return events
         sent = self.sent.setdefault(key, set())
         out = []

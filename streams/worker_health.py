@@ -148,6 +148,10 @@ def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
             lambda: alerting.districts.stalled_s(time.monotonic()))
     m.counter("rule_state_forgotten", "sensors missing from the registry whose rule state "
               "was dropped after a day without readings", lambda: _forgotten(alerting))
+    m.counter("alert_resends_suppressed", "alert transitions a replay from a rule state "
+              "checkpoint produced again and did not send twice (they were sent before "
+              "the restart)", lambda: alerting.sensors.resends_suppressed
+              + alerting.districts.resends_suppressed)
     m.counter("alert_notifications", "alert transitions handed to each output",
               lambda: {(k,): v for k, v in alerting.outputs.sent.items()},
               labels=("output",))
