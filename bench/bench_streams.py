@@ -183,8 +183,7 @@ def stages(records: list, take: int = 200, checkpoint_every: int = 1) -> dict[st
             ev.tick(max(r["ts"] for _, batch in recs for r in batch))
         t5 = clock()
         for ev in evaluators.values() if b % checkpoint_every == 0 else ():
-            for v in ev.take_changes().values():
-                orjson.dumps(v)
+            ev.take_encoded()
         t6 = clock()
         for k, dt in (("decode", t1 - t0), ("raw_lines", t2 - t1), ("windows", t3 - t2),
                       ("rules_observe", t4 - t3), ("rules_tick", t5 - t4),

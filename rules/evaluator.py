@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
+import orjson
+
 from urbanbrain.rules import seasonal, windows
 from urbanbrain.rules.alerts import AlertEvent, fingerprint
 from urbanbrain.rules.kinds.base import NO_EXTRA, Hit
@@ -1158,14 +1160,14 @@ class Evaluator:
                           for rule_id, states in self._alerts.items() if states}
         return meta
 
-    def _value(self, key: str) -> dict[str, Any] | None:
+    def _value(self, key: str, view: bool = False) -> dict[str, Any] | None:
         if key == META_KEY:
             return self._meta()
         if key.startswith("s|"):
             st = self._sensors.get(key[2:])
             if st is None:
                 return None
-            d = st.to_dict()
+            d = st.to_dict(view)
             if self.scope == "sensor":
                 al = self._alerts_of(key[2:])
                 if al:
@@ -1184,6 +1186,17 @@ class Evaluator:
         keys = sorted(self._dirty)
         self._dirty.clear()
         return {k: self._value(k) for k in keys}
+
+    def take_encoded(self) -> dict[str, bytes | None]:
+        """:meth:`take_changes`, encoded (JSON bytes), without copying the state first
+        (``SensorState.to_dict(view=True)``): what a worker writes at every batch."""
+        keys = sorted(self._dirty)
+        self._dirty.clear()
+        out: dict[str, bytes | None] = {}
+        for k in keys:
+            v = self._value(k, view=True)
+            out[k] = None if v is None else orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY)
+        return out
 
     def state_dict(self) -> dict[str, dict[str, Any]]:
         """Everything, as key -> JSON dict (same keys as :meth:`take_changes`)."""

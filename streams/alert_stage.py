@@ -210,12 +210,12 @@ class _Evaluators:
                 self.store.put(partition, prefix + SENT, orjson.dumps(sorted(self.sent[key])))
             return None
         self._checkpointed[key] = time.monotonic()
-        changes = ev.take_changes()
+        changes = ev.take_encoded()
         for k, v in changes.items():
             if v is None:
                 self.store.delete(partition, prefix + k)
             else:
-                self.store.put(partition, prefix + k, orjson.dumps(v))
+                self.store.put(partition, prefix + k, v)
         extra = self.extra.get(key)
         if extra:
             self.store.put(partition, prefix + META, orjson.dumps(extra))

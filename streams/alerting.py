@@ -73,10 +73,9 @@ class AlertSettings(BaseSettings):
         0.0, ge=0, description="write a partition's rule state (and its window marks) at "
         "most this often, and commit its input no further than the last write: Kafka "
         "Streams' commit interval. A crash, a stop or a rebalance re-reads up to this much "
-        "of the input and sends its alert transitions again (same fingerprints and "
-        "starts); in exchange a sensor's state entry is written once per interval instead "
-        "of once per reading (streams/README.md, docs/PERFORMANCE.md). 0: every batch, "
-        "every transition sent once")
+        "of the input and evaluates it again (transitions already sent are not sent "
+        "again); in exchange a sensor's state entry is written once per interval instead "
+        "of once per reading (streams/README.md, docs/PERFORMANCE.md). 0: every batch")
     warmup_s: float = Field(
         7200.0, ge=0, description="warm start: a source partition with no rule state at all "
         "(a new deploy) first folds in this much of its sensors' raw history from InfluxDB "

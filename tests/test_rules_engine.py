@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import orjson
 import pytest
 from urbanbrain.rules import Evaluator, Silence, fingerprint, loads
 from urbanbrain.rules.names import metric_domain
@@ -471,6 +472,32 @@ def test_sensor_state_stays_small():
         ev.observe([reading("tl-0001", i / 6, speed_kmh=50)])  # every 10 s for 100 min
     st = ev.state_dict()["s|tl-0001"]
     assert len(st["m"]["speed_kmh"][0]) <= 61  # 10 minutes of 10-s samples
+
+
+def test_state_entries_encoded_without_copies_are_the_same_json():
+    """What the worker writes (``take_encoded``: numpy views, no copies) is byte for byte
+    the JSON of the copies (``take_changes``), samples, reading times and baselines
+    included, and leaves the arrays free to grow again."""
+    rs = loads(THRESHOLD.replace("condition", "window: 10m\n        condition"))
+    a, b = Evaluator(rs, REG), Evaluator(rs, REG)
+    for ev in (a, b):
+        for i in range(90):
+            ev.observe([reading("tl-0001", i / 6, speed_kmh=50 - i / 7),
+                        reading("tl-0002", i / 6, speed_kmh=30.25)])
+        ev.tick(15 * M)
+    st = a._sensors["tl-0001"]
+    st.tod["speed_kmh|UTC|7d"] = [-1.0, 3.0, 41.5, 0.125]
+    st.seen_at("", 15 * M, None)
+    b._sensors["tl-0001"].tod["speed_kmh|UTC|7d"] = [-1.0, 3.0, 41.5, 0.125]
+    b._sensors["tl-0001"].seen_at("", 15 * M, None)
+    copies = {k: None if v is None else json.dumps(v, separators=(",", ":")).encode()
+              for k, v in a.take_changes().items()}
+    encoded = b.take_encoded()
+    assert encoded.keys() == copies.keys() and "s|tl-0001" in encoded
+    assert json.loads(encoded["s|tl-0001"]) == json.loads(copies["s|tl-0001"])
+    assert encoded["s|tl-0001"] == orjson.dumps(json.loads(copies["s|tl-0001"]))
+    b.observe([reading("tl-0001", 16, speed_kmh=12.0)])  # no view left behind
+    assert b._sensors["tl-0001"].series["speed_kmh"][1][-1] == 12.0
 
 
 def test_late_and_unregistered_readings():
