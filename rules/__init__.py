@@ -8,6 +8,7 @@ Public API (see rules/README.md)::
     ev.observe(readings)                               # normalised Reading dicts
     events = ev.tick(now_ms)                           # AlertEvent transitions
     changes = ev.take_changes()                        # key -> JSON dict | None, for a table
+    encoded = ev.take_encoded()                        # the same as JSON bytes, no copies
 """
 
 from urbanbrain.rules.alerts import AlertEvent, fingerprint, rfc3339

@@ -14,7 +14,7 @@ alert whose silence ends is notified then.
 
 State lives in small JSON dicts under string keys (``s|<sensor>``, ``a|<rule>|<instance>``,
 ``meta``): :meth:`take_changes` hands out the keys touched since the last call, for a
-changelog-backed table; :meth:`state_dict` / :meth:`from_state` snapshot everything.
+changelog-backed table (:meth:`take_encoded`: the same, encoded, what a worker writes); :meth:`state_dict` / :meth:`from_state` snapshot everything.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import numpy as np
 
 from urbanbrain.rules import seasonal
 
-
+HOUR_MS = 3_600_000
+WEEK_MS = 168 * HOUR_MS
 #: from this many numbers a run is encoded from a numpy view of it rather than a copy
 #: (measured: a view costs ~1 µs to make, a copy ~10 ns a number)
 VIEW_FROM = 64
@@ -22,9 +23,6 @@ VIEW_FROM = 64
 
 def _view(a: array, dtype: type) -> np.ndarray | list:
     return np.frombuffer(a, dtype=dtype) if len(a) >= VIEW_FROM else a.tolist()
-
-HOUR_MS = 3_600_000
-WEEK_MS = 168 * HOUR_MS
 
 
 class SensorState:
