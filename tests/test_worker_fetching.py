@@ -27,6 +27,7 @@ def worker(now: float):
         _paused_partitions={PAUSED},      # paused by recovery: not ours to touch
         _buffered_partitions={STUCK},
         _committed_offset={STUCK: 1},
+        _read_offset={},
         highwater=lambda tp: 24,           # aiokafka's: the last fetch's, frozen
     )
 
@@ -43,7 +44,8 @@ def worker(now: float):
                                      ("readings.traffic", 2): now - 60,
                                      ("readings.power", 1): now - 1},
                         _generation_started=now - 120, log_end={}, refetched=0,
-                        _busy_since=None, _idle_since=now - 60)
+                        _busy_since=None, _idle_since=now - 60, _left_behind=set())
+    w._report_left_behind = lambda *a: StreamsWorker._report_left_behind(w, *a)
     return w
 
 
@@ -61,6 +63,25 @@ def test_a_partition_out_of_the_fetch_set_with_records_left_is_fetched_again(cap
     assert _caught_up(w.app, "readings.traffic", 0, 23, 24) is True   # the frozen view
     assert _caught_up(w.app, "readings.traffic", 0, 23, 40) is False  # the broker's end
     assert _caught_up(w.app, "readings.traffic", 0, 23) is False      # unknown: not idle
+
+
+def test_a_partition_left_behind_in_the_fetch_set_is_reported_once_per_stall(caplog):
+    """Records left in a partition Faust believes it fetches (or paused) cannot be put
+    back by this check; the stall is logged once, with what Faust and aiokafka hold of
+    it, and again only after the agent ran a batch in between."""
+    w = worker(time.monotonic())
+    asyncio.run(StreamsWorker.check_fetching(w, stall_s=30))
+    asyncio.run(StreamsWorker.check_fetching(w, stall_s=30))
+    busy = [r for r in caplog.messages if r.startswith("readings.power[1]: 50 records left")]
+    assert len(busy) == 1 and "in the fetch set" in busy[0] and "aiokafka: unknown" in busy[0]
+    paused = [r for r in caplog.messages if r.startswith("readings.water[0]: 30 records left")]
+    assert len(paused) == 1 and "has it paused" in paused[0]
+    w._idle_since = time.monotonic()  # a batch ran: the episode is over
+    asyncio.run(StreamsWorker.check_fetching(w, stall_s=30))
+    assert not w._left_behind
+    w._idle_since = time.monotonic() - 60
+    asyncio.run(StreamsWorker.check_fetching(w, stall_s=30))
+    assert len([r for r in caplog.messages if r.startswith("readings.power[1]")]) == 2
 
 
 def test_nothing_is_touched_while_the_agent_works_or_during_a_rebalance():
