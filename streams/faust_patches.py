@@ -71,7 +71,20 @@ Kafka records that were in Kafka but never stored.
    acks (4.): from there the partition is read again from its committed offset, which
    the ceilings held at or below what the state holds.
 
-All six are applied once, by :func:`apply`, and only to faust-streaming 0.15.3 whose
+7. **A partition without a commit keeps its fetch position across a rebalance.**
+   aiokafka's ``seek_to_committed`` moves a partition only to a commit past 0
+   (``if offset and offset > 0``); one without a commit keeps whatever position the
+   fetcher had. For a partition newly assigned that is none, and the reset policy reads
+   it from its start; but a partition this worker keeps across the rebalance stays past
+   the records of the batch the rebalance made it abandon (left unacknowledged "for the
+   partitions' owners to read again": the owner is itself). They were never read again:
+   one CI kill test in five with checkpointed state (its commits held at 0 until the
+   first checkpoint) stopped with `readings.water` 0 and 2 at "15 records left from
+   offset 0, aiokafka position 15". Patched: after the seek, every stream partition
+   without a commit past 0 is put at its floor (5.), where the reset policy would start a
+   new owner. The tables' changelog partitions are left to Faust's recovery.
+
+All seven are applied once, by :func:`apply`, and only to faust-streaming 0.15.3 whose
 replaced methods still have the source they were written against (the sha256 of each is
 checked at every start): any other release refuses to start with one line (exit 78),
 because running unpatched loses data on a restart.
@@ -278,8 +291,20 @@ async def _perform_seek(self: Any) -> None:
         earliest = await self.earliest_offsets(*unset)
         for atp, offset in earliest.items():
             floor[TP(atp.topic, atp.partition)] = offset
+    # 7.: aiokafka moved only the partitions committed past 0; put the others at their floor
+    changelogs = _changelog_topics(self)
+    for atp, offset in committed.items():
+        tp = TP(atp.topic, atp.partition)
+        if not (offset and offset > 0) and tp in floor and tp.topic not in changelogs:
+            await self._seek(atp, floor[tp])
     self._commit_floor = floor
     self._commit_ceiling = {}  # 6.: read again from the committed offset, all durable
+
+
+def _changelog_topics(consumer: Any) -> set[str]:
+    """The tables' changelog topics: their positions are Faust's recovery's, not the seek's."""
+    tables = getattr(getattr(consumer, "app", None), "tables", None)
+    return set(getattr(tables, "changelog_topics", ()) or ())
 
 
 def _ceilings(consumer: Any) -> dict[Any, int]:

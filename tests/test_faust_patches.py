@@ -62,7 +62,15 @@ def _sought_consumer(broker: dict):  # noqa: ANN202
     async def earliest_offsets(*tps):  # noqa: ANN202 - aiokafka's answer, its type
         return {ATP(tp.topic, tp.partition): 7 for tp in tps}
 
+    sought: dict = {}
+
+    async def _seek(tp, offset):  # noqa: ANN001, ANN202 - aiokafka's fetcher position
+        sought[(tp.topic, tp.partition)] = offset
+
     c = SimpleNamespace(seek_to_committed=seek_to_committed, earliest_offsets=earliest_offsets,
+                        _seek=_seek, sought=sought,
+                        app=SimpleNamespace(tables=SimpleNamespace(
+                            changelog_topics={"app-alert-state-changelog"})),
                         _read_offset=defaultdict(lambda: None),
                         _committed_offset=defaultdict(lambda: None),
                         _acked=defaultdict(list), _acked_index=defaultdict(set),
@@ -96,6 +104,23 @@ def test_after_a_seek_faust_believes_what_the_broker_has_committed() -> None:
     assert c._read_offset[one] is None and c._read_offset[two] == 40
     assert one not in c._acked and one not in c._acked_index  # counted before the seek
     assert all(type(tp).__name__ == "TP" for tp in c._committed_offset)
+
+
+def test_a_partition_without_a_commit_is_read_again_from_its_start() -> None:
+    """Patch 7: aiokafka's seek moves only partitions committed past 0, so a partition
+    this worker kept across a rebalance, with no commit yet, stayed at its fetch position,
+    past the records of the batch the rebalance abandoned (the checkpointed kill test:
+    15 records of readings.water never read again). Now it is put at its first offset (or
+    at 0, when committed there); a committed partition and the changelogs are left as
+    aiokafka and Faust's recovery put them."""
+    import asyncio
+
+    c, one, two = _sought_consumer({("readings.power", 1): None, ("readings.power", 3): 40,
+                                    ("readings.water", 0): 0,
+                                    ("app-alert-state-changelog", 1): None})
+    asyncio.run(faust_patches._perform_seek(c))
+    assert c.sought == {("readings.power", 1): 7, ("readings.water", 0): 0}
+    assert c._commit_floor[one] == 7 and c._commit_floor[two] == 40
 
 
 def _acking_consumer(committed: int | None, floor: dict | None, acked: range):  # noqa: ANN202
