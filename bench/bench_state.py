@@ -11,8 +11,8 @@ streams worker runs: windows, indices, the starter rules' sensor and district st
 * the readings/s of the feed (CPU of this process only: no Kafka, no InfluxDB);
 * the **changelog writes** per reading, entries and bytes per store, with rule state
   written as often as the worker writes it (``--checkpoint-s``, the worker's
-  ``URBANBRAIN_ALERT_STATE_CHECKPOINT_S``, 0 = every batch; its clock here is event
-  time, as for a worker keeping pace with the city): each is a Kafka record the worker
+  ``URBANBRAIN_ALERT_STATE_CHECKPOINT_S``, 30 s by default, 0 = every batch; its clock
+  here is event time, as for a worker keeping pace with the city): each is a Kafka record the worker
   encodes and sends and tansu stores, so this is a per-reading cost that grows with
   the size of an entry, not with the reading.
 
@@ -194,9 +194,9 @@ def main() -> None:
                     help="seconds of event time per feed (one worker batch): at the "
                          "reporting interval, each feed holds one reading per sensor, as a "
                          "live worker's batch does at a real-time pace")
-    ap.add_argument("--checkpoint-s", type=float, default=0.0,
+    ap.add_argument("--checkpoint-s", type=float, default=30.0,
                     help="sensor rule state written at most this often (the worker's "
-                         "URBANBRAIN_ALERT_STATE_CHECKPOINT_S; 0, its default: every batch)")
+                         "URBANBRAIN_ALERT_STATE_CHECKPOINT_S; 30, its default; 0: every batch)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "state.json")
     args = ap.parse_args()
     res = run(args.size, args.hours, args.interval, args.sample, args.warmup, args.seed,

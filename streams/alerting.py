@@ -70,7 +70,7 @@ class AlertSettings(BaseSettings):
     )
     reload_interval_s: float = Field(5.0, gt=0, description="rule file poll interval")
     state_checkpoint_s: float = Field(
-        0.0, ge=0, description="write a partition's rule state (and its window marks) at "
+        30.0, ge=0, description="write a partition's rule state (and its window marks) at "
         "most this often, and commit its input no further than the last write: Kafka "
         "Streams' commit interval. A crash, a stop or a rebalance re-reads up to this much "
         "of the input and evaluates it again (transitions already sent are not sent "
