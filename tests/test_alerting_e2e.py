@@ -107,6 +107,9 @@ def test_alerts_fire_resolve_and_survive_restart(private_stack, run_id, componen
                         URBANBRAIN_ALERT_RELOAD_INTERVAL_S="1",
                         URBANBRAIN_STREAMS_LATENESS_S="2", URBANBRAIN_ALERT_IDLE_S="2",
                         URBANBRAIN_ALERT_DISTRICT_STEP_S="5",
+                        # checkpointed every 2 s (production: 30), so the restart below
+                        # rebuilds from written state within this test's span
+                        URBANBRAIN_ALERT_STATE_CHECKPOINT_S="2",
                         URBANBRAIN_DATA_DIR=str(tmp_path / "var"))
     bootstrap = env["URBANBRAIN_KAFKA_BOOTSTRAP"]
     ingest = Component("ingest", ["ingest"], env, tmp_path / "ingest.log")

@@ -28,8 +28,11 @@ def assignments(worker: Component) -> list[dict[str, list[int]]]:
 def test_two_workers_split_and_fail_over(private_stack, run_id, components, tmp_path):
     # Own servers: a rebalance must not wait behind other tests' backlog of readings.
     stack = private_stack
+    # state checkpointed every 2 s (production: 30): the failover below must find the
+    # window state written, which a 30-s interval would not have reached in this test
     env = component_env(stack, run_id, URBANBRAIN_STREAMS_LATENESS_S="60",
                         URBANBRAIN_STREAMS_ROLLUP_GRACE_S="1",
+                        URBANBRAIN_ALERT_STATE_CHECKPOINT_S="2",
                         URBANBRAIN_STREAMS_SENSOR_HOPS="all")  # every hop, counted
     a = Component("streams-a", ["streams", "worker", "-l", "info"], env, tmp_path / "a.log").start()
     components.append(a)
@@ -67,7 +70,9 @@ def test_two_workers_split_and_fail_over(private_stack, run_id, components, tmp_
     # both workers closed windows of their own partitions: B holds open panes 3-4 now
     wait_until(lambda: len({r["time"] for r in rows("agg_sensor_1m")}) >= 3
                and len(rows("agg_sensor_1m")) >= 3 * 24, 60, what="first windows")
-    time.sleep(1.0)
+    # B's state is written at its checkpoint: 2 s after its batches, by the idle tick
+    # (every 10 s) once it has nothing to process; killed after that, A recovers it
+    time.sleep(13.0)
     b.kill()
     produce_sync(bootstrap, batches_by_partition(rest, 4, batch_size=20)
                  + batches_by_partition(ticks(prefix, t0 + 20 * MIN, 4, ("traffic", "water")), 4))
