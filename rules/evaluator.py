@@ -1183,20 +1183,21 @@ class Evaluator:
         """State entries changed since the last call: key -> JSON dict (None = delete).
 
         Write them to a changelog-backed table; :meth:`from_state` rebuilds from it."""
-        keys = sorted(self._dirty)
-        self._dirty.clear()
-        return {k: self._value(k) for k in keys}
+        return {k: self._value(k) for k in self._take_dirty()}
 
     def take_encoded(self) -> dict[str, bytes | None]:
         """:meth:`take_changes`, encoded (JSON bytes), without copying the state first
         (``SensorState.to_dict(view=True)``): what a worker writes at every batch."""
-        keys = sorted(self._dirty)
-        self._dirty.clear()
         out: dict[str, bytes | None] = {}
-        for k in keys:
-            v = self._value(k, view=True)
+        for k in self._take_dirty():
+            v = self._value(k, view=True)  # views: encoded at once, then dropped
             out[k] = None if v is None else orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY)
         return out
+
+    def _take_dirty(self) -> list[str]:
+        keys = sorted(self._dirty)
+        self._dirty.clear()
+        return keys
 
     def state_dict(self) -> dict[str, dict[str, Any]]:
         """Everything, as key -> JSON dict (same keys as :meth:`take_changes`)."""

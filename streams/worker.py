@@ -627,7 +627,7 @@ class StreamsWorker:
                 self._left_behind.discard(key)
                 continue
             if tp in active or tp in paused:
-                self._report_left_behind(consumer, atp, tp, key, start, end, waiting,
+                self._report_left_behind(consumer, atp, tp, start, end, waiting,
                                          "paused" if tp in paused else "in the fetch set")
                 continue
             log.warning("%s[%d]: %d records left from offset %d, out of Faust's fetch set "
@@ -637,13 +637,14 @@ class StreamsWorker:
             active.add(tp)
             self.refetched += 1
 
-    def _report_left_behind(self, consumer: Any, atp: Any, tp: Any, key: tuple[str, int],
-                            start: int, end: int, waiting: float, where: str) -> None:
+    def _report_left_behind(self, consumer: Any, atp: Any, tp: Any, start: int, end: int,
+                            waiting: float, where: str) -> None:
         """A partition with records left while the agent waits, that this check cannot
         put back (Faust believes it fetches it, or paused it): logged once per episode
         with what aiokafka and Faust know of it, so the next stall of this kind says
         where the records are held (one CI kill test in five with checkpointed state
         ended like this, and its logs could not tell)."""
+        key = (tp.topic, tp.partition)
         if key in self._left_behind:
             return
         self._left_behind.add(key)
