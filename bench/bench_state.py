@@ -38,6 +38,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from urbanbrain import gctune
 from urbanbrain.rules import RuleSet
 from urbanbrain.simulators.city import City
 from urbanbrain.simulators.engine import Simulation
@@ -199,6 +200,7 @@ def main() -> None:
                          "URBANBRAIN_ALERT_STATE_CHECKPOINT_S; 30, its default; 0: every batch)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "state.json")
     args = ap.parse_args()
+    gctune.tune()  # the worker's collector settings (streams/app.py)
     res = run(args.size, args.hours, args.interval, args.sample, args.warmup, args.seed,
               args.checkpoint_s, args.tick)
     args.out.write_text(json.dumps(res, indent=1))

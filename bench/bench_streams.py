@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_streams.py [--readings 500000] [--batch 500] [--sensors 2500]
 
 1. starts its own tansu + influxd (tmp dir), pre-produces the readings (``--sensors`` per
-   domain, 4 domains, one reading every 10 s each, in Kafka records of ``--batch``);
+   domain, 4 domains, one reading every ``--period`` s (10) each, in Kafka records of ``--batch``);
 2. starts one worker and times how long it takes to drain them (from the worker's ``pipeline``
    point, written every second here), and checks the windows it wrote;
 3. profiles the worker's own code path in-process (decode, line protocol, windows, indices,
@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from harness import Component, Influx, wait_until  # noqa: E402
 
+from urbanbrain import gctune  # noqa: E402
 from urbanbrain.lineprotocol import ReadingLineEncoder  # noqa: E402
 from urbanbrain.localstack import LocalStack  # noqa: E402
 from urbanbrain.reading import decode_batch, encode_batch  # noqa: E402
@@ -42,10 +43,11 @@ from urbanbrain.streams.state import DictStore  # noqa: E402
 MIN = 60_000
 
 
-def make(n: int, sensors: int, batch: int) -> list:
-    seconds = max(10, n // (4 * sensors) * 10)
+def make(n: int, sensors: int, batch: int, period_s: int = 10) -> list:
+    seconds = max(period_s, n // (4 * sensors) * period_s)
     t0 = (int(time.time() * 1000) - 6 * 3600_000) // MIN * MIN
-    readings = steady_readings("b", t0, sensors_per_domain=sensors, seconds=seconds, period_s=10)
+    readings = steady_readings("b", t0, sensors_per_domain=sensors, seconds=seconds,
+                               period_s=period_s)
     return batches_by_partition(readings[:n], 4, batch_size=batch)
 
 
@@ -202,8 +204,11 @@ def main() -> None:
     ap.add_argument("--sensors", type=int, default=2500, help="per domain")
     ap.add_argument("--skip-e2e", action="store_true")
     ap.add_argument("--stages-only", action="store_true", help="per-stage CPU costs only")
+    ap.add_argument("--period", type=int, default=10,
+                    help="seconds between a sensor's readings (60: every reading closes a window)")
     args = ap.parse_args()
-    records = make(args.readings, args.sensors, args.batch)
+    gctune.tune()  # the worker's collector settings (streams/app.py): one path
+    records = make(args.readings, args.sensors, args.batch, args.period)
     n = sum(len(b) for _, _, b in records)
     print(f"{n} readings in {len(records)} records")
     if not args.skip_e2e:

@@ -163,10 +163,12 @@ def backtest(
     from rich.progress import Progress
     from rich.table import Table
 
+    from urbanbrain import gctune
     from urbanbrain.errors import BadValue
     from urbanbrain.rules import backtest as bt
     from urbanbrain.rules.loader import RuleFileError
 
+    gctune.tune()  # the worker's collector settings: the same engine, the same cost
     if (scenario is None) == (recording is None):
         raise BadValue("give exactly one of --scenario or --recording")
     if history not in ("replay", "warmup"):

@@ -20,8 +20,10 @@ Inputs are the window statistics of :mod:`.aggregates`; the formulas are in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,11 +36,15 @@ from .aggregates import Stats
 #: ``edition`` tag of the US points: the May 2024 TAD (EPA-454/B-24-002), see indices/README.
 US_AQI_EDITION = "epa-2024"
 LOS_CODE = {"A": 1.0, "B": 2.0, "C": 3.0, "D": 4.0, "E": 5.0, "F": 6.0}
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})  # the points without extra tags share it
+_NO_META = ("", "")
+_POWER_FIELDS = ("voltage_deviation_pct", "voltage_deviation_max_pct", "frequency_deviation_hz",
+                 "frequency_deviation_max_hz", "load_mw_mean", "load_mw_max", "load_factor")
 
 
-@dataclass(frozen=True, slots=True)
-class IndexPoint:
-    """One index point: measurement, extra tags, fields (None fields are left out)."""
+class IndexPoint(NamedTuple):
+    """One index point: measurement, extra tags, fields (None fields are left out).
+    A named tuple: one is built per sensor and window size every minute."""
 
     measurement: str
     sensor: str
@@ -60,7 +66,14 @@ def _attr(rows: Mapping[str, Mapping[str, Stats]], sensors: list[str], metric: s
 
 
 def _f(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
+    """A finite Python float or None; takes the items of ``ndarray.tolist()`` (a numpy
+    scalar per call cost ~1 us more, and this runs for every field of every sensor)."""
+    return x if math.isfinite(x) else None
+
+
+def _cols(*arrays: np.ndarray) -> list[list]:
+    """Arrays as Python lists, for the per-sensor loops that build points."""
+    return [np.asarray(a).tolist() for a in arrays]
 
 
 class IndexCalculator:
@@ -100,14 +113,15 @@ class IndexCalculator:
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(ff > 0, speed / ff, np.nan)
         out = []
-        for i, s in enumerate(sensors):
+        for s, fl, sp, oc, f, c, r, lv in zip(sensors, *_cols(flow, speed, occ, ff, ci, ratio,
+                                                              los)):
+            lv = str(lv)
             fields = {
-                "flow_vph": _f(flow[i]), "speed_kmh": _f(speed[i]), "occupancy_pct": _f(occ[i]),
-                "free_flow_kmh": _f(ff[i]), "congestion_index": _f(ci[i]),
-                "speed_ratio": _f(ratio[i]), "los": str(los[i]) or None,
-                "los_code": LOS_CODE.get(str(los[i])),
+                "flow_vph": _f(fl), "speed_kmh": _f(sp), "occupancy_pct": _f(oc),
+                "free_flow_kmh": _f(f), "congestion_index": _f(c), "speed_ratio": _f(r),
+                "los": lv or None, "los_code": LOS_CODE.get(lv),
             }
-            out.append(IndexPoint("traffic_index", s, {}, fields))
+            out.append(IndexPoint("traffic_index", s, _NO_TAGS, fields))
         return out
 
     # -- environment -----------------------------------------------------------------------
@@ -135,23 +149,23 @@ class IndexCalculator:
             "sensitive_groups_en": ix.sensitive_groups_cn(cn.sub_indices, edition=ed,
                                                           lang="en"),
         }
-        cn_text = {k: np.broadcast_to(v, n) for k, v in cn_text.items()}
+        text_keys = list(cn_text)
+        text_rows = list(zip(*_cols(*(np.broadcast_to(v, n) for v in cn_text.values()))))
         out = []
         for std, tag, rep in (("us", US_AQI_EDITION, us), ("cn", ed.tag, cn)):
-            aqi = np.broadcast_to(rep.aqi, n)
-            prim = np.broadcast_to(rep.primary, n)
-            cat = np.broadcast_to(rep.category, n)
-            col = np.broadcast_to(rep.color, n)
-            for i, s in enumerate(sensors):
-                if not np.isfinite(aqi[i]):
+            tags = {"standard": std, "edition": tag}
+            cols = _cols(*(np.broadcast_to(c, n) for c in
+                           (rep.aqi, rep.category, rep.primary, rep.color)))
+            for i, (s, aqi, cat, prim, col) in enumerate(zip(sensors, *cols)):
+                if not math.isfinite(aqi):
                     continue
                 fields: dict[str, float | str | None] = {
-                    "aqi": float(aqi[i]), "category": str(cat[i]), "primary": str(prim[i]),
-                    "color": str(col[i]),
+                    "aqi": float(aqi), "category": str(cat), "primary": str(prim),
+                    "color": str(col),
                 }
                 if std == "cn":
-                    fields.update({k: str(v[i]) for k, v in cn_text.items()})
-                out.append(IndexPoint("aqi", s, {"standard": std, "edition": tag}, fields))
+                    fields.update(zip(text_keys, map(str, text_rows[i])))
+                out.append(IndexPoint("aqi", s, tags, fields))
         return out
 
     # -- water -----------------------------------------------------------------------------
@@ -161,7 +175,7 @@ class IndexCalculator:
             p, q = rows[s].get("pressure_kpa"), rows[s].get("flow_ls")
             if p is None and q is None:
                 continue
-            out.append(IndexPoint("water_index", s, {}, {
+            out.append(IndexPoint("water_index", s, _NO_TAGS, {
                 "pressure_mean_kpa": p.mean if p else None,
                 "pressure_min_kpa": p.min if p else None,
                 "pressure_max_kpa": p.max if p else None,
@@ -194,14 +208,10 @@ class IndexCalculator:
         with np.errstate(invalid="ignore", divide="ignore"):
             lf = np.where(peak > 0, load / peak, np.nan)
         out = []
-        for i, s in enumerate(sensors):
-            fields = {
-                "voltage_deviation_pct": _f(vdev[i]), "voltage_deviation_max_pct": _f(vext[i]),
-                "frequency_deviation_hz": _f(fdev[i]), "frequency_deviation_max_hz": _f(fext[i]),
-                "load_mw_mean": _f(load[i]), "load_mw_max": _f(peak[i]), "load_factor": _f(lf[i]),
-            }
+        for s, *vals in zip(sensors, *_cols(vdev, vext, fdev, fext, load, peak, lf)):
+            fields = dict(zip(_POWER_FIELDS, map(_f, vals)))
             if any(v is not None for v in fields.values()):
-                out.append(IndexPoint("power_index", s, {}, fields))
+                out.append(IndexPoint("power_index", s, _NO_TAGS, fields))
         return out
 
 
@@ -211,20 +221,22 @@ def index_samples(domain: str, size: str, visible_ms: int, points: list[IndexPoi
     reading-shaped samples for the rule engine, stamped with the event time from which
     rules see them (window end + allowed lateness)."""
     out: list[dict] = []
-    declared: dict[str, list] = {}
+    declared: dict[str, list[tuple[str, str, tuple]]] = {}
     for p in points:
         idx = declared.get(p.measurement)
         if idx is None:
-            idx = declared[p.measurement] = by_source(p.measurement, size)
+            idx = declared[p.measurement] = [(i.name, i.field, tuple(i.tags.items()))
+                                             for i in by_source(p.measurement, size)]
         metrics = {}
-        for i in idx:
-            if any(p.tags.get(k) != v for k, v in i.tags.items()):
+        tags, fields = p.tags, p.fields
+        for name, fld, want in idx:
+            if want and not all(tags.get(k) == v for k, v in want):
                 continue
-            v = p.fields.get(i.field)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
-                metrics[i.name] = float(v)
+            v = fields.get(fld)
+            if isinstance(v, (float, int)) and not isinstance(v, bool) and math.isfinite(v):
+                metrics[name] = float(v)
         if metrics:
-            district, kind = meta.get(p.sensor, ("", ""))
+            district, kind = meta.get(p.sensor, _NO_META)
             out.append({"sensor_id": p.sensor, "ts": visible_ms, "domain": domain,
                         "kind": kind, "district": district, "metrics": metrics,
                         "sample": True})

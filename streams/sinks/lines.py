@@ -20,6 +20,7 @@ from ..derive import IndexPoint
 
 _HEADS: dict[tuple, str] = {}
 _KEYS: dict[str, str] = {}
+_STRINGS: dict[str, str] = {}  # string field value → escaped (categories, colours, advice)
 
 
 def _head(measurement: str, tags: Mapping[str, str]) -> str:
@@ -35,9 +36,14 @@ def _head(measurement: str, tags: Mapping[str, str]) -> str:
 
 def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, object],
          ts_ms: int) -> str:
-    """Same output as :func:`urbanbrain.lineprotocol.line`, with escaped heads and field keys
-    cached: window outputs repeat the same few thousand sensors every minute."""
-    head = _head(measurement, tags)
+    """Same output as :func:`urbanbrain.lineprotocol.line`, with escaped heads, field keys
+    and string values cached: window outputs repeat the same few thousand sensors, and the
+    same few categories and advice texts, every minute."""
+    return f"{_head(measurement, tags)} {field_set(measurement, fields)} {int(ts_ms)}"
+
+
+def field_set(measurement: str, fields: Mapping[str, object]) -> str:
+    """``k=v,k=v`` of a point (None values left out), floats as ``repr``."""
     parts = []
     for k, v in fields.items():
         if v is None:
@@ -45,8 +51,17 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, object]
         ek = _KEYS.get(k)
         if ek is None:
             ek = _KEYS[k] = escape_tag(k)
-        if isinstance(v, str):
-            parts.append(f"{ek}={escape_string_field(v)}")
+        if v.__class__ is float:
+            if not math.isfinite(v):  # type: ignore[arg-type]
+                raise LineProtocolError(f"non-finite field value {v!r}")
+            parts.append(f"{ek}={v!r}")
+        elif isinstance(v, str):
+            sv = _STRINGS.get(v)
+            if sv is None:
+                sv = escape_string_field(v)
+                if len(_STRINGS) < 10_000:
+                    _STRINGS[v] = sv
+            parts.append(f"{ek}={sv}")
         else:
             f = float(v)  # type: ignore[arg-type]
             if not math.isfinite(f):
@@ -54,7 +69,7 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, object]
             parts.append(f"{ek}={f!r}")
     if not parts:
         raise LineProtocolError(f"point of {measurement!r} without fields")
-    return f"{head} {','.join(parts)} {int(ts_ms)}"
+    return ",".join(parts)
 
 
 def sensor_fields(metrics: Mapping[str, Stats]) -> str:
@@ -97,19 +112,35 @@ def window_lines(domain: str, size: str, start: int, rows: Mapping[str, Mapping[
     out: list[str] = []
     bad: list[tuple[str, str]] = []
     meas = f"agg_sensor_{size}"
+    start = int(start)
     for sensor, metrics in (rows.items() if sensors else ()):
         district, kind = meta.get(sensor, ("", ""))
         try:
             head = _head(meas, {"sensor": sensor, "district": district, "domain": domain,
                                 "kind": kind})
-            out.append(f"{head} {sensor_fields(metrics)} {int(start)}")
+            out.append(f"{head} {sensor_fields(metrics)} {start}")
         except LineProtocolError as exc:
             bad.append((sensor, str(exc)))
     for p in points:
-        district, _ = meta.get(p.sensor, ("", ""))
+        district = meta.get(p.sensor, _NO_META)[0]
         try:
-            out.append(line(p.measurement, {"sensor": p.sensor, "district": district,
-                                            "window": size, **p.tags}, p.fields, start))
+            # the head's cache key, built without the tag dict (only a miss needs it)
+            head = _HEADS.get((p.measurement, p.sensor, district, size, *p.tags.items()))
+            if head is None:
+                head = _index_head(p.measurement, p.sensor, district, size, p.tags)
+            out.append(f"{head} {field_set(p.measurement, p.fields)} {start}")
         except LineProtocolError as exc:
             bad.append((p.sensor, str(exc)))
     return out, bad
+
+
+_NO_META = ("", "")
+
+
+def _index_head(measurement: str, sensor: str, district: str, size: str,
+                extra: Mapping[str, str]) -> str:
+    head = escape_measurement(measurement) + tagset(
+        {"sensor": sensor, "district": district, "window": size, **extra})
+    if len(_HEADS) < 1_000_000:
+        _HEADS[(measurement, sensor, district, size, *extra.items())] = head
+    return head

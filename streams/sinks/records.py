@@ -24,16 +24,20 @@ def window_records(domain: str, size: str, start: int, end: int,
                    now_ms: int) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for sensor, metrics in rows.items():
-        district, kind = meta.get(sensor, ("", ""))
+        district, kind = meta.get(sensor, _NO_META)
         m: dict[str, float] = {}
         for name, st in metrics.items():
+            keys = _KEYS.get(name)
+            if keys is None:
+                keys = _KEYS[name] = (f"{name}_min", f"{name}_max", f"{name}_count",
+                                      f"{name}_last")
             mean = st.mean
             if mean == mean:  # no NaN in a record: a speed over no vehicle is left out
                 m[name] = mean
-            m[f"{name}_min"] = st.min
-            m[f"{name}_max"] = st.max
-            m[f"{name}_count"] = float(st.count)
-            m[f"{name}_last"] = st.last
+            m[keys[0]] = st.min
+            m[keys[1]] = st.max
+            m[keys[2]] = float(st.count)
+            m[keys[3]] = st.last
         out[sensor] = {
             "sensor_id": sensor, "domain": domain, "kind": kind, "district": district,
             "ts": end, "recv": now_ms, "metrics": m, "flags": ["aggregate"],
@@ -43,8 +47,14 @@ def window_records(domain: str, size: str, start: int, end: int,
         rec = out.get(p.sensor)
         if rec is None:
             continue
+        m = rec["metrics"]
+        aqi = p.measurement == "aqi"
         for k, v in p.fields.items():
             if isinstance(v, float):
-                name = f"aqi_{p.tags['standard']}" if p.measurement == "aqi" and k == "aqi" else k
-                rec["metrics"].setdefault(name, v)
+                m.setdefault(f"aqi_{p.tags['standard']}" if aqi and k == "aqi" else k, v)
     return list(out.values())
+
+
+_NO_META = ("", "")
+#: metric → its ``_min``/``_max``/``_count``/``_last`` keys (built once, not per row)
+_KEYS: dict[str, tuple[str, str, str, str]] = {}
