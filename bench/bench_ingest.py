@@ -87,11 +87,15 @@ def senml_packs(district: str, n_packs: int, size: int) -> list[tuple[str, bytes
     return out
 
 
-def _publish(port: int, msgs: list[tuple[str, bytes]], result: mp.Queue) -> None:
-    """Child process: publish everything at QoS 1, report (start, end) wall-clock times."""
+def _publish(port: int, msgs: list[tuple[str, bytes]], result: mp.Queue,
+             auth: tuple[str | None, str | None]) -> None:
+    """Child process: publish everything at QoS 1 as the simulator's account (the broker
+    refuses anonymous clients, as in production); report (start, end) wall-clock times."""
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex}")
+    if auth[0]:
+        client.username_pw_set(auth[0], auth[1])
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
@@ -159,7 +163,9 @@ def run_case(stack: LocalStack, name: str, district: str, msgs: list[tuple[str, 
         counter.start()
         ready.wait(30)
     q: mp.Queue = mp.Queue()
-    pub = mp.get_context("fork").Process(target=_publish, args=(stack.mqtt.port, msgs, q))
+    pub = mp.get_context("fork").Process(target=_publish,
+                                         args=(stack.mqtt.port, msgs, q,
+                                               stack.mqtt_login("simulator")))
     pub.start()
     t0, t1 = q.get(timeout=600)
     pub.join()

@@ -45,6 +45,7 @@ import paho.mqtt.client as mqtt
 from urbanbrain.health import HealthServer, KafkaProbe
 from urbanbrain.observability import Metrics, writer_metrics
 from urbanbrain.mqtt import apply_security
+from urbanbrain.ingest.buffered_client import BufferedClient
 from urbanbrain.ingest.normalise import DeadLetter, Normaliser
 from urbanbrain.ingest.rejects import Reason
 from urbanbrain.ingest.topics import TopicMapper
@@ -187,7 +188,7 @@ class IngestBridge:
     # -- MQTT side (paho thread) -----------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(
+        client = BufferedClient(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=s.mqtt_client_id,
             clean_session=False,  # the broker queues QoS 1 messages while we are down
