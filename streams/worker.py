@@ -295,6 +295,7 @@ class StreamsWorker:
             self.last_record[(msg.topic, msg.partition)] = now_mono
         # 1. raw readings: the write runs while the stages compute; done before any ack
         bad: list[tuple[Any, str]] = []
+        lines: list[str] = []
         if self.store_raw:
             lines, bad = self.encoder.encode(readings)
             out_.raw.add(lines)
@@ -340,7 +341,10 @@ class StreamsWorker:
         t4 = time.perf_counter()
         raw_refused = await out_.raw.done()
         if readings:
-            st.stored_latency.observe([r["ts"] for r in readings], _now_ms())
+            # stored when InfluxDB acknowledged the raw write (it started before the
+            # stages), not when this batch's stages and Kafka flush are through as well
+            stored_ms = out_.raw.finished_ms if lines else None
+            st.stored_latency.observe([r["ts"] for r in readings], stored_ms or _now_ms())
         refused = raw_refused + await out_.windows.done() + await out_.hours.done()
         if refused:  # dead letters of refused lines, durable before the ack too
             dead.add(Record(_refused_letter(text, why)) for text, why in refused)

@@ -3,6 +3,8 @@ replay idempotency and recovery from the changelog entries."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from urbanbrain.streams.aggregates import by_sensor
@@ -201,13 +203,20 @@ def test_a_sink_writes_in_the_background_and_forgets_a_failed_batch() -> None:
         with pytest.raises(RuntimeError):
             s.add(["c"])
             s.start()  # one write in flight at a time
+        before = int(time.time() * 1000)
         assert await s.done() == [("bad b", "refused")]  # the write in flight, then "c"
         assert s.got == [["a", "bad b"], ["c"]]
+        # when the last write completed, not when done() was asked
+        assert s.finished_ms is not None and before <= s.finished_ms <= time.time() * 1000
+        finished = s.finished_ms
+        await asyncio.sleep(0.05)
+        assert s.finished_ms == finished
         s.discard()  # what the failed batch added is gone; the sink works on
         s.add(["d"])
         assert await s.done() == [] and s.got[-1] == ["d"]
         s.add(["e"])
         s.start()
+        assert s.finished_ms is None  # a write in flight: nothing stored yet
         s.discard()  # an in-flight write of a failed batch is cancelled
         await asyncio.sleep(0.02)
         assert s.got[-1] == ["d"] and await s.done() == []

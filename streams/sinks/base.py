@@ -14,6 +14,7 @@ method a destination implements.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -36,6 +37,9 @@ class BatchingSink(Generic[T]):
         self._inflight: asyncio.Future[Refused] | None = None
         #: items written since the process started (for /metrics and the bench)
         self.written = 0
+        #: when the last write that succeeded completed (epoch ms): the moment its items
+        #: were stored, which a batch's later stages must not be counted into
+        self.finished_ms: int | None = None
 
     def add(self, items: Iterable[T]) -> None:
         self._items.extend(items)
@@ -48,7 +52,13 @@ class BatchingSink(Generic[T]):
             raise RuntimeError(f"{self.name}: start() twice before done()")
         batch, self._items = self._items, []
         self.written += len(batch)
+        self.finished_ms = None
         self._inflight = asyncio.ensure_future(self.write(batch))
+        self._inflight.add_done_callback(self._finished)
+
+    def _finished(self, fut: asyncio.Future[Refused]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self.finished_ms = int(time.time() * 1000)
 
     async def done(self) -> Refused:
         """Wait for the write in flight, write what was added since, and return what the
@@ -67,7 +77,7 @@ class BatchingSink(Generic[T]):
         come again and produce it again."""
         if self._inflight is not None:
             self._inflight.cancel()
-        self._inflight, self._items = None, []
+        self._inflight, self._items, self.finished_ms = None, [], None
 
     async def write(self, batch: list[T]) -> Refused:
         raise NotImplementedError
