@@ -115,6 +115,8 @@ def run(size: int, hours: float, interval_s: int, sample_min: int, warmup_min: i
     fed = 0
     cpu = 0.0
     t_last_sample = start
+    pauses = gctune.pauses()
+    gen2_0, forced_gc = pauses.collections[2], 0
     for frame in sim.frames(until_ms=end):
         if frame.t_ms >= next_tick:
             clock[0] = frame.t_ms / 1000.0
@@ -133,7 +135,10 @@ def run(size: int, hours: float, interval_s: int, sample_min: int, warmup_min: i
                     # changelog writes are counted after the warm-up (fresh state first)
                     written0 = {k: getattr(stores, k).counts() for k in STORES}
                     fed0 = fed
-                gc.collect()
+                t_gc = time.perf_counter()
+                gc.collect()  # a full collection: its time is the worker's gen-2 pause now
+                full_gc_s = time.perf_counter() - t_gc
+                forced_gc += 1
                 before = {k: getattr(stores, k).counts() for k in STORES}
                 by = store_bytes(worker)
                 if written0:
@@ -142,6 +147,7 @@ def run(size: int, hours: float, interval_s: int, sample_min: int, warmup_min: i
                             forced[k], before[k], getattr(stores, k).counts())]
                 samples.append({"event_min": (frame.t_ms - start) // MIN, "rss_mb": round(rss_mb(), 1),
                                 "state_bytes": by, "fed": fed,
+                                "full_gc_s": round(full_gc_s, 3),
                                 "readings_per_s": round(fed / cpu) if cpu else None})
                 print(json.dumps(samples[-1]), flush=True)
         for sid, ts, metrics in frame.readings(city):
@@ -176,6 +182,9 @@ def run(size: int, hours: float, interval_s: int, sample_min: int, warmup_min: i
         "checkpoint_s": checkpoint_s, "tick_s": tick_s,
         "changelog_writes_after_warmup": written,
         "rss_mb_end": last["rss_mb"],
+        # a full collection walks the whole heap: how long one stops the worker at this size
+        "full_gc_s_end": last["full_gc_s"],
+        "full_gcs_automatic": pauses.collections[2] - gen2_0 - forced_gc,
         "rss_slope_mb_per_event_hour_after_warmup": slope(lambda s: s["rss_mb"]),
         "state_slope_bytes_per_sensor_per_event_hour_after_warmup":
             None if (sl := slope(lambda s: sum(s["state_bytes"].values()))) is None else sl / n,

@@ -43,7 +43,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from urbanbrain.health import HealthServer, KafkaProbe
-from urbanbrain.observability import Metrics, writer_metrics
+from urbanbrain.observability import Metrics, gc_metrics, writer_metrics
 from urbanbrain.mqtt import apply_security
 from urbanbrain.ingest.buffered_client import BufferedClient
 from urbanbrain.ingest.normalise import DeadLetter, Normaliser
@@ -183,6 +183,7 @@ class IngestBridge:
         m.gauge("kafka_reachable", "1 while a Kafka metadata request succeeds",
                 lambda: None if self.kafka_probe is None else float(bool(self.kafka_probe.ok)))
         writer_metrics(m, lambda: self._writer.stats)  # type: ignore[union-attr]
+        gc_metrics(m)
         return m
 
     # -- MQTT side (paho thread) -----------------------------------------------------------

@@ -26,7 +26,7 @@ import faust
 from urbanbrain import lognoise
 from urbanbrain.health import HealthServer, KafkaProbe
 from urbanbrain.kafka import READINGS_TOPICS, client_options
-from urbanbrain.observability import Metrics, writer_metrics
+from urbanbrain.observability import Metrics, gc_metrics, writer_metrics
 from urbanbrain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ def worker_metrics(app: faust.App, metrics: Metrics, *, writer: Any, stats: Any,
     m.gauge("agent_batch_seconds", "duration of the last store_readings batch",
             lambda: stats.batch_ms / 1000.0)
     writer_metrics(m, lambda: writer.stats)
+    gc_metrics(m)
     m.gauge("alerts", "city alerts of this worker's partitions, by state",
             lambda: _alerts_by_state(alerting), labels=("state",))
     m.gauge("rule_state_sensors", "sensors whose rule state this worker holds, by stage",

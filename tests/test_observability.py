@@ -53,6 +53,32 @@ def test_ingest_and_worker_expose_the_families_the_issue_names(exposed):
         assert name in exposed, name
 
 
+def test_collector_pauses_are_measured_and_exposed(exposed):
+    """A full collection is counted and timed, and both processes expose the families."""
+    import gc
+
+    from urbanbrain import gctune
+
+    for name in ("urbanbrain_gc_collections_total", "urbanbrain_gc_pause_seconds_total",
+                 "urbanbrain_gc_longest_pause_seconds"):
+        assert name in exposed, name
+    p = gctune.pauses()
+    before, spent = p.collections[2], p.seconds[2]
+    junk = [[i] for i in range(200_000)]  # something for the collector to walk
+    gc.collect()
+    del junk
+    assert p.collections[2] >= before + 1  # ours, and any the allocations triggered
+    assert p.seconds[2] > spent and p.longest[2] > 0
+    m = Metrics()
+    from urbanbrain.observability import gc_metrics
+
+    gc_metrics(m)
+    fams = {f.name: f for f in text_string_to_metric_families(m.render().decode())}
+    full = [s for s in fams["urbanbrain_gc_collections"].samples
+            if s.labels.get("generation") == "2" and s.name.endswith("_total")]
+    assert full and full[0].value == p.collections[2]
+
+
 def test_dashboard_queries_name_only_exposed_metrics(exposed):
     dash = json.loads((ROOT / "dashboards" / "prometheus" / "pipeline-health.json").read_text())
     assert dash["uid"] == "pipeline-prometheus"

@@ -128,3 +128,24 @@ def writer_metrics(metrics: Metrics, stats_of: Callable[[], object]) -> None:
                     lambda: stats_of().auth_failures)
     metrics.counter("influx_lines_rejected", "lines InfluxDB refused (400) and dead-lettered",
                     lambda: stats_of().rejected)
+
+
+def gc_metrics(metrics: Metrics) -> None:
+    """Python's garbage collector, per generation: collections, the time they stopped the
+    process, and the longest single pause (``urbanbrain.gctune``). A full collection walks
+    the whole heap, so a worker holding a larger city pauses longer: when the longest
+    generation-2 pause nears the latency budget, the thresholds no longer fit."""
+    from urbanbrain import gctune
+
+    p = gctune.pauses()
+    gens = ("0", "1", "2")
+    metrics.counter("gc_collections", "garbage collections, by generation",
+                    lambda: {(g,): p.collections[i] for i, g in enumerate(gens)},
+                    labels=("generation",))
+    metrics.counter("gc_pause_seconds", "time spent in garbage collections, by generation",
+                    lambda: {(g,): p.seconds[i] for i, g in enumerate(gens)},
+                    labels=("generation",))
+    metrics.gauge("gc_longest_pause_seconds", "the longest single collection since the "
+                  "process started, by generation",
+                  lambda: {(g,): p.longest[i] for i, g in enumerate(gens)},
+                  labels=("generation",))
