@@ -504,14 +504,19 @@ class IngestBridge:
         stale = 0
         with self._ack_lock:
             gen = self._gen if self._connected.is_set() else -1
+            pubacks: list[int] = []
             for m in batch:
                 if m.qos > 0:
-                    if m.gen == gen:
-                        ack(m.mid, m.qos)
-                    else:
+                    if m.gen != gen:
                         # Forwarded, not acked: its mid belongs to a dead connection. If the
                         # broker kept the session it redelivers (a duplicate downstream).
                         stale += 1
+                    elif m.qos == 1:
+                        pubacks.append(m.mid)
+                    else:
+                        ack(m.mid, m.qos)
+            if pubacks:  # in arrival order, in one write (ingest/buffered_client.py)
+                self._client.puback_many(pubacks)
         for _ in batch:
             self._inflight.release()
         if stale:

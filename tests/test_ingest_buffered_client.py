@@ -155,3 +155,52 @@ def test_closing_drops_the_bytes_buffered_from_the_old_connection() -> None:
     assert c._sock_recv(3) == b"\x02\x00\x00"
     for s in (b, a2, b2):
         s.close()
+
+
+def _manual(stack, topic: str, client_id: str, got: list, ready: threading.Event
+            ) -> BufferedClient:
+    c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                       clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
+    c.username_pw_set(*stack.mqtt_login("ingest"))
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, qos=1)
+    c.on_subscribe = lambda cl, u, mid, rcs, p: ready.set()
+    c.on_message = lambda cl, u, msg: got.append(msg)
+    c.connect("127.0.0.1", stack.mqtt.port)
+    c.loop_start()
+    return c
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("acked", [True, False])
+def test_one_write_of_pubacks_acknowledges_every_message(stack, run_id: str,
+                                                         acked: bool) -> None:
+    """Messages acknowledged with ``puback_many`` are not redelivered to the persistent
+    session; unacknowledged ones are (the control: the test sees a missing ack)."""
+    topic = f"city/t{run_id}/water/main/acks"
+    cid = f"acks-{run_id}-{acked}"
+    got: list = []
+    ready = threading.Event()
+    c = _manual(stack, topic, cid, got, ready)
+    assert ready.wait(10)
+    payloads = [f'{{"n":{i}}}'.encode() for i in range(500)]
+    _publish(stack, topic, payloads)
+    _wait(got, len(payloads))
+    assert [m.payload for m in got] == payloads
+    if acked:
+        c.puback_many([m.mid for m in got])
+    time.sleep(0.5)  # the acks on the wire
+    c.disconnect()
+    c.loop_stop()
+    again: list = []
+    ready2 = threading.Event()
+    c2 = _manual(stack, topic, cid, again, ready2)
+    try:
+        assert ready2.wait(10)
+        _wait(again, 10**9 if acked else len(payloads), timeout=3 if acked else 30)
+        if acked:
+            assert again == []
+        else:
+            assert {m.payload for m in again} == set(payloads)
+    finally:
+        c2.disconnect()
+        c2.loop_stop()
