@@ -68,7 +68,7 @@ def _attr(rows: Mapping[str, Mapping[str, Stats]], sensors: list[str], metric: s
 def _f(x: float) -> float | None:
     """A finite Python float or None; takes the items of ``ndarray.tolist()`` (a numpy
     scalar per call cost ~1 us more, and this runs for every field of every sensor)."""
-    return x if math.isfinite(x) else None
+    return float(x) if math.isfinite(x) else None
 
 
 def _cols(*arrays: np.ndarray) -> list[list]:
