@@ -204,3 +204,14 @@ def test_one_write_of_pubacks_acknowledges_every_message(stack, run_id: str,
     finally:
         c2.disconnect()
         c2.loop_stop()
+
+
+def test_pubacks_fall_back_to_one_ack_each_without_the_paho_internal(monkeypatch) -> None:
+    """Should a paho release rename ``_packet_queue``, acknowledgements still go out, one
+    ``ack()`` each, instead of ingest failing at its first batch."""
+    c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="unit", manual_ack=True)
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(c, "_packet_queue", None)
+    monkeypatch.setattr(c, "ack", lambda mid, qos: sent.append((mid, qos)) or 0)
+    assert c.puback_many([3, 1, 2]) == 0
+    assert sent == [(3, 1), (1, 1), (2, 1)]
