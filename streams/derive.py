@@ -37,7 +37,8 @@ from .aggregates import Stats
 US_AQI_EDITION = "epa-2024"
 LOS_CODE = {"A": 1.0, "B": 2.0, "C": 3.0, "D": 4.0, "E": 5.0, "F": 6.0}
 _NO_TAGS: Mapping[str, str] = MappingProxyType({})  # the points without extra tags share it
-_NO_META = ("", "")
+#: (district, kind) of a sensor the partition has no metadata for
+NO_META = ("", "")
 _POWER_FIELDS = ("voltage_deviation_pct", "voltage_deviation_max_pct", "frequency_deviation_hz",
                  "frequency_deviation_max_hz", "load_mw_mean", "load_mw_max", "load_factor")
 
@@ -236,7 +237,7 @@ def index_samples(domain: str, size: str, visible_ms: int, points: list[IndexPoi
             if isinstance(v, (float, int)) and not isinstance(v, bool) and math.isfinite(v):
                 metrics[name] = float(v)
         if metrics:
-            district, kind = meta.get(p.sensor, _NO_META)
+            district, kind = meta.get(p.sensor, NO_META)
             out.append({"sensor_id": p.sensor, "ts": visible_ms, "domain": domain,
                         "kind": kind, "district": district, "metrics": metrics,
                         "sample": True})

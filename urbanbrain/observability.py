@@ -138,14 +138,14 @@ def gc_metrics(metrics: Metrics) -> None:
     from urbanbrain import gctune
 
     p = gctune.pauses()
-    gens = ("0", "1", "2")
+
+    def by_generation(values: list) -> Callable[[], Value]:
+        return lambda: {(str(g),): v for g, v in enumerate(values)}
+
+    gen = ("generation",)
     metrics.counter("gc_collections", "garbage collections, by generation",
-                    lambda: {(g,): p.collections[i] for i, g in enumerate(gens)},
-                    labels=("generation",))
+                    by_generation(p.collections), labels=gen)
     metrics.counter("gc_pause_seconds", "time spent in garbage collections, by generation",
-                    lambda: {(g,): p.seconds[i] for i, g in enumerate(gens)},
-                    labels=("generation",))
+                    by_generation(p.seconds), labels=gen)
     metrics.gauge("gc_longest_pause_seconds", "the longest single collection since the "
-                  "process started, by generation",
-                  lambda: {(g,): p.longest[i] for i, g in enumerate(gens)},
-                  labels=("generation",))
+                  "process started, by generation", by_generation(p.longest), labels=gen)

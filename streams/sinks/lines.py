@@ -16,16 +16,18 @@ from urbanbrain.lineprotocol import (
 )
 
 from ..aggregates import SUM_METRICS, Stats
-from ..derive import IndexPoint
+from ..derive import NO_META, IndexPoint
 
 _HEADS: dict[tuple, str] = {}
 _KEYS: dict[str, str] = {}
 _STRINGS: dict[str, str] = {}  # string field value → escaped (categories, colours, advice)
 
 
-def _head(measurement: str, tags: Mapping[str, str]) -> str:
-    """Escaped measurement and tag set, cached (raises LineProtocolError on a bad tag)."""
-    hkey = (measurement, *tags.items())
+def _head(measurement: str, tags: Mapping[str, str], hkey: tuple | None = None) -> str:
+    """Escaped measurement and tag set, cached under ``hkey`` (default: the measurement
+    and the tags' items; raises LineProtocolError on a bad tag)."""
+    if hkey is None:
+        hkey = (measurement, *tags.items())
     head = _HEADS.get(hkey)
     if head is None:
         head = escape_measurement(measurement) + tagset(tags)
@@ -114,7 +116,7 @@ def window_lines(domain: str, size: str, start: int, rows: Mapping[str, Mapping[
     meas = f"agg_sensor_{size}"
     start = int(start)
     for sensor, metrics in (rows.items() if sensors else ()):
-        district, kind = meta.get(sensor, ("", ""))
+        district, kind = meta.get(sensor, NO_META)
         try:
             head = _head(meas, {"sensor": sensor, "district": district, "domain": domain,
                                 "kind": kind})
@@ -122,25 +124,16 @@ def window_lines(domain: str, size: str, start: int, rows: Mapping[str, Mapping[
         except LineProtocolError as exc:
             bad.append((sensor, str(exc)))
     for p in points:
-        district = meta.get(p.sensor, _NO_META)[0]
+        district = meta.get(p.sensor, NO_META)[0]
         try:
             # the head's cache key, built without the tag dict (only a miss needs it)
-            head = _HEADS.get((p.measurement, p.sensor, district, size, *p.tags.items()))
+            hkey = (p.measurement, p.sensor, district, size, *p.tags.items())
+            head = _HEADS.get(hkey)
             if head is None:
-                head = _index_head(p.measurement, p.sensor, district, size, p.tags)
+                head = _head(p.measurement, {"sensor": p.sensor, "district": district,
+                                             "window": size, **p.tags}, hkey)
             out.append(f"{head} {field_set(p.measurement, p.fields)} {start}")
         except LineProtocolError as exc:
             bad.append((p.sensor, str(exc)))
     return out, bad
 
-
-_NO_META = ("", "")
-
-
-def _index_head(measurement: str, sensor: str, district: str, size: str,
-                extra: Mapping[str, str]) -> str:
-    head = escape_measurement(measurement) + tagset(
-        {"sensor": sensor, "district": district, "window": size, **extra})
-    if len(_HEADS) < 1_000_000:
-        _HEADS[(measurement, sensor, district, size, *extra.items())] = head
-    return head

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..aggregates import Stats
-from ..derive import IndexPoint
+from ..derive import NO_META, IndexPoint
 
 
 def window_records(domain: str, size: str, start: int, end: int,
@@ -24,7 +24,7 @@ def window_records(domain: str, size: str, start: int, end: int,
                    now_ms: int) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for sensor, metrics in rows.items():
-        district, kind = meta.get(sensor, _NO_META)
+        district, kind = meta.get(sensor, NO_META)
         m: dict[str, float] = {}
         for name, st in metrics.items():
             keys = _KEYS.get(name)
@@ -55,6 +55,5 @@ def window_records(domain: str, size: str, start: int, end: int,
     return list(out.values())
 
 
-_NO_META = ("", "")
 #: metric → its ``_min``/``_max``/``_count``/``_last`` keys (built once, not per row)
 _KEYS: dict[str, tuple[str, str, str, str]] = {}
