@@ -42,9 +42,14 @@ class BufferedClient(mqtt.Client):
         super().__init__(*args, **kwargs)
         self._rbuf = b""
         self._rpos = 0
+        self._draining = False  # finishing the bytes of one chunk: no new chunk
 
     def _sock_recv(self, bufsize: int) -> bytes:
         avail = len(self._rbuf) - self._rpos
+        if avail <= 0 and self._draining:
+            # the tail of a packet that straddles the chunk: exactly what paho asks for, so
+            # the drain ends with this packet and paho's loop gets its turn (see loop_read)
+            return super()._sock_recv(bufsize)
         if avail <= 0:
             # paho's own read: its SSL and missing-socket handling, BlockingIOError when
             # nothing is there (paho then keeps the partial packet for the next call)
@@ -63,11 +68,22 @@ class BufferedClient(mqtt.Client):
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         """paho's ``loop_read``, repeated while buffered bytes remain: ``select`` does not
-        see them (they are no longer in the socket)."""
+        see them (they are no longer in the socket).
+
+        At most one chunk per call: a packet that straddles the chunk's end is finished
+        with reads of exactly its size, not with a new chunk. Refilling instead kept this
+        loop reading for as long as the broker had more to send, and under a sustained
+        flood paho's loop never got back to writing: no PUBACK and no PINGREQ left for
+        45 s, mosquitto dropped ingest for an exceeded keep-alive and redelivered every
+        unacknowledged message (a live full-speed replay: 908,000 duplicate readings)."""
         rc = super().loop_read(max_packets)
-        while rc == mqtt.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf) \
-                and self._sock is not None:
-            rc = super().loop_read(max_packets)
+        self._draining = True
+        try:
+            while rc == mqtt.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf) \
+                    and self._sock is not None:
+                rc = super().loop_read(max_packets)
+        finally:
+            self._draining = False
         return rc
 
     def puback_many(self, mids: Sequence[int]) -> mqtt.MQTTErrorCode:
