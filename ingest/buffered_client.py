@@ -70,8 +70,9 @@ class BufferedClient(mqtt.Client):
         """paho's ``loop_read``, repeated while buffered bytes remain: ``select`` does not
         see them (they are no longer in the socket).
 
-        At most one chunk per call: a packet that straddles the chunk's end is finished
-        with reads of exactly its size, not with a new chunk. Refilling instead kept this
+        About one chunk of new bytes per call: once the first packet is complete, a
+        packet that straddles the buffer's end is finished with reads of exactly its
+        size, not with a new chunk. Refilling instead kept this
         loop reading for as long as the broker had more to send, and under a sustained
         flood paho's loop never got back to writing: no PUBACK and no PINGREQ left for
         45 s, mosquitto dropped ingest for an exceeded keep-alive and redelivered every
