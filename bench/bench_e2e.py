@@ -63,11 +63,38 @@ groups:
         metric: speed_kmh
         window: 1m
         aggregate: last
-        condition: {op: '<', value: 35, clear: 40}
+        condition: {op: '<', value: %(below)s}
         labels: {severity: info}
         annotations:
           summary: 'speed {{ $value }} km/h at {{ $labels.sensor }}'
 """
+#: alert transitions a second the paced bench aims for: enough for a p99 in a minute
+BENCH_TRANSITIONS_PER_S = 20.0
+
+
+def bench_threshold(size: str | int, interval_s: float, start_ms: int,
+                    per_s: float = BENCH_TRANSITIONS_PER_S, frames: int = 40) -> int:
+    """The speed below which ``BenchSlowTraffic`` fires, chosen on the simulation the run
+    will publish (same city, seed and start) so that about ``per_s`` transitions a second
+    happen. A fixed threshold fired 2 alerts at night and ~200 a second by day: the p99
+    of rule evaluation → alert then stood on 2 observations."""
+    from urbanbrain.simulators.engine import Simulation
+
+    city = City.generate(7, size)
+    sim = Simulation(city, 7, start_ms=start_ms, interval_s=interval_s)
+    speeds: dict[str, list[float]] = {}
+    for frame in sim.frames(frames):
+        for sensor, _, metrics in frame.readings(city):
+            v = metrics.get("speed_kmh")
+            if v is not None:
+                speeds.setdefault(sensor, []).append(v)
+    series = [np.asarray(v) for v in speeds.values()]
+    seconds = frames * interval_s
+
+    def rate(below: int) -> float:
+        return sum(int(np.count_nonzero(np.diff(v < below))) for v in series) / seconds
+
+    return min(range(15, 60), key=lambda b: abs(rate(b) - per_s))
 
 #: the two thresholds of the Node-RED peer's flow (bench/peers/nodered/flow.json)
 PEER_RULES = """\
@@ -106,6 +133,9 @@ class E2EConfig:
     seconds: float = 60.0  # paced mode: how long
     workers: int = 1
     ingest: int = 1
+    #: raw-store processes (``urbanbrain streams store-raw``, a consumer group of their
+    #: own); 0: the workers store raw points themselves
+    raw_stores: int = 0
     rules: bool = True
     peer_flow: bool = False  # Node-RED's flow: raw points + its two threshold rules, no windows
     profile: bool = False
@@ -126,6 +156,7 @@ class E2EConfig:
         if not self.rate and self.interval_s != 60:
             mode += f"{self.interval_s:g}s"
         return (f"e2e-{self.fmt}-{mode}-w{self.workers}-i{self.ingest}"
+                f"{f'-r{self.raw_stores}' if self.raw_stores else ''}"
                 f"{'' if self.rules else '-norules'}{'-peerflow' if self.peer_flow else ''}")
 
 
@@ -185,13 +216,18 @@ class Pipeline:
         elif cfg.rules:
             shutil.copytree(STARTER_RULES, rules_dir)
             if cfg.rate:  # paced: enough alerts for percentiles; throughput: starter set only
-                (rules_dir / "bench.yaml").write_text(BENCH_RULE)
+                sensors = len(City.generate(7, cfg.city_size()).sensors)
+                self.bench_below = bench_threshold(cfg.city_size(), sensors / cfg.rate,
+                                                   int(time.time() * 1000))
+                (rules_dir / "bench.yaml").write_text(BENCH_RULE % {"below": self.bench_below})
         else:
             rules_dir.mkdir()
             (rules_dir / "none.yaml").write_text("groups: []\n")
         self.env["URBANBRAIN_ALERT_RULES_PATH"] = str(rules_dir)
         if cfg.ingest > 1:
             self.env["URBANBRAIN_MQTT_SHARED_GROUP"] = "bench"
+        if cfg.raw_stores:
+            self.env["URBANBRAIN_STREAMS_RAW_POINTS"] = "own-group"
         # the simulator's own account (the production ACL lets it write the domain trees)
         self.settings = Settings(**{k[len("URBANBRAIN_"):].lower(): v
                                     for k, v in role_env(self.env, "simulator").items()
@@ -204,6 +240,11 @@ class Pipeline:
         for i in range(cfg.workers):
             self.components.append(Component(f"streams{i}", ["streams", "worker", "-l", "info"],
                                              self.env, work / f"streams{i}.log"))
+        for i in range(cfg.raw_stores):
+            self.components.append(Component(f"store{i}", ["streams", "store-raw", "-l", "info"],
+                                             self.env, work / f"store{i}.log"))
+        #: whose ``pipeline`` points carry the event → stored latency
+        self.stored_stage = "raw" if cfg.raw_stores else "streams"
         self.influx = InfluxQL(self.env["URBANBRAIN_INFLUX_URL"], "bench",
                                *self.stack.influx_login("reader"))
         #: counting scans millions of points on a busy server: a 10-s timeout undercounted
@@ -216,6 +257,7 @@ class Pipeline:
         deadline = time.monotonic() + 90
         workers = [c for c in self.components if c.name.startswith("streams")]
         ingests = [c for c in self.components if c.name.startswith("ingest")]
+        stores = [c for c in self.components if c.name.startswith("store")]
         while time.monotonic() < deadline:
             ready_w = all("ASSIGNMENT" in w.log() for w in workers)
             # with N workers, the last assignment must give every worker partitions
@@ -223,6 +265,7 @@ class Pipeline:
                 ready_w = ready_w and all(
                     '"partitions":{}' not in w.log().rsplit("ASSIGNMENT", 1)[-1] for w in workers)
             ready_i = all("MQTT connected" in i.log() for i in ingests)
+            ready_w = ready_w and all("raw store assignment: readings" in c.log() for c in stores)
             if ready_w and ready_i:
                 time.sleep(2 if len(workers) > 1 else 0.5)
                 return
@@ -268,6 +311,25 @@ class Pipeline:
             rows.append(dict(zip(cols, s["values"][0])))
         return rows
 
+    def agent_phases(self) -> dict[str, float]:
+        """Seconds the workers' readings batches spent per phase (summed over workers),
+        and ``batches``: how many there were (the mean batch = the sum / batches)."""
+        phases: dict[str, float] = {}
+        for row in self.pipeline_rows("streams"):
+            for k, v in row.items():
+                if v is None:
+                    continue
+                if k.startswith("agent_") and k.endswith("_s_total"):
+                    name = k[len("agent_"):-len("_s_total")]
+                    phases[name] = phases.get(name, 0) + v
+                elif k == "batches_total":
+                    phases["batches"] = phases.get("batches", 0) + v
+        return phases
+
+    def processed(self) -> int:
+        """Readings the workers have taken through their stages (their last report)."""
+        return sum(int(r.get("readings_total") or 0) for r in self.pipeline_rows("streams"))
+
     def histogram(self, stage: str) -> np.ndarray:
         """Cumulative freshness counts summed over workers."""
         total = np.zeros(len(latency.BOUNDS_MS) + 1)
@@ -288,7 +350,8 @@ def _py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen | None:
         return None
     return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "-o", str(out),
                              "--duration", str(int(seconds)), "--rate", "50", "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL,
+                            stderr=out.with_suffix(".err").open("wb"))
 
 
 def _quantiles(cum: np.ndarray) -> dict[str, float | None]:
@@ -315,7 +378,7 @@ def run_throughput(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[st
     prof = []
     if cfg.profile:
         for name, pid in p.pids().items():
-            if name.startswith(("streams", "ingest")):
+            if name.startswith(("streams", "ingest", "store")):
                 prof.append(_py_spy(pid, p.work / f"{name}.pyspy.txt", 120))
     result = run_simulation(p.settings, seed=7, size=cfg.city_size(), speed=0, rate=None,
                             start_ms=start_ms, sim_duration_s=cfg.minutes * 60,
@@ -331,14 +394,14 @@ def run_throughput(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[st
         if n != last_n:
             last_n, last_change = n, time.monotonic()
         time.sleep(2.0)  # counting scans the whole database: don't load influxd for it
+    # done = stored *and* through the workers' windows and rules: a raw point can be
+    # stored (by the raw store, or by the worker's raw write, which starts before the
+    # batch's stages) while the analytics still work on its reading
+    while p.processed() < sent and time.monotonic() - last_change < 60:
+        time.sleep(0.25)
     t_all = time.monotonic() - t0
     last = sampler.sample()
-    phases: dict[str, float] = {}
-    for row in p.pipeline_rows("streams"):
-        for k, v in row.items():
-            if k.startswith("agent_") and k.endswith("_s_total") and v is not None:
-                name = k[len("agent_"):-len("_s_total")]
-                phases[name] = phases.get(name, 0) + v
+    phases = p.agent_phases()
     for pr in prof:
         if pr is not None:
             pr.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
@@ -376,13 +439,14 @@ def run_paced(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, An
     pub.start()
     warmup = min(30.0, cfg.seconds / 4)
     time.sleep(warmup)  # first seconds: JIT-free, but caches, table creation, connections
-    h0_stored, h0_alerts = p.histogram("streams"), p.histogram("alerts")
+    h0_stored, h0_alerts = p.histogram(p.stored_stage), p.histogram("alerts")
     first = sampler.sample()
     timeline = []
     while pub.is_alive():
         time.sleep(5)
         row = sampler.sample()
-        lag = [r.get("lag_records") for r in p.pipeline_rows("streams")]
+        lag = [r.get("lag_records") for stage in dict.fromkeys(("streams", p.stored_stage))
+               for r in p.pipeline_rows(stage)]
         timeline.append({"t": round(row["t"] - t0, 1),
                          "rss_mb": {k: v["rss_mb"] for k, v in row.items() if k != "t"},
                          "lag_records": sum(x or 0 for x in lag)})
@@ -398,7 +462,7 @@ def run_paced(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, An
     drain_s = time.monotonic() - last["t"]
     time.sleep(5.5)  # the next pipeline reports carry the last observations and counts
     dead = p.dead_letters()
-    stored_h = latency.delta(p.histogram("streams"), h0_stored)
+    stored_h = latency.delta(p.histogram(p.stored_stage), h0_stored)
     alert_h = latency.delta(p.histogram("alerts"), h0_alerts)
     ts = [r["t"] for r in timeline]
     worker_rss = [sum(v for k, v in r["rss_mb"].items() if k.startswith("streams"))
@@ -411,6 +475,8 @@ def run_paced(p: Pipeline, cfg: E2EConfig, sampler: ProcSampler) -> dict[str, An
         "achieved_publish_per_s": round(sent / max(last["t"] - t0, 1e-9)),
         "latency_event_to_stored": _quantiles(stored_h),
         "latency_evaluation_to_alert": _quantiles(alert_h),
+        "bench_rule_below_kmh": getattr(p, "bench_below", None),
+        "store_agent_phase_s": {k: round(v, 2) for k, v in p.agent_phases().items()},
         "cores_used": sampler.cpu_share(first, last),
         "cpu_us_per_reading": sampler.cpu_per_item(first, last, n),
         "worker_rss_mb_slope_per_min": _slope_per_min(ts, worker_rss),
@@ -457,6 +523,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60, help="paced mode: duration")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--ingest", type=int, default=1)
+    ap.add_argument("--raw-stores", type=int, default=0,
+                    help="raw points by this many `streams store-raw` processes (own group)")
     ap.add_argument("--no-rules", action="store_true")
     ap.add_argument("--peer-flow", action="store_true",
                     help="raw points + the Node-RED peer's two thresholds, no windows")
@@ -469,6 +537,7 @@ def main() -> None:
     cfg = E2EConfig(fmt=args.format, size=args.size, minutes=args.minutes,
                     interval_s=args.interval, rate=args.rate,
                     seconds=args.seconds, workers=args.workers, ingest=args.ingest,
+                    raw_stores=args.raw_stores,
                     rules=not args.no_rules, peer_flow=args.peer_flow,
                     profile=args.profile, label=args.label, settle_s=args.settle)
     out = run_e2e(cfg)

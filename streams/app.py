@@ -134,6 +134,7 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
     """The worker's app. ``alerting_only``: rules only, in a consumer group of its own
     (no raw storage, no windows): an alerting replica beside the storing workers."""
     faust_patches.apply()
+    faust_patches.set_fetch_max_wait(settings.kafka_fetch_max_wait_ms)
     ss = StreamsSettings.from_base(settings)
     app_id = f"{ss.streams_app_id}-alerting" if alerting_only else ss.streams_app_id
     app = faust.App(app_id, **faust_config(ss))
@@ -175,7 +176,7 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     worker = StreamsWorker(app, ss, writer=writer, windows=windows, alerting=alerting,
                            rollups=rollups, topics=topics, worker_id=worker_id,
-                           store_raw=not alerting_only)
+                           store_raw=not alerting_only and ss.streams_raw_points == "worker")
     take = (ss.streams_take_records, ss.streams_take_within_s)
     fence = GenerationFence(app)  # no false `late` from a batch fetched before a rebalance
 

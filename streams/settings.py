@@ -70,6 +70,13 @@ class StreamsSettings(Settings):
         "point has 5 per metric: ``aligned`` cuts the window fields stored by 40 % "
         "(docs/PERFORMANCE.md)",
     )
+    streams_raw_points: Literal["worker", "own-group"] = Field(
+        "worker", description="who stores each reading as a raw point: ``worker`` (the "
+        "streams worker, in its readings batch) or ``own-group`` (``urbanbrain streams "
+        "store-raw``, a consumer group of its own, in its own process: storage no longer "
+        "waits behind windows and rules, and runs on another core or machine; the worker "
+        "then skips raw points; streams/raw_store.py)",
+    )
     streams_take_records: int = Field(200, ge=1, description="Kafka records per agent batch")
     streams_take_within_s: float = Field(0.2, gt=0, description="max wait to fill a batch")
     streams_fetch_stall_s: float = Field(

@@ -150,6 +150,7 @@ class WorkerSinks:
 class StreamsStats:
     records: int = 0
     readings: int = 0
+    batches: int = 0  # readings batches (agent takes) done
     refused: int = 0
     bad_records: int = 0
     last_report: float = field(default_factory=time.monotonic)
@@ -340,7 +341,7 @@ class StreamsWorker:
         await flush_durably(self.app)
         t4 = time.perf_counter()
         raw_refused = await out_.raw.done()
-        if readings:
+        if readings and self.store_raw:
             # stored when InfluxDB acknowledged the raw write (it started before the
             # stages), not when this batch's stages and Kafka flush are through as well
             stored_ms = out_.raw.finished_ms if lines else None
@@ -369,6 +370,7 @@ class StreamsWorker:
             self.processed[tp] = max(self.processed.get(tp, -1), recs[-1][0])
         st.records += len(events)
         st.readings += len(readings)
+        st.batches += 1
         st.refused += len(bad) + len(raw_refused)
         t6 = time.perf_counter()
         st.batch_ms = (t6 - t0) * 1000
@@ -731,7 +733,7 @@ class StreamsWorker:
             **lat.fields(), **lat.interval_quantiles(),
             "readings_total": st.readings, "readings_per_s": rate,
             "records_total": st.records, "refused_total": st.refused,
-            "points_total": w.points, "points_per_s": points_rate,
+            "batches_total": st.batches, "points_total": w.points, "points_per_s": points_rate,
             "write_retries_total": w.retries, "write_batch_ms": w.last_batch_ms,
             "agent_batch_ms": st.batch_ms,
             **{f"agent_{k}_s_total": v for k, v in st.phase_s.items()},

@@ -3,6 +3,7 @@ apply to the pinned release only, and a worker refuses any other."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import tomllib
 from pathlib import Path
@@ -30,6 +31,31 @@ def test_the_installed_release_is_verified_and_the_patches_apply() -> None:
     assert Consumer.wait_empty is faust_patches._wait_empty_bounded
     assert Consumer.perform_seek is faust_patches._perform_seek
     assert faust_patches.apply() is True  # idempotent
+
+
+def test_the_worker_consumer_gets_the_configured_fetch_wait(tmp_path: Path) -> None:
+    """Patch 8: Faust's hard-coded 1500 ms is replaced on the consumer it really builds."""
+    import faust
+
+    from urbanbrain.streams.app import faust_config
+    from urbanbrain.settings import Settings
+
+    faust_patches.apply()
+    settings = Settings(data_dir=tmp_path, kafka_fetch_max_wait_ms=40)
+    app = faust.App("patch-8-test", **faust_config(settings))
+    thread = app.consumer._thread
+
+    async def waits() -> list[int]:  # aiokafka builds its consumer inside a running loop
+        out = []
+        for ms in (None, settings.kafka_fetch_max_wait_ms):
+            faust_patches.set_fetch_max_wait(ms)
+            out.append(thread._create_worker_consumer(app.transport)._fetch_max_wait_ms)
+        return out
+
+    try:
+        assert asyncio.run(waits()) == [1500, 40]
+    finally:
+        faust_patches.set_fetch_max_wait(None)
 
 
 def test_a_changed_upstream_method_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:

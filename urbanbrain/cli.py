@@ -173,6 +173,19 @@ def streams_worker(log_level: LogLevel = "info", metrics_port: MetricsPort = Non
     run_worker(settings, loglevel=log_level)
 
 
+@streams_app.command("store-raw")
+def streams_store_raw(log_level: LogLevel = "info", metrics_port: MetricsPort = None) -> None:
+    """Store raw points in a consumer group of their own (pair with workers run with
+    URBANBRAIN_STREAMS_RAW_POINTS=own-group); start more to split the partitions."""
+    from urbanbrain.streams.raw_store import run_raw_store
+    from urbanbrain.streams.settings import StreamsSettings
+
+    _logging(log_level)
+    settings = StreamsSettings.from_base(_with_metrics_port(get_settings(), metrics_port))
+    _influx_preflight(settings)
+    run_raw_store(settings)
+
+
 @kafka_app.command("init")
 def kafka_init(
     wait: Annotated[float, typer.Option(

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     # locally, Kafka-sized in production.
     kafka_session_timeout_s: float = 60.0
     kafka_heartbeat_interval_s: float = 3.0
+    kafka_fetch_max_wait_ms: int = Field(
+        50, ge=1, le=30_000, description="longest a consumer's fetch waits at the broker "
+        "when it has no new records (the streams worker and the raw store). Apache Kafka "
+        "answers as soon as a record arrives, so this only paces idle polling there; a "
+        "broker that answers only when the wait is over (tansu, the local stack's) adds up "
+        "to this much latency to every record (docs/PERFORMANCE.md, Latency)")
 
     # --- InfluxDB ---------------------------------------------------------------------
     influx_url: str = "http://127.0.0.1:8086"
