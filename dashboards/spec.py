@@ -459,6 +459,9 @@ def alerts() -> Dashboard:
 
 P = '"pipeline"."pipeline" WHERE $timeFilter'
 STREAMS = "\"stage\" = 'streams'"
+#: who stores raw points: the worker (stage streams) or the raw store (stage raw,
+#: URBANBRAIN_STREAMS_RAW_POINTS=own-group); freshness and lag read whichever reports
+STORING = "(\"stage\" = 'streams' OR \"stage\" = 'raw')"
 INGEST = "\"stage\" = 'ingest'"
 
 
@@ -497,11 +500,11 @@ def pipeline() -> Dashboard:
             rate("pipeline", "late_total", "late_per_s", STREAMS, ("worker",))],
             ["$tag_worker"], "ops"),
         ts("Consumer lag (records)", [
-            f'SELECT max("lag_records") AS "lag_records" FROM {P} AND {STREAMS} '
-            f'{TS}, "worker" fill(none)'], ["$tag_worker"]),
+            f'SELECT max("lag_records") AS "lag_records" FROM {P} AND {STORING} '
+            f'{TS}, "stage", "worker" fill(none)'], ["$tag_stage $tag_worker"]),
         ts("Freshness: event time → raw point stored", [
             f'SELECT max("lat_p50_ms") AS "p50", max("lat_p95_ms") AS "p95", '
-            f'max("lat_p99_ms") AS "p99" FROM {P} AND {STREAMS} {TS} fill(none)'],
+            f'max("lat_p99_ms") AS "p99" FROM {P} AND {STORING} {TS} fill(none)'],
             ["", "", ""], "ms"),
         ts("Alerts handed to Kafka/s", [
             rate("pipeline", "sent_kafka_total", "alerts_per_s", "\"stage\" = 'alerts'",

@@ -177,6 +177,11 @@ def create_app(settings: Settings, *, alerting_only: bool = False) -> faust.App:
     worker = StreamsWorker(app, ss, writer=writer, windows=windows, alerting=alerting,
                            rollups=rollups, topics=topics, worker_id=worker_id,
                            store_raw=not alerting_only and ss.streams_raw_points == "worker")
+    if ss.streams_raw_points == "own-group" and not alerting_only:
+        # not an error: the readings wait in Kafka, and a raw store started later stores
+        # them from its group's start; but without one nothing stores them at all
+        log.warning("raw points are left to `urbanbrain streams store-raw` (consumer group "
+                    "%s-raw, URBANBRAIN_STREAMS_RAW_POINTS=own-group): run one", app_id)
     take = (ss.streams_take_records, ss.streams_take_within_s)
     fence = GenerationFence(app)  # no false `late` from a batch fetched before a rebalance
 

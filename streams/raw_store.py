@@ -91,8 +91,8 @@ class RawStore:
 
     # -- one fetch -------------------------------------------------------------------------
     def encode(self, fetched: Mapping[Any, Sequence[Any]]) -> _Fetched:
-        """Lines and dead letters of one ``getmany`` result. Pure (no I/O): the benchmark
-        and the tests call it on records of their own."""
+        """Lines and dead letters of one ``getmany`` result, and the offsets to commit
+        once they are stored. No I/O (``tests/test_raw_store.py`` calls it directly)."""
         now = _now_ms()
         readings: list[Mapping[str, Any]] = []
         letters: list[bytes] = []

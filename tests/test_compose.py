@@ -42,12 +42,14 @@ CONSTRAINTS = ROOT / "deploy" / "constraints.txt"
 MOSQUITTO_DIR = ROOT / "deploy" / "mosquitto"
 
 SERVERS = {"mosquitto", "kafka", "influxdb", "grafana"}
-OUR_SERVICES = {"kafka-init", "influx-init", "ingest", "streams", "simulator", "console"}
+OUR_SERVICES = {"kafka-init", "influx-init", "ingest", "streams", "raw-store", "simulator",
+                "console"}
 EXPECTED_COMMANDS = {
     "kafka-init": ["kafka", "init"],
     "influx-init": ["influx", "init"],
     "ingest": ["ingest"],
     "streams": ["streams", "worker"],
+    "raw-store": ["streams", "store-raw"],
     "console": ["console"],
     "simulator": ["simulate", "run", "--rate", "${SIMULATOR_RATE:-2000}",
                   "--registry", "/var/lib/urbanbrain/registry/devices.csv"],
@@ -168,6 +170,10 @@ def test_our_services_run_the_expected_commands(services):
     assert services["kafka-init"].get("restart") == "no", "kafka-init is a one-shot"
     assert services["influx-init"].get("restart") == "no", "influx-init is a one-shot"
     assert services["simulator"].get("profiles") == ["demo"]
+    # opt-in, and only with the workers told to leave raw points to it
+    assert services["raw-store"].get("profiles") == ["split-storage"]
+    assert env_mapping(services["streams"])["URBANBRAIN_STREAMS_RAW_POINTS"] == (
+        "${STREAMS_RAW_POINTS:-worker}")
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert "urbanbrain" in scripts, "the image's ENTRYPOINT is the `urbanbrain` script"
 

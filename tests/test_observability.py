@@ -104,14 +104,15 @@ def test_prometheus_scrapes_the_port_compose_serves():
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
-    for name in ("ingest", "streams"):
+    for name in ("ingest", "streams", "raw-store"):
         env = services[name]["environment"]
         assert env["URBANBRAIN_METRICS_PORT"] == "9108" and env["URBANBRAIN_METRICS_HOST"] \
             == "0.0.0.0", name
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     assert jobs["urbanbrain-ingest"]["static_configs"][0]["targets"] == ["ingest:9108"]
-    sd = jobs["urbanbrain-streams"]["dns_sd_configs"][0]
-    assert sd["names"] == ["streams"] and sd["port"] == 9108
+    for job, service in (("urbanbrain-streams", "streams"), ("urbanbrain-raw-store", "raw-store")):
+        sd = jobs[job]["dns_sd_configs"][0]
+        assert sd["names"] == [service] and sd["port"] == 9108
     ds = yaml.safe_load((ROOT / "dashboards" / "provisioning" / "datasources" /
                          "prometheus.yaml").read_text())["datasources"][0]
     assert ds["uid"] == "urbanbrain-prometheus"

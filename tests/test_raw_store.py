@@ -37,6 +37,36 @@ def _raw_count(influx: Influx, prefix: str) -> int:
     return total
 
 
+def test_encode_lines_letters_and_offsets_of_one_fetch():
+    """No server: what one fetch becomes. A record that is not a batch is skipped and
+    counted (the worker dead-letters it); a reading line protocol cannot carry is a
+    dead letter of its own; the offsets to commit are each partition's last + 1."""
+    from types import SimpleNamespace
+
+    from urbanbrain.reading import encode_batch
+    from urbanbrain.streams.raw_store import RawStore
+    from urbanbrain.streams.settings import StreamsSettings
+
+    good = steady_readings("enc", 1_700_000_000_000, sensors_per_domain=2, seconds=20,
+                           period_s=10, domains=("water",))
+    bad = {**good[0], "sensor_id": "enc-bad", "metrics": {"pressure_kpa": "high"}}
+
+    def rec(offset: int, value: bytes) -> SimpleNamespace:
+        return SimpleNamespace(topic="readings.water", offset=offset, value=value)
+
+    store = RawStore(StreamsSettings())
+    out = store.encode({("readings.water", 0): [rec(7, encode_batch(good[:2])),
+                                                rec(8, b"not a batch")],
+                        ("readings.water", 1): [rec(3, encode_batch([*good[2:], bad]))]})
+    assert out.offsets == {("readings.water", 0): 9, ("readings.water", 1): 4}
+    assert out.records == 3 and out.readings == len(good) + 1
+    assert len(out.lines) == len(good) and store.stats.malformed == 1
+    assert all(line.startswith("water,") for line in out.lines)
+    [letter] = [orjson.loads(x) for x in out.letters]
+    assert letter["reason"] == "sink_refused" and "enc-bad" in letter["payload"]
+    assert sorted(out.event_ms) == sorted(r["ts"] for r in [*good, bad])
+
+
 def test_worker_skips_raw_and_the_store_writes_every_reading(private_stack, run_id, components,
                                                              tmp_path):
     env = component_env(private_stack, run_id, URBANBRAIN_STREAMS_RAW_POINTS="own-group",
