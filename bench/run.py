@@ -195,7 +195,11 @@ def tables(res: dict[str, Any]) -> str:
                   f"{_fmt(st['p95_ms'])} ms | {_fmt(st['p99_ms'])} ms |",
                   f"| rule evaluation (the event time it ran at) → alert sent to Kafka | "
                   f"{_fmt(al['n'])} | {_fmt(al['p50_ms'])} ms | "
-                  f"{_fmt(al['p95_ms'])} ms | {_fmt(al['p99_ms'])} ms |", "",
+                  f"{_fmt(al['p95_ms'])} ms | {_fmt(al['p99_ms'])} ms |",
+                  *([f"| rule evaluation (wall clock) → alert acknowledged by Kafka | "
+                     f"{_fmt(ak['n'])} | {_fmt(ak['p50_ms'])} ms | {_fmt(ak['p95_ms'])} ms | "
+                     f"{_fmt(ak['p99_ms'])} ms |"]
+                    if (ak := r.get("latency_evaluated_to_acked")) else []), "",
                   f"Worker memory slope {r['worker_rss_mb_slope_per_min'] or 0:+.1f} MB/min "
                   f"(last {_last_rss(r):.0f} MB); consumer lag slope "
                   f"{r['lag_records_slope_per_min'] or 0:+.1f} records/min "

@@ -78,6 +78,10 @@ class AlertOutputs(Service):
         self._inflight: list[mqtt.MQTTMessageInfo] = []
         #: evaluation event time (``at``) → handed to Kafka; ``emitted_ms`` header per record
         self.latency = LatencyHistogram()
+        #: wall clock when the stage evaluated the rules → Kafka acknowledged the alert:
+        #: what the pipeline itself adds, without the device, MQTT and ingest before it
+        #: (observed by the worker once the batch's producer flush is acknowledged)
+        self.acked_latency = LatencyHistogram(prefix="acked")
         self.sent = {"kafka": 0, "influx": 0, "mqtt": 0, "mqtt_failed": 0, "webhook": 0,
                      "webhook_failed": 0}
         super().__init__(**kwargs)

@@ -307,11 +307,14 @@ class StreamsWorker:
         t1 = time.perf_counter()
         # 2. windows, indices, sensor rules, district forwards per source partition
         outs: list[SourceOutput] = []
+        evaluated_ms: list[int] = []  # wall clock of each alert's evaluation
         for (topic, partition), recs in by_tp.items():
             recs.sort(key=lambda x: x[0])
             for run in runs(recs, ss.streams_yield_readings):
                 ingested = max(written[(topic, partition, off)] for off, _ in run)
+                t_eval = _now_ms()
                 out = self.pipeline.process(topic, partition, run, ingested)
+                evaluated_ms += [t_eval] * len(out.events)
                 dead.add(Record(_late_letter(topic, r, ss.streams_lateness_s))
                          for r in out.late)
                 dead.add(Record(_refused_letter(sensor, why))
@@ -340,6 +343,8 @@ class StreamsWorker:
         t3 = time.perf_counter()
         await flush_durably(self.app)
         t4 = time.perf_counter()
+        if evaluated_ms:  # the alerts are acknowledged by Kafka now
+            self.alerting.outputs.acked_latency.observe(evaluated_ms, _now_ms())
         raw_refused = await out_.raw.done()
         if readings and self.store_raw:
             # stored when InfluxDB acknowledged the raw write (it started before the
@@ -440,16 +445,22 @@ class StreamsWorker:
         now = time.monotonic()
         districts = self.alerting.districts
         self.fence.check(token, "before its alerts")
+        evaluated_ms: list[int] = []
         for partition, forwards in by_part.items():
             forwards.sort(key=lambda x: x[0])
             fresh = districts.unseen(partition, forwards)
             # a catch-up batch of forwards is ~100,000 readings: in runs, as the readings
             for run in runs(fresh, self.settings.streams_yield_readings,
                             lambda f: len(f.readings) or 1):
-                await self.alerting.outputs.emit(districts.process(partition, run, now))
+                t_eval = _now_ms()
+                sent = districts.process(partition, run, now)
+                await self.alerting.outputs.emit(sent)
+                evaluated_ms += [t_eval] * len(sent)
                 await asyncio.sleep(0)
                 self.fence.check(token, "in its runs")  # a revocation waits for us
         await flush_durably(self.app)
+        if evaluated_ms:
+            self.alerting.outputs.acked_latency.observe(evaluated_ms, _now_ms())
         self.fence.check(token, "before its state")
         ceilings: dict[int, int | None] = {}
         for partition, forwards in by_part.items():
@@ -751,6 +762,8 @@ class StreamsWorker:
         out = self.alerting.outputs
         points.append(line("pipeline", {"stage": "alerts", "worker": self.worker_id},
                            {**out.latency.fields(), **out.latency.interval_quantiles(),
+                            **out.acked_latency.fields(),
+                            **out.acked_latency.interval_quantiles(),
                             **{f"sent_{k}_total": v for k, v in out.sent.items()}},
                            _now_ms()))
         await self.writer.write(points, rp=PIPELINE)

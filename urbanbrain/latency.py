@@ -22,14 +22,16 @@ BOUNDS_MS: tuple[int, ...] = (
 )
 
 
-def field_name(bound: int | None) -> str:
-    return "lat_le_inf" if bound is None else f"lat_le_{bound}"
+def field_name(bound: int | None, prefix: str = "lat") -> str:
+    return f"{prefix}_le_inf" if bound is None else f"{prefix}_le_{bound}"
 
 
 class LatencyHistogram:
-    """Cumulative counts of ``now_ms - event_ms`` per bucket."""
+    """Cumulative counts of ``now_ms - event_ms`` per bucket. ``prefix`` names its
+    ``pipeline`` fields, so that one point can carry several histograms."""
 
-    def __init__(self, bounds_ms: Sequence[int] = BOUNDS_MS) -> None:
+    def __init__(self, bounds_ms: Sequence[int] = BOUNDS_MS, prefix: str = "lat") -> None:
+        self.prefix = prefix
         self.bounds = np.asarray(bounds_ms, dtype=np.int64)
         self.counts = np.zeros(len(bounds_ms) + 1, dtype=np.int64)
         self._last = self.counts.copy()
@@ -49,15 +51,15 @@ class LatencyHistogram:
     def fields(self) -> dict[str, int]:
         """Cumulative bucket counts as ``pipeline`` fields (``lat_le_<ms>``, ``lat_le_inf``)."""
         cum = np.cumsum(self.counts)
-        out = {field_name(int(b)): int(c) for b, c in zip(self.bounds, cum[:-1])}
-        out[field_name(None)] = int(cum[-1])
+        out = {field_name(int(b), self.prefix): int(c) for b, c in zip(self.bounds, cum[:-1])}
+        out[field_name(None, self.prefix)] = int(cum[-1])
         return out
 
     def interval_quantiles(self, qs: Sequence[float] = (0.5, 0.95, 0.99)) -> dict[str, float]:
         """Quantiles of what was observed since the previous call (for dashboards)."""
         d = self.counts - self._last
         self._last = self.counts.copy()
-        return {f"lat_p{round(q * 100)}_ms": v for q, v in
+        return {f"{self.prefix}_p{round(q * 100)}_ms": v for q, v in
                 zip(qs, quantiles(np.cumsum(d), self.bounds, qs)) if v is not None}
 
 
@@ -87,9 +89,10 @@ def quantiles(cumulative: np.ndarray | Sequence[int], bounds_ms: Sequence[int],
     return out
 
 
-def from_fields(fields: Mapping[str, object], bounds_ms: Sequence[int] = BOUNDS_MS) -> np.ndarray:
+def from_fields(fields: Mapping[str, object], bounds_ms: Sequence[int] = BOUNDS_MS,
+                prefix: str = "lat") -> np.ndarray:
     """Cumulative counts back from ``pipeline`` fields (missing buckets count 0)."""
-    names = [field_name(int(b)) for b in bounds_ms] + [field_name(None)]
+    names = [field_name(int(b), prefix) for b in bounds_ms] + [field_name(None, prefix)]
     return np.asarray([float(fields.get(n) or 0) for n in names], dtype=np.float64)
 
 
