@@ -203,6 +203,13 @@ class Pipeline:
     def __init__(self, cfg: E2EConfig, work: Path) -> None:
         self.cfg, self.work = cfg, work
         self.stack = LocalStack(work / "stack").start()
+        try:
+            self._setup(cfg, work)
+        except BaseException:
+            self.stack.stop()  # servers started for a run that never began
+            raise
+
+    def _setup(self, cfg: E2EConfig, work: Path) -> None:
         self.stack.provision_database("bench")  # as compose's first start: grants, policies
         self.env = {**self.stack.env(), "URBANBRAIN_INFLUX_DB": "bench",
                     "URBANBRAIN_DATA_DIR": str(work),
