@@ -72,7 +72,7 @@ groups:
 BENCH_TRANSITIONS_PER_S = 20.0
 
 
-def bench_threshold(size: str | int, interval_s: float, start_ms: int,
+def bench_threshold(city: City, interval_s: float, start_ms: int,
                     per_s: float = BENCH_TRANSITIONS_PER_S, frames: int = 40) -> int:
     """The speed below which ``BenchSlowTraffic`` fires, chosen on the simulation the run
     will publish (same city, seed and start) so that about ``per_s`` transitions a second
@@ -80,7 +80,6 @@ def bench_threshold(size: str | int, interval_s: float, start_ms: int,
     of rule evaluation → alert then stood on 2 observations."""
     from urbanbrain.simulators.engine import Simulation
 
-    city = City.generate(7, size)
     sim = Simulation(city, 7, start_ms=start_ms, interval_s=interval_s)
     speeds: dict[str, list[float]] = {}
     for frame in sim.frames(frames):
@@ -223,8 +222,8 @@ class Pipeline:
         elif cfg.rules:
             shutil.copytree(STARTER_RULES, rules_dir)
             if cfg.rate:  # paced: enough alerts for percentiles; throughput: starter set only
-                sensors = len(City.generate(7, cfg.city_size()).sensors)
-                self.bench_below = bench_threshold(cfg.city_size(), sensors / cfg.rate,
+                city = City.generate(7, cfg.city_size())
+                self.bench_below = bench_threshold(city, len(city.sensors) / cfg.rate,
                                                    int(time.time() * 1000))
                 (rules_dir / "bench.yaml").write_text(BENCH_RULE % {"below": self.bench_below})
         else:

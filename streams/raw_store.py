@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from urbanbrain.health import HealthServer, KafkaProbe
 from urbanbrain.influx import InfluxWriter
@@ -38,6 +38,7 @@ from urbanbrain.reading import decode_batch
 from urbanbrain.retention import PIPELINE, RAW
 
 from .settings import StreamsSettings
+from .sinks import letters as dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +89,13 @@ class RawStore:
         self._assigned = False
         self._consumer: Any = None
         self._positions: dict[Any, int] = {}
+        #: the ``worker`` tag of its ``pipeline`` points, as the streams worker's
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
 
     # -- one fetch -------------------------------------------------------------------------
     def encode(self, fetched: Mapping[Any, Sequence[Any]]) -> _Fetched:
         """Lines and dead letters of one ``getmany`` result, and the offsets to commit
         once they are stored. No I/O (``tests/test_raw_store.py`` calls it directly)."""
-        now = _now_ms()
         readings: list[Mapping[str, Any]] = []
         letters: list[bytes] = []
         offsets: dict[Any, int] = {}
@@ -112,10 +114,7 @@ class RawStore:
             offsets[tp] = msgs[-1].offset + 1
         lines, bad = self.encoder.encode(readings)
         for reading, why in bad:
-            letters.append(orjson.dumps({
-                "topic": "raw-store", "reason": "sink_refused", "message": why,
-                "payload": orjson.dumps(reading, default=str).decode(), "payload_b64": None,
-                "received_ms": now}))
+            letters.append(dead_letters.unencodable(reading, why, source="raw-store"))
         self.stats.refused += len(bad)
         return _Fetched(lines, letters, offsets, [r["ts"] for r in readings], records,
                         len(readings))
@@ -124,9 +123,8 @@ class RawStore:
         """Write the points, dead-letter what InfluxDB refused, then commit."""
         refused = await self.writer.write(batch.lines, rp=RAW) if batch.lines else []
         stored_ms = _now_ms()
-        letters = batch.letters + [orjson.dumps({
-            "topic": "influxdb", "reason": "sink_refused", "message": why, "payload": text,
-            "payload_b64": None, "received_ms": stored_ms}) for text, why in refused]
+        letters = batch.letters + [dead_letters.refused_line(text, why)
+                                   for text, why in refused]
         if letters:
             sent = [await producer.send(DEADLETTER_TOPIC, v) for v in letters]
             await asyncio.gather(*sent)
@@ -288,17 +286,10 @@ class RawStore:
                       "points_total": st.points, "lag_records": st.lag}
             try:
                 await asyncio.wait_for(self.writer.write(
-                    [line("pipeline", {"stage": "raw", "worker": _worker_id()}, fields,
+                    [line("pipeline", {"stage": "raw", "worker": self.worker_id}, fields,
                           _now_ms())], rp=PIPELINE), every)
             except Exception as exc:  # noqa: BLE001 - self-monitoring never stops storing
                 log.debug("pipeline point not written: %r", exc)
-
-
-def _worker_id() -> str:
-    import os
-    import socket
-
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _now_ms() -> int:

@@ -42,6 +42,7 @@ from .pipeline import SourceOutput, SourcePipeline
 from .processor import WindowStage
 from .rollup_stage import RollupStage, points_to_lines
 from .settings import StreamsSettings
+from .sinks import letters
 from .sinks.base import BatchingSink, InfluxSink, KafkaSink, Record, chunked
 from .faust_patches import commit_ceiling, set_commit_ceiling
 from .state import BatchAbandoned, RebalanceFence, flush_durably
@@ -302,7 +303,7 @@ class StreamsWorker:
             out_.raw.add(lines)
             out_.raw.start()
             await asyncio.sleep(0)  # let the request start before the CPU-bound part
-            dead.add(Record(_sink_dead_letter(r, why)) for r, why in bad)
+            dead.add(Record(letters.unencodable(r, why)) for r, why in bad)
         await self._warm_fresh(by_tp, token)
         t1 = time.perf_counter()
         # 2. windows, indices, sensor rules, district forwards per source partition
@@ -315,9 +316,9 @@ class StreamsWorker:
                 t_eval = _now_ms()
                 out = self.pipeline.process(topic, partition, run, ingested)
                 evaluated_ms += [t_eval] * len(out.events)
-                dead.add(Record(_late_letter(topic, r, ss.streams_lateness_s))
+                dead.add(Record(letters.late(topic, r, ss.streams_lateness_s))
                          for r in out.late)
-                dead.add(Record(_refused_letter(sensor, why))
+                dead.add(Record(letters.refused_line(sensor, why))
                          for sensor, why in out.rendered.refused)
                 out_.windows.add(out.rendered.lines)
                 out_.hours.add(out.rendered.hourly_lines)  # closed hours (streams/hourly.py)
@@ -353,7 +354,7 @@ class StreamsWorker:
             st.stored_latency.observe([r["ts"] for r in readings], stored_ms or _now_ms())
         refused = raw_refused + await out_.windows.done() + await out_.hours.done()
         if refused:  # dead letters of refused lines, durable before the ack too
-            dead.add(Record(_refused_letter(text, why)) for text, why in refused)
+            dead.add(Record(letters.refused_line(text, why)) for text, why in refused)
             await dead.done()
             await flush_durably(self.app)
         t5 = time.perf_counter()
@@ -857,27 +858,3 @@ def _lag(app: Any, log_end: Mapping[tuple[str, int], int]) -> float | None:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _sink_dead_letter(reading: object, why: str) -> bytes:
-    return orjson.dumps({
-        "topic": "streams", "reason": "sink_refused", "message": why,
-        "payload": orjson.dumps(reading, default=str).decode(), "payload_b64": None,
-        "received_ms": _now_ms(),
-    })
-
-
-def _refused_letter(text: str, why: str) -> bytes:
-    return orjson.dumps({
-        "topic": "influxdb", "reason": "sink_refused", "message": why,
-        "payload": text, "payload_b64": None, "received_ms": _now_ms(),
-    })
-
-
-def _late_letter(topic: str, reading: object, lateness_s: float) -> bytes:
-    return orjson.dumps({
-        "topic": topic, "reason": "late",
-        "message": f"event time older than its closed window (allowed lateness {lateness_s:g} s)",
-        "payload": orjson.dumps(reading, default=str).decode(), "payload_b64": None,
-        "received_ms": _now_ms(),
-    })
